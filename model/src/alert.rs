@@ -1,0 +1,104 @@
+//! Alerts as nurses see them: one per episode per (subject, rule), with a life
+//! of its own (IEC 60601-1-8 priorities, IHE PCD ACM states).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DeviceRef, RuleId, SubjectId, Timestamp};
+
+/// Alarm priority. Ordered: `Low < Medium < High`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    Medium,
+    High,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// About the patient (SpO2 low, NEWS2 high).
+    Physiological,
+    /// About the equipment (occlusion, battery, communication lost).
+    Technical,
+    /// Information that needs no immediate action (near end of infusion).
+    Advisory,
+}
+
+/// Where an alert is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// The condition holds and nobody has acknowledged it.
+    Active,
+    /// The condition has gone but a latching rule keeps it until acknowledged.
+    Latched,
+    /// A nurse acknowledged it; the condition may still hold.
+    Acknowledged,
+    /// Over: the condition has gone (and, if latching, it was acknowledged).
+    Cleared,
+}
+
+/// What just happened to an alert; every transition is published and audited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    Raised,
+    Escalated,
+    Acknowledged,
+    Latched,
+    Cleared,
+}
+
+/// A nurse's (or system's) acknowledgement, kept for the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    pub by: Arc<str>,
+    pub at: Timestamp,
+}
+
+/// Identifies one alert episode; stable for its whole life.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AlertId(pub Arc<str>);
+
+/// A snapshot of one alert after a transition. Each transition produces a new
+/// snapshot carrying the whole lifecycle state, so a consumer that sees only the
+/// latest one (a retained MQTT message) knows everything.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: AlertId,
+    pub rule: RuleId,
+    pub subject: SubjectId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceRef>,
+    pub priority: Priority,
+    pub kind: AlertKind,
+    pub state: AlertState,
+    pub transition: Transition,
+    /// When this transition happened.
+    pub at: Timestamp,
+    /// When the episode began.
+    pub raised_at: Timestamp,
+    /// The rule's message with its values filled in.
+    pub message: Arc<str>,
+    /// 0 until the first escalation for want of acknowledgement.
+    #[serde(default)]
+    pub escalation_level: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Acknowledgement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleared_at: Option<Timestamp>,
+}
