@@ -2,5 +2,12 @@
 //! bytes, no I/O, no clock) and an async driver that owns the connection.
 //!
 //! Drivers turn bytes into [`wardgate_model::Event`]s bound to the subject the
-//! configuration names. A driver never panics on device input: bad bytes are a
-//! typed error, counted and logged once.
+//! configuration names, through a [`DriverContext`]. A driver never panics on
+//! device input and never exits on a device error: bad bytes are a typed error,
+//! counted and logged once; a lost connection is retried with backoff until
+//! shutdown.
+
+mod context;
+pub mod synthetic;
+
+pub use context::{DriverContext, PipelineClosed};

@@ -58,7 +58,13 @@ mod tests {
         )
         .unwrap();
         let json = serde_json::to_string(&Event::Reading(r.clone())).unwrap();
-        assert!(json.starts_with(r#"{"type":"reading","at":"2026-11-27T10:00:00Z""#), "{json}");
-        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), Event::Reading(r));
+        assert!(
+            json.starts_with(r#"{"type":"reading","at":"2026-11-27T10:00:00Z""#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<Event>(&json).unwrap(),
+            Event::Reading(r)
+        );
     }
 }

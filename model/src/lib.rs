@@ -10,6 +10,7 @@
 //! payloads show to users.
 
 mod alert;
+pub mod config;
 mod device;
 mod event;
 mod ids;
@@ -21,7 +22,7 @@ pub use alert::{Acknowledgement, Alert, AlertId, AlertKind, AlertState, Priority
 pub use device::{AlarmPhase, DeviceAlarm, DeviceKind, DeviceRef, DeviceState, DeviceStatus};
 pub use event::Event;
 pub use ids::{DeviceId, RuleId, SubjectId};
-pub use metric::{CustomMetric, MdcCode, Metric, MetricInfo};
+pub use metric::{CustomMetric, MdcCode, Metric, MetricInfo, MetricRegistry};
 pub use reading::{Reading, ReadingError, TimeSource};
 pub use subject::{Condition, Spo2Scale, Subject, SubjectKind, SubjectProfile};
 

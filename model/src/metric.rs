@@ -72,6 +72,7 @@ macro_rules! metrics {
     };
 }
 
+#[allow(clippy::unnecessary_wraps)] // keeps the table rows uniform: `mdc: mdc(..)` or `mdc: None`
 const fn mdc(code: u32, reference: &'static str) -> Option<MdcCode> {
     Some(MdcCode { code, reference })
 }
@@ -222,9 +223,15 @@ mod tests {
     #[test]
     fn table_rows_match_design() {
         let hr = Metric::HeartRate.info().unwrap();
-        assert_eq!((hr.unit, hr.mdc.unwrap().code, hr.loinc), ("/min", 147_842, Some("8867-4")));
+        assert_eq!(
+            (hr.unit, hr.mdc.unwrap().code, hr.loinc),
+            ("/min", 147_842, Some("8867-4"))
+        );
         let sys = Metric::BpSystolic.info().unwrap();
-        assert_eq!((sys.unit, sys.mdc.unwrap().code, sys.loinc), ("mm[Hg]", 150_021, Some("8480-6")));
+        assert_eq!(
+            (sys.unit, sys.mdc.unwrap().code, sys.loinc),
+            ("mm[Hg]", 150_021, Some("8480-6"))
+        );
         let glu = Metric::Glucose.info().unwrap();
         assert_eq!((glu.unit, glu.mdc.unwrap().code), ("mg/dL", 160_184));
         assert_eq!(Metric::InfusionTimeRemaining.unit(), "min");
@@ -239,5 +246,37 @@ mod tests {
         assert_eq!(a.unit(), "kg");
         assert_eq!(a.display_name(), "Bed load");
         assert_eq!(Metric::builtin("bed_load"), None);
+    }
+}
+
+/// Resolves metric names used in configuration: every built-in metric plus
+/// the custom metrics the configuration declares.
+#[derive(Clone, Debug, Default)]
+pub struct MetricRegistry {
+    custom: std::collections::HashMap<String, Metric>,
+}
+
+impl MetricRegistry {
+    /// Declares a custom metric; returns the existing one when the name is
+    /// already taken (built-in or custom), so the caller can report the clash.
+    pub fn declare(&mut self, metric: Metric) -> Result<(), Metric> {
+        if let Some(existing) = self.resolve(metric.name()) {
+            return Err(existing);
+        }
+        self.custom.insert(metric.name().to_owned(), metric);
+        Ok(())
+    }
+
+    pub fn resolve(&self, name: &str) -> Option<Metric> {
+        Metric::builtin(name).or_else(|| self.custom.get(name).cloned())
+    }
+
+    /// For error messages: what names would have been accepted.
+    pub fn known_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Metric::BUILTIN.iter().map(Metric::name).collect();
+        let mut custom: Vec<&str> = self.custom.keys().map(String::as_str).collect();
+        custom.sort_unstable();
+        names.extend(custom);
+        names
     }
 }

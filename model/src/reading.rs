@@ -162,9 +162,21 @@ mod tests {
 
     #[test]
     fn rejects_non_finite_and_wrong_units() {
-        assert!(Reading::new(at(), TimeSource::Gateway, "b".into(), None, Metric::Spo2, f64::NAN).is_err());
+        assert!(
+            Reading::new(
+                at(),
+                TimeSource::Gateway,
+                "b".into(),
+                None,
+                Metric::Spo2,
+                f64::NAN
+            )
+            .is_err()
+        );
         let wrong = r#"{"at":"2026-11-27T10:15:30Z","subject":"b","metric":"spo2","value":93,"unit":"mmHg"}"#;
-        let err = serde_json::from_str::<Reading>(wrong).unwrap_err().to_string();
+        let err = serde_json::from_str::<Reading>(wrong)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("canonical unit is \"%\""), "{err}");
     }
 

@@ -105,7 +105,8 @@ mod tests {
     #[test]
     fn replay_profile_line_parses() {
         let p: SubjectProfile =
-            serde_json::from_str(r#"{"spo2_scale": 2, "conditions": ["copd", "heart_failure"]}"#).unwrap();
+            serde_json::from_str(r#"{"spo2_scale": 2, "conditions": ["copd", "heart_failure"]}"#)
+                .unwrap();
         assert_eq!(p.spo2_scale, Spo2Scale::Scale2);
         assert_eq!(p.conditions, vec![Condition::Copd, Condition::HeartFailure]);
         assert!(serde_json::from_str::<SubjectProfile>(r#"{"spo2_scale": 3}"#).is_err());
