@@ -134,7 +134,9 @@ async fn stop_on_signal(shutdown: CancellationToken) {
             _ = term.recv() => {},
         }
         if round == 0 {
-            tracing::info!("stop requested: stopping drivers, draining, flushing sinks (signal again to exit at once)");
+            tracing::info!(
+                "stop requested: stopping drivers, draining, flushing sinks (signal again to exit at once)"
+            );
             shutdown.cancel();
         } else {
             tracing::warn!("second stop signal: exiting without draining");

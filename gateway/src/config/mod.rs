@@ -146,7 +146,11 @@ impl fmt::Display for ConfigErrors {
                 e.message
             )?;
             writeln!(f, "    | {}", e.line_text)?;
-            writeln!(f, "    | {}^", " ".repeat(e.position.column.saturating_sub(1)))?;
+            writeln!(
+                f,
+                "    | {}^",
+                " ".repeat(e.position.column.saturating_sub(1))
+            )?;
         }
         let n = self.errors.len();
         write!(
@@ -316,12 +320,26 @@ impl<'i> Loader<'i> {
         let gateway = self.gateway();
         let metrics = self.metrics();
         let device_tables = self.array_section("devices");
+        // Ids of every device table, even one that fails to parse, so that a
+        // broken device is reported once and not again as "unknown" in subjects.
+        let device_ids: Vec<String> = device_tables
+            .iter()
+            .filter_map(|v| {
+                v.get_ref()
+                    .as_table()?
+                    .get("id")?
+                    .get_ref()
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
         let devices: Vec<Option<(Spanned<String>, DriverConfig)>> = device_tables
             .into_iter()
             .enumerate()
             .map(|(i, v)| self.device(i, v, &metrics))
             .collect();
-        let subjects = self.subjects(&devices);
+        let subjects = self.subjects(&devices, &device_ids);
+        let all_subjects_parsed = subjects.iter().all(Option::is_some);
         let sinks = self.sinks();
 
         // Bind each device to the one subject that lists it.
@@ -340,6 +358,7 @@ impl<'i> Loader<'i> {
                     subject: (*subject).clone(),
                     driver: driver.clone(),
                 }),
+                None if !all_subjects_parsed => {}
                 None => self.error_at(
                     &[PathSeg::from("devices"), PathSeg::from(i), PathSeg::from("id")],
                     format!(
@@ -475,7 +494,10 @@ impl<'i> Loader<'i> {
                 None => {
                     self.error(
                         v.span(),
-                        format!("`{key}` in {what} must be a string, found {}", v.get_ref().type_str()),
+                        format!(
+                            "`{key}` in {what} must be a string, found {}",
+                            v.get_ref().type_str()
+                        ),
                     );
                     None
                 }
@@ -490,12 +512,9 @@ impl<'i> Loader<'i> {
     fn subjects(
         &mut self,
         devices: &[Option<(Spanned<String>, DriverConfig)>],
+        device_ids: &[String],
     ) -> Vec<Option<Subject>> {
-        let known: HashSet<&str> = devices
-            .iter()
-            .flatten()
-            .map(|(id, _)| id.get_ref().as_str())
-            .collect();
+        let known: HashSet<&str> = device_ids.iter().map(String::as_str).collect();
         let mut device_ids: Vec<&str> = known.iter().copied().collect();
         device_ids.sort_unstable();
         let mut bound_to: HashMap<String, String> = HashMap::new();
@@ -510,7 +529,12 @@ impl<'i> Loader<'i> {
                 self.error_at(&child(&path, "id"), format!("subject id {problem}"));
             }
             for (j, d) in decl.devices.iter().enumerate() {
-                let at = [path[0].clone(), path[1].clone(), PathSeg::from("devices"), PathSeg::from(j)];
+                let at = [
+                    path[0].clone(),
+                    path[1].clone(),
+                    PathSeg::from("devices"),
+                    PathSeg::from(j),
+                ];
                 if !known.contains(d.as_str()) {
                     let listed = if device_ids.is_empty() {
                         "none are configured".to_owned()
@@ -519,7 +543,10 @@ impl<'i> Loader<'i> {
                     };
                     self.error_at(
                         &at,
-                        format!("subject `{}` is bound to unknown device `{d}`; {listed}", decl.id),
+                        format!(
+                            "subject `{}` is bound to unknown device `{d}`; {listed}",
+                            decl.id
+                        ),
                     );
                 } else if let Some(other) = bound_to.get(d) {
                     self.error_at(
@@ -622,10 +649,16 @@ impl<'i> Loader<'i> {
         for (i, id) in ids.enumerate() {
             let Some(id) = id else { continue };
             if let Some(first) = seen.get(&id) {
-                let first = self.line_of(&[PathSeg::from(section), PathSeg::from(*first)]);
+                let first = self.line_of(&[
+                    PathSeg::from(section),
+                    PathSeg::from(*first),
+                    PathSeg::from(key),
+                ]);
                 self.error_at(
                     &[PathSeg::from(section), PathSeg::from(i), PathSeg::from(key)],
-                    format!("duplicate {what} `{id}` (first used on line {first}); ids must be unique"),
+                    format!(
+                        "duplicate {what} `{id}` (first used on line {first}); ids must be unique"
+                    ),
                 );
             } else {
                 seen.insert(id, i);

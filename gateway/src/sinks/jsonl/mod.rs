@@ -95,7 +95,9 @@ impl JsonlSink {
                         written += 1;
                     }
                     // Model types always serialise; if one ever does not, say so loudly.
-                    Err(e) => tracing::error!(sink = %self.name, error = %e, "event could not be encoded as JSON"),
+                    Err(e) => {
+                        tracing::error!(sink = %self.name, error = %e, "event could not be encoded as JSON")
+                    }
                 }
                 next = rx.try_recv().ok();
             }
