@@ -96,7 +96,7 @@ impl JsonlSink {
                     }
                     // Model types always serialise; if one ever does not, say so loudly.
                     Err(e) => {
-                        tracing::error!(sink = %self.name, error = %e, "event could not be encoded as JSON")
+                        tracing::error!(sink = %self.name, error = %e, "event could not be encoded as JSON");
                     }
                 }
                 next = rx.try_recv().ok();
