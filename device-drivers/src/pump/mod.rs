@@ -1,0 +1,14 @@
+//! Infusion pumps speaking the Alaris Asena-style serial protocol
+//! (`docs/devices/asena.md`).
+//!
+//! - [`codec`]: framing and CRC, pure functions over bytes.
+//! - [`state`]: replies parsed into a [`PumpState`] in canonical units.
+//!
+//! This module is read-only towards the pump: it never builds a command that
+//! changes an infusion (rate, start, stop, VTBI).
+
+pub mod codec;
+pub mod state;
+
+pub use codec::{DecodeError, DecoderStats, Frame, FrameDecoder, FrameError};
+pub use state::{Mode, PumpAlarm, PumpState, ReplyError, StatusReply, VtbiReply};
