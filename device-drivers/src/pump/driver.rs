@@ -208,3 +208,44 @@ async fn emit_readings(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+    use wardgate_model::{DeviceKind, DeviceRef, Event};
+
+    #[tokio::test(start_paused = true)]
+    async fn missing_port_reports_offline_once_keeps_retrying_and_stops_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = PumpConfig::new(dir.path().join("no-such-port"));
+        config.reconnect_max = Duration::from_secs(1);
+        let (tx, mut rx) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let ctx = DriverContext::new(
+            DeviceRef::new("pump-9".into(), DeviceKind::Pump),
+            "bed-9".into(),
+            tx,
+            shutdown.clone(),
+        );
+        let (stats_tx, _stats) = watch::channel(PollStats::default());
+        let task = tokio::spawn(run_with_stats(config, ctx, stats_tx));
+        match rx.recv().await {
+            Some(Event::DeviceStatus(s)) => {
+                assert_eq!(s.state, DeviceState::Offline);
+                assert!(s.reason.unwrap().starts_with("cannot open "));
+            }
+            other => panic!("expected offline, got {other:?}"),
+        }
+        assert!(
+            matches!(rx.recv().await, Some(Event::DeviceAlarm(a)) if &*a.alarm == "communication_lost")
+        );
+        // A minute of (virtual) retrying adds nothing: offline is said once.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(rx.try_recv().is_err());
+        assert!(!task.is_finished());
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+    }
+}

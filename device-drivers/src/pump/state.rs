@@ -531,6 +531,27 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Any frame content parses or is a typed error; values are finite
+        /// and non-negative when present.
+        #[test]
+        fn arbitrary_fields_never_panic(fields in proptest::collection::vec("[ -~&&[^!^|]]{0,12}", 1..16), name in proptest::sample::select(vec!["INF", "INF_VTBI"])) {
+            let mut all = vec![name.to_owned()];
+            all.extend(fields);
+            let frame = Frame::new(all).unwrap();
+            if let Ok(s) = parse_status(&frame) {
+                for v in [s.rate, s.volume_infused, s.line_pressure, s.time_remaining].into_iter().flatten() {
+                    proptest::prop_assert!(v.is_finite() && v >= 0.0);
+                }
+            }
+            if let Ok(v) = parse_vtbi(&frame) {
+                for x in [v.vtbi, v.remaining].into_iter().flatten() {
+                    proptest::prop_assert!(x.is_finite() && x >= 0.0);
+                }
+            }
+        }
+    }
+
     #[test]
     fn vtbi_reply() {
         // [1] state, [2] VTBI, [3] unit, [4] end action, [5] remaining, [6] unit

@@ -80,6 +80,15 @@ mod tests {
         assert_eq!(crc16("8002-51740"), 0x3CC1);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000)) {
+            let mut r = RequestReader::default();
+            let _ = r.push(&bytes);
+            proptest::prop_assert!(r.line.len() <= MAX_REQUEST);
+        }
+    }
+
     #[test]
     fn reads_requests_and_ignores_noise() {
         let mut r = RequestReader::default();
