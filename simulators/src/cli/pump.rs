@@ -118,7 +118,12 @@ pub(crate) async fn run(args: PumpArgs) -> anyhow::Result<()> {
             });
         }
     }
-    tokio::signal::ctrl_c().await?;
+    // Stop on Ctrl-C or SIGTERM, removing the links either way.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     for sim in pumps {
         sim.stop().await;
     }
