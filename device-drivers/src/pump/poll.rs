@@ -345,10 +345,26 @@ impl Poller {
                     return;
                 }
             }
-            Request::Status => parse_status(frame).map(|s| {
-                self.status = Some(s);
-                self.send(now, Request::Vtbi);
-            }),
+            Request::Status => match parse_status(frame) {
+                Ok(s) if self.serial.as_deref().is_some_and(|id| id != s.serial) => {
+                    // Another pump on this port: identify it before trusting its values.
+                    let why = format!(
+                        "serial number changed from {} to {}",
+                        self.serial.as_deref().unwrap_or_default(),
+                        s.serial
+                    );
+                    tracing::warn!(%why, "pump replaced on its port");
+                    self.fail(now, Failure::Refused(why));
+                    self.identified = false;
+                    return;
+                }
+                Ok(s) => {
+                    self.status = Some(s);
+                    self.send(now, Request::Vtbi);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
             Request::Vtbi => parse_vtbi(frame).map(|v| {
                 if let Some(status) = self.status.take() {
                     self.complete_cycle(now, PumpState::new(&status, &v));
@@ -669,6 +685,26 @@ mod tests {
         );
         assert_eq!(p.poll_timeout(), None);
         p.handle_connect(t0 + 30 * MS);
+        assert_eq!(sent(&mut p), ["!INST_SERIALNO|457D\r"]);
+    }
+
+    #[test]
+    fn a_different_serial_in_the_status_means_identify_again() {
+        let t0 = Instant::now();
+        let mut p = identified(t0);
+        answer_cycle(&mut p, t0, "NONE");
+        p.handle_timeout(t0 + 2000 * MS);
+        sent(&mut p);
+        p.handle_input(
+            t0 + 2001 * MS,
+            &reply("INF^9999-00001^OCCL_DOWN^ALARM^0^ml/h^-^0^ml^0^mmHg^--"),
+        );
+        assert!(
+            events(&mut p).is_empty(),
+            "another pump's values are not used"
+        );
+        assert_eq!(p.stats().failed_polls, 1);
+        p.handle_timeout(t0 + 4000 * MS);
         assert_eq!(sent(&mut p), ["!INST_SERIALNO|457D\r"]);
     }
 

@@ -12,7 +12,7 @@ use wardgate_drivers::pump::{PollStats, PumpConfig, PumpError, run_with_stats};
 use wardgate_model::{
     AlarmPhase, AlertKind, DeviceAlarm, DeviceKind, DeviceRef, DeviceState, Event, Metric,
 };
-use wardgate_sim::pump::{Action, PumpSim, PumpSimConfig, SimAlarm, spawn};
+use wardgate_sim::pump::{Action, PumpProgram, PumpSim, PumpSimConfig, SimAlarm, spawn};
 
 /// Long enough for a loaded 2-core CI box; the happy path takes milliseconds.
 const WAIT: Duration = Duration::from_secs(15);
@@ -31,9 +31,14 @@ struct Rig {
 /// A simulated pump behind a symlink in a temp dir, and the driver reading it
 /// every 100 ms (50 ms reply timeout, 1 retry, lost after 2 failed polls).
 fn start() -> Rig {
+    start_pump("pump-1", "bed-3", PumpProgram::default())
+}
+
+fn start_pump(id: &str, subject: &str, program: PumpProgram) -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("pump-1");
+    let link = dir.path().join(id);
     let sim = spawn(PumpSimConfig {
+        program,
         link: Some(link.clone()),
         ..PumpSimConfig::default()
     })
@@ -47,8 +52,8 @@ fn start() -> Rig {
     let (tx, events) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
     let ctx = DriverContext::new(
-        DeviceRef::new("pump-1".into(), DeviceKind::Pump),
-        "bed-3".into(),
+        DeviceRef::new(id.into(), DeviceKind::Pump),
+        subject.into(),
         tx,
         shutdown.clone(),
     );
@@ -115,10 +120,7 @@ impl Rig {
             )
             .await
         {
-            Event::Reading(r) => {
-                assert_eq!(r.subject.as_str(), "bed-3");
-                r.value
-            }
+            Event::Reading(r) => r.value,
             _ => unreachable!(),
         }
     }
@@ -161,6 +163,10 @@ async fn readings_and_occlusion_start_end_bound_to_the_subject() {
         .set_alarm(SimAlarm::OcclusionDownstream, true)
         .await
         .unwrap();
+    assert!(
+        rig.seen.iter().all(|e| e.subject().as_str() == "bed-3"),
+        "every event is bound to the configured subject"
+    );
     let start = rig.alarm("occlusion_downstream", AlarmPhase::Start).await;
     assert_eq!(start.subject.as_str(), "bed-3");
     assert_eq!(start.device.id.as_str(), "pump-1");
@@ -246,4 +252,45 @@ async fn comms_loss_and_port_reopen_are_reported_and_recovered() {
     assert_eq!(rig.reading(&Metric::InfusionRate).await, 100.0);
     assert_eq!(rig.sim.handle.stats().reopens, 1);
     rig.stop().await;
+}
+
+#[tokio::test]
+async fn several_pumps_at_once_stay_independent() {
+    let mut a = start_pump("pump-a", "bed-1", PumpProgram::default());
+    let mut b = start_pump(
+        "pump-b",
+        "bed-2",
+        PumpProgram {
+            serial: "8002-51741".into(),
+            rate: 40.0,
+            ..PumpProgram::default()
+        },
+    );
+    assert_eq!(
+        a.status(DeviceState::Online).await.as_deref(),
+        Some("identified pump serial 8002-51740")
+    );
+    assert_eq!(
+        b.status(DeviceState::Online).await.as_deref(),
+        Some("identified pump serial 8002-51741")
+    );
+    assert_eq!(b.reading(&Metric::InfusionRate).await, 40.0);
+    // Pump A stops answering; pump B keeps reporting.
+    a.sim.handle.act(Action::Silent(true)).await.unwrap();
+    a.status(DeviceState::Offline).await;
+    b.sim
+        .handle
+        .set_alarm(SimAlarm::AirInLine, true)
+        .await
+        .unwrap();
+    let air = b.alarm("air_in_line", AlarmPhase::Start).await;
+    assert_eq!(air.subject.as_str(), "bed-2");
+    assert!(
+        !b.seen
+            .iter()
+            .any(|e| matches!(e, Event::DeviceStatus(s) if s.state == DeviceState::Offline)),
+        "pump B must not notice pump A's trouble"
+    );
+    a.stop().await;
+    b.stop().await;
 }
