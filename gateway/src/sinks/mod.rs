@@ -3,3 +3,12 @@
 //! service; a sink never changes or reorders what it is given.
 
 pub mod jsonl;
+
+/// Why a sink stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Jsonl(#[from] jsonl::JsonlError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+}

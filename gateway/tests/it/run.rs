@@ -111,7 +111,7 @@ fn stops_cleanly_on(signal: Signal, log_format: &str) {
             .iter()
             .find(|l| l["message"] == "wardgate stopped")
             .unwrap();
-        stderr = stopped["written"].as_str().unwrap().to_owned();
+        stopped["written"].as_str().unwrap().clone_into(&mut stderr);
     } else {
         assert!(stderr.contains("stop requested"), "{stderr}");
         assert!(stderr.contains("wardgate stopped"), "{stderr}");
