@@ -20,13 +20,17 @@ use wardgate_drivers::{DriverContext, synthetic};
 use wardgate_model::{Event, MetricRegistry};
 
 use crate::config::{Config, DeviceConfig, DriverConfig, SinkKind};
+use crate::lineproto::Identity;
 use crate::sinks::jsonl::{JsonlError, JsonlSink};
+use crate::sinks::mqtt::{AckCommand, MqttSink};
 use crate::spool::{Spool, SpoolError, SpoolLimits, SpoolReader};
 
 /// Events waiting between the drivers and the spool.
 const EVENT_QUEUE: usize = 4096;
 /// Events committed to the spool in one transaction at most.
 const COMMIT_BATCH: usize = 1024;
+/// Acknowledgement commands waiting for the alert manager.
+const COMMAND_QUEUE: usize = 256;
 /// How long drivers get to stop before they are abandoned.
 const DRIVER_STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long sinks get, at shutdown, to deliver what is spooled.
@@ -97,6 +101,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
 
     // Open every sink before any device starts: a bad path fails now.
     let drain = CancellationToken::new();
+    let identity = Identity {
+        site: config.gateway.site.clone(),
+        ward: config.gateway.ward.clone(),
+        gateway: config.gateway.id.clone(),
+    };
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+    let command_task = tokio::spawn(handle_commands(commands_rx));
     let mut sink_tasks = JoinSet::new();
     for sink in &config.sinks {
         let reader = SpoolReader::new(Arc::clone(&spool), &sink.name).map_err(|source| {
@@ -116,6 +127,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
                 })?;
                 let drain = drain.clone();
                 sink_tasks.spawn(async move { (name, opened.run(reader, drain).await) });
+            }
+            SinkKind::Mqtt(c) => {
+                let sink = MqttSink::new(&sink.name, (**c).clone(), identity.clone());
+                let drain = drain.clone();
+                let commands = commands_tx.clone();
+                sink_tasks.spawn(async move { (name, sink.run(reader, drain, commands).await) });
             }
         }
         tracing::info!(sink = %sink.name, "sink ready");
@@ -169,7 +186,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
             }
         }
     }
+    drop(commands_tx);
+    let _ = command_task.await;
     Ok(summary)
+}
+
+/// Acknowledgement commands from nurses' apps (MQTT), for the alert manager.
+async fn handle_commands(mut commands: mpsc::Receiver<AckCommand>) {
+    while let Some(cmd) = commands.recv().await {
+        tracing::warn!(alert = %cmd.alert_id, by = %cmd.by, "acknowledgement received, but no rules engine runs in this build to apply it");
+    }
 }
 
 /// Commits events to the spool in batches (one fsync per batch) until every

@@ -29,6 +29,7 @@ pub use secret::{Secret, SecretError, SecretSource};
 pub use source::Position;
 
 use crate::sinks::jsonl::JsonlConfig;
+use crate::sinks::mqtt::MqttSinkConfig;
 use source::{Source, get, span_of};
 
 type Spanned<T> = toml::Spanned<T>;
@@ -126,10 +127,11 @@ pub struct SinkConfig {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Jsonl(JsonlConfig),
+    Mqtt(Box<MqttSinkConfig>),
 }
 
 impl SinkKind {
-    const TYPES: &'static [&'static str] = &["jsonl"];
+    const TYPES: &'static [&'static str] = &["jsonl", "mqtt"];
 }
 
 #[derive(Debug, Deserialize)]
@@ -674,6 +676,10 @@ impl<'i> Loader<'i> {
                 "jsonl" => self
                     .de::<JsonlConfig>(rest, &path, &what)
                     .map(SinkKind::Jsonl),
+                "mqtt" => self.de::<MqttSinkConfig>(rest, &path, &what).map(|c| {
+                    self.issues(&path, c.issues());
+                    SinkKind::Mqtt(Box::new(c))
+                }),
                 other => {
                     self.error(
                         kind.span(),
