@@ -8,6 +8,7 @@
 //! shutdown.
 
 mod context;
+pub mod pump;
 pub mod synthetic;
 
 pub use context::{DriverContext, PipelineClosed};
