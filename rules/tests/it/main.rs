@@ -1,1 +1,8 @@
+//! Integration tests of wardgate-rules: one binary, one module per area.
 
+mod helpers;
+mod lifecycle;
+mod news2;
+mod packs;
+mod replay;
+mod rule_tests;
