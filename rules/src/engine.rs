@@ -168,14 +168,24 @@ struct SubjectState {
     overrides: BTreeMap<String, f64>,
     params: Vec<f64>,
     applicable: Vec<bool>,
-    latest: Vec<Option<(Timestamp, f64)>>,
+    /// Latest (Unix nanoseconds, value) per slot.
+    latest: Vec<Option<(i64, f64)>>,
     latest_device: Vec<Option<DeviceRef>>,
     windows: Vec<Option<Window>>,
     alarms: Vec<(DeviceRef, Arc<str>)>,
     offline: Vec<DeviceRef>,
-    last_data: Option<Timestamp>,
+    last_data: Option<i64>,
     rules: Vec<RuleState>,
     news2_last: Option<(News2Inputs, u8)>,
+    /// NEWS2 as of (time, inputs unchanged since): computed once per instant
+    /// however many rules ask.
+    news2_cache: std::cell::Cell<Option<(i64, Option<news2::News2Score>)>>,
+}
+
+/// Unix nanoseconds, saturating far outside 1677..2262.
+fn ns(t: Timestamp) -> i64 {
+    t.timestamp_nanos_opt()
+        .unwrap_or(if t.timestamp() < 0 { i64::MIN / 2 } else { i64::MAX / 2 })
 }
 
 /// The rules engine. See the module documentation.
@@ -340,6 +350,7 @@ impl Engine {
     ) -> Vec<Event> {
         let si = self.subject_index(subject);
         self.subjects[si].profile = profile;
+        self.subjects[si].news2_cache.set(None);
         self.refresh_applicable(now, si)
     }
 
@@ -419,6 +430,7 @@ impl Engine {
             last_data: None,
             rules: (0..nrules).map(|_| RuleState::default()).collect(),
             news2_last: None,
+            news2_cache: std::cell::Cell::new(None),
         });
         self.index.insert(id.clone(), i as u32);
         i
@@ -482,14 +494,15 @@ impl Engine {
     fn on_reading(&mut self, now: Timestamp, r: &Reading, out: &mut Vec<Event>) {
         let si = self.subject_index(&r.subject);
         let s = &mut self.subjects[si];
-        if s.last_data.is_none_or(|t| r.at > t) {
-            s.last_data = Some(r.at);
+        let at = ns(r.at);
+        if s.last_data.is_none_or(|t| at > t) {
+            s.last_data = Some(at);
         }
         let Some(&slot) = self.rules.slots.by_metric.get(&r.metric) else {
             self.after_any_data(now, si, out);
             return;
         };
-        self.store(si, slot, r.at, r.value, r.device.as_ref());
+        self.store(si, slot, at, r.value, r.device.as_ref());
         if self.news2_input[slot as usize] {
             self.update_news2(now, si, out);
         }
@@ -514,11 +527,14 @@ impl Engine {
         &mut self,
         si: usize,
         slot: Slot,
-        at: Timestamp,
+        at: i64,
         value: f64,
         device: Option<&DeviceRef>,
     ) {
         let s = &mut self.subjects[si];
+        if self.news2_input[slot as usize] {
+            s.news2_cache.set(None);
+        }
         let l = &mut s.latest[slot as usize];
         if l.is_none_or(|(t, _)| at >= t) {
             *l = Some((at, value));
@@ -529,16 +545,17 @@ impl Engine {
         }
         if let Some(span) = self.window_span[slot as usize] {
             s.windows[slot as usize]
-                .get_or_insert_with(|| Window::new(span))
+                .get_or_insert_with(|| Window::new(span.num_nanoseconds().unwrap_or(i64::MAX)))
                 .push(at, value);
         }
     }
 
-    fn news2_inputs(&self, si: usize, now: Timestamp) -> Option<News2Inputs> {
+    fn news2_inputs(&self, si: usize, now: i64) -> Option<News2Inputs> {
         let s = &self.subjects[si];
-        let fresh = |slot: Slot| -> Option<(Timestamp, f64)> {
+        let freshness = self.opts.news2_freshness.num_nanoseconds().unwrap_or(i64::MAX);
+        let fresh = |slot: Slot| -> Option<(i64, f64)> {
             let (t, v) = s.latest[slot as usize]?;
-            (now - t <= self.opts.news2_freshness).then_some((t, v))
+            (now.saturating_sub(t) <= freshness).then_some((t, v))
         };
         let n = &self.n2;
         let pulse = match (fresh(n.hr), fresh(n.pr)) {
@@ -566,12 +583,22 @@ impl Engine {
     }
 
     fn news2_score(&self, si: usize, now: Timestamp) -> Option<news2::News2Score> {
-        let inputs = self.news2_inputs(si, now)?;
-        Some(news2::score(&inputs, self.subjects[si].profile.spo2_scale))
+        let now = ns(now);
+        let cache = &self.subjects[si].news2_cache;
+        if let Some((t, score)) = cache.get()
+            && t == now
+        {
+            return score;
+        }
+        let score = self
+            .news2_inputs(si, now)
+            .map(|i| news2::score(&i, self.subjects[si].profile.spo2_scale));
+        cache.set(Some((now, score)));
+        score
     }
 
     fn update_news2(&mut self, now: Timestamp, si: usize, out: &mut Vec<Event>) {
-        let Some(inputs) = self.news2_inputs(si, now) else {
+        let Some(inputs) = self.news2_inputs(si, ns(now)) else {
             self.subjects[si].news2_last = None;
             return;
         };
@@ -593,7 +620,7 @@ impl Engine {
             out.push(Event::Reading(r));
         }
         if let Some(slot) = self.news2_score_slot {
-            self.store(si, slot, now, f64::from(score), None);
+            self.store(si, slot, ns(now), f64::from(score), None);
             for k in 0..self.by_slot[slot as usize].len() {
                 let ri = self.by_slot[slot as usize][k] as usize;
                 self.evaluate(now, si, ri, out);
@@ -624,6 +651,7 @@ impl Engine {
             engine: self,
             si,
             now,
+            now_ns: ns(now),
             device: None,
         };
         let when = ctx.cond(&rule.when);
@@ -837,7 +865,7 @@ impl Engine {
                 }
                 self.escalate(now, si, ri, &mut out);
             }
-            if self.subjects[si].news2_last.is_some() && self.news2_inputs(si, now).is_none() {
+            if self.subjects[si].news2_last.is_some() && self.news2_inputs(si, ns(now)).is_none() {
                 self.subjects[si].news2_last = None;
             }
         }
@@ -999,7 +1027,7 @@ impl Engine {
         self.subjects
             .iter()
             .map(|s| {
-                s.latest.capacity() * std::mem::size_of::<Option<(Timestamp, f64)>>()
+                s.latest.capacity() * std::mem::size_of::<Option<(i64, f64)>>()
                     + s.latest_device.capacity() * std::mem::size_of::<Option<DeviceRef>>()
                     + s.windows.capacity() * std::mem::size_of::<Option<Window>>()
                     + s.windows
@@ -1047,6 +1075,7 @@ struct Ctx<'a> {
     engine: &'a Engine,
     si: usize,
     now: Timestamp,
+    now_ns: i64,
     /// What explains the alert's device: the first metric read, or the alarm
     /// or offline device that made the condition true. Indices, not clones,
     /// to keep evaluation allocation- and refcount-free.
@@ -1070,8 +1099,10 @@ impl Hint {
     }
 }
 
-fn secs(d: TimeDelta) -> f64 {
-    d.num_milliseconds().max(0) as f64 / 1000.0
+/// Seconds from `then` to `now` (0 when `then` lies ahead: a device clock
+/// slightly fast must not make an age negative).
+fn secs(now: i64, then: i64) -> f64 {
+    now.saturating_sub(then).max(0) as f64 / 1e9
 }
 
 impl Ctx<'_> {
@@ -1107,10 +1138,10 @@ impl Ctx<'_> {
                 } else {
                     None
                 },
-                |w| w.eval(*f, self.now, *span),
+                |w| w.eval(*f, self.now_ns, *span),
             )?,
-            Expr::Age(s) => secs(self.now - self.subject().latest[*s as usize]?.0),
-            Expr::DataAge => secs(self.now - self.subject().last_data?),
+            Expr::Age(s) => secs(self.now_ns, self.subject().latest[*s as usize]?.0),
+            Expr::DataAge => secs(self.now_ns, self.subject().last_data?),
             Expr::Pulse => self.engine.pulse(self.si)?,
             Expr::News2 => f64::from(self.engine.news2_score(self.si, self.now)?.aggregate()),
             Expr::News2Max => f64::from(self.engine.news2_score(self.si, self.now)?.max_single()),

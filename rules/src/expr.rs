@@ -409,7 +409,8 @@ pub(crate) enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
-    Window(WindowFn, Slot, TimeDelta),
+    /// Window function over a span in nanoseconds.
+    Window(WindowFn, Slot, i64),
     Age(Slot),
     DataAge,
     Pulse,
@@ -644,7 +645,7 @@ fn compile_call(
         deps.slot(slot);
         deps.window(slot, d);
         deps.time = true;
-        return Ok((Expr::Window(f, slot, d), Ty::Num));
+        return Ok((Expr::Window(f, slot, d.num_nanoseconds().unwrap_or(i64::MAX)), Ty::Num));
     }
     Ok(match name {
         "age" => {

@@ -6,8 +6,6 @@
 
 use std::collections::VecDeque;
 
-use chrono::TimeDelta;
-use wardgate_model::Timestamp;
 
 /// Upper bound on samples kept per (subject, metric) window.
 pub const MAX_SAMPLES: usize = 2048;
@@ -39,15 +37,16 @@ impl WindowFn {
     }
 }
 
-/// Samples of one metric for one subject, oldest first.
+/// Samples of one metric for one subject, oldest first. Times are Unix
+/// nanoseconds: chrono arithmetic is too slow for the per-reading path.
 #[derive(Clone, Debug)]
 pub(crate) struct Window {
-    span: TimeDelta,
-    samples: VecDeque<(Timestamp, f64)>,
+    span: i64,
+    samples: VecDeque<(i64, f64)>,
 }
 
 impl Window {
-    pub(crate) fn new(span: TimeDelta) -> Self {
+    pub(crate) fn new(span: i64) -> Self {
         Self {
             span,
             samples: VecDeque::new(),
@@ -55,7 +54,7 @@ impl Window {
     }
 
     /// Adds a sample and forgets what no rule can look at any more.
-    pub(crate) fn push(&mut self, at: Timestamp, value: f64) {
+    pub(crate) fn push(&mut self, at: i64, value: f64) {
         // Out-of-order samples are inserted in place so the window stays sorted.
         let pos = self.samples.partition_point(|s| s.0 <= at);
         if self.samples.len() == MAX_SAMPLES {
@@ -67,7 +66,7 @@ impl Window {
         while self
             .samples
             .front()
-            .is_some_and(|s| s.0 < newest - self.span)
+            .is_some_and(|s| s.0 < newest.saturating_sub(self.span))
         {
             self.samples.pop_front();
         }
@@ -75,8 +74,8 @@ impl Window {
 
     /// Evaluates `f` over samples taken in `[now - span, now]`; `None` when no
     /// sample falls in it (except `count`, which is then 0).
-    pub(crate) fn eval(&self, f: WindowFn, now: Timestamp, span: TimeDelta) -> Option<f64> {
-        let from = now - span;
+    pub(crate) fn eval(&self, f: WindowFn, now: i64, span: i64) -> Option<f64> {
+        let from = now.saturating_sub(span);
         let start = self.samples.partition_point(|s| s.0 < from);
         let end = self.samples.partition_point(|s| s.0 <= now);
         let slice = self.samples.range(start..end.max(start));
@@ -105,7 +104,7 @@ impl Window {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.samples.capacity() * std::mem::size_of::<(Timestamp, f64)>()
+        self.samples.capacity() * std::mem::size_of::<(i64, f64)>()
     }
 }
 
@@ -113,17 +112,19 @@ impl Window {
 mod tests {
     use super::*;
 
-    fn t(s: i64) -> Timestamp {
-        Timestamp::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    const SEC: i64 = 1_000_000_000;
+
+    fn t(s: i64) -> i64 {
+        (1_800_000_000 + s) * SEC
     }
 
     #[test]
     fn functions_over_a_window() {
-        let mut w = Window::new(TimeDelta::seconds(60));
+        let mut w = Window::new(60 * SEC);
         for (s, v) in [(0, 90.0), (10, 86.0), (20, 95.0), (30, 91.0)] {
             w.push(t(s), v);
         }
-        let span = TimeDelta::seconds(25); // covers samples at 10, 20, 30 when now = 35
+        let span = 25 * SEC; // covers samples at 10, 20, 30 when now = 35
         assert_eq!(w.eval(WindowFn::Count, t(35), span), Some(3.0));
         assert_eq!(
             w.eval(WindowFn::Avg, t(35), span),
@@ -140,13 +141,13 @@ mod tests {
 
     #[test]
     fn bounded_in_time_and_count() {
-        let mut w = Window::new(TimeDelta::seconds(10));
+        let mut w = Window::new(10 * SEC);
         for s in 0..100 {
             w.push(t(s), s as f64);
         }
         // Only samples within 10 s of the newest (89..=99) remain.
         assert_eq!(w.samples.len(), 11);
-        let mut w = Window::new(TimeDelta::days(1));
+        let mut w = Window::new(86_400 * SEC);
         for s in 0..(MAX_SAMPLES as i64 + 10) {
             w.push(t(s), 1.0);
         }
@@ -155,12 +156,12 @@ mod tests {
 
     #[test]
     fn out_of_order_samples_stay_sorted() {
-        let mut w = Window::new(TimeDelta::seconds(100));
+        let mut w = Window::new(100 * SEC);
         w.push(t(10), 1.0);
         w.push(t(5), 2.0);
         w.push(t(20), 3.0);
         assert_eq!(
-            w.eval(WindowFn::Rise, t(20), TimeDelta::seconds(100)),
+            w.eval(WindowFn::Rise, t(20), 100 * SEC),
             Some(2.0)
         );
         assert!(
