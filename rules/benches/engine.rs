@@ -12,21 +12,24 @@ use wardgate_rules::{Engine, EngineOptions, packs};
 const SUBJECTS: usize = 100;
 const READINGS: usize = 200_000;
 
-/// A deterministic ward: each subject reports eight metrics in turn, values
-/// wandering around normal with occasional excursions that raise and clear alerts.
+/// A deterministic ward: each subject reports eight metrics in turn; each
+/// value is a mean-reverting random walk (vital signs are autocorrelated, not
+/// white noise), wide enough to raise and clear alerts now and then.
 fn ward() -> Vec<Event> {
     let start: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
     let subjects: Vec<SubjectId> = (0..SUBJECTS).map(|i| SubjectId::from(format!("bed-{i}"))).collect();
+    // (metric, centre, step)
     let metrics = [
-        (Metric::HeartRate, 80.0, 60.0),
-        (Metric::Spo2, 95.0, 8.0),
-        (Metric::RespRate, 16.0, 12.0),
-        (Metric::BpSystolic, 130.0, 70.0),
-        (Metric::BodyTemp, 37.0, 2.0),
-        (Metric::O2Flow, 0.0, 2.0),
+        (Metric::HeartRate, 85.0, 3.0),
+        (Metric::Spo2, 95.0, 0.7),
+        (Metric::RespRate, 17.0, 1.0),
+        (Metric::BpSystolic, 135.0, 4.0),
+        (Metric::BodyTemp, 37.2, 0.1),
+        (Metric::O2Flow, 0.0, 0.0),
         (Metric::Consciousness, 0.0, 0.0),
-        (Metric::Glucose, 120.0, 150.0),
+        (Metric::Glucose, 110.0, 6.0),
     ];
+    let mut state: Vec<f64> = (0..SUBJECTS * metrics.len()).map(|i| metrics[i % metrics.len()].1).collect();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut events = Vec::with_capacity(READINGS);
     for i in 0..READINGS {
@@ -34,12 +37,15 @@ fn ward() -> Vec<Event> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let (metric, centre, spread) = &metrics[(i / SUBJECTS) % metrics.len()];
-        let u = (x % 10_000) as f64 / 10_000.0 - 0.5;
-        let value = (centre + spread * u).max(0.0);
+        let subject = i % SUBJECTS;
+        let m = (i / SUBJECTS) % metrics.len();
+        let (metric, centre, step) = &metrics[m];
+        let u = (x % 10_000) as f64 / 5_000.0 - 1.0; // -1..1
+        let v = &mut state[subject * metrics.len() + m];
+        *v = (*v + step * u + (centre - *v) * 0.02).max(0.0);
         // 800 readings per simulated second across the ward
         let at = start + TimeDelta::microseconds(i as i64 * 1250);
-        let r = Reading::new(at, TimeSource::Device, subjects[i % SUBJECTS].clone(), None, metric.clone(), value).unwrap();
+        let r = Reading::new(at, TimeSource::Device, subjects[subject].clone(), None, metric.clone(), *v).unwrap();
         events.push(Event::Reading(r));
     }
     events
@@ -69,7 +75,7 @@ fn bench(c: &mut Criterion) {
                     alerts += out.len();
                     out.clear();
                 }
-                black_box(alerts)
+                black_box((alerts, engine.drain_audit()))
             },
             BatchSize::PerIteration,
         );

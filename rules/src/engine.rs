@@ -197,6 +197,8 @@ pub struct Engine {
     status_rules: Vec<u16>,
     any_data_rules: Vec<u16>,
     time_rules: Vec<u16>,
+    /// Rules reading news2() without other time dependence.
+    news2_rules: Vec<u16>,
     window_span: Vec<Option<TimeDelta>>,
     news2_input: Vec<bool>,
     n2: News2Slots,
@@ -261,8 +263,8 @@ impl Engine {
         }
         let mut by_slot = vec![Vec::new(); nslots];
         let mut window_span: Vec<Option<TimeDelta>> = vec![None; nslots];
-        let (mut alarm_rules, mut status_rules, mut any_data_rules, mut time_rules) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut alarm_rules, mut status_rules, mut any_data_rules, mut time_rules, mut news2_rules) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, r) in rules.rules.iter().enumerate() {
             let i = i as u16;
             for &s in &r.deps.slots {
@@ -287,6 +289,8 @@ impl Engine {
             }
             if r.deps.time {
                 time_rules.push(i);
+            } else if r.deps.news2 {
+                news2_rules.push(i);
             }
             if uses_data_age(&r.when) || r.clear.as_ref().is_some_and(uses_data_age) {
                 any_data_rules.push(i);
@@ -318,6 +322,7 @@ impl Engine {
             status_rules,
             any_data_rules,
             time_rules,
+            news2_rules,
             window_span,
             news2_input,
             n2,
@@ -602,7 +607,9 @@ impl Engine {
             self.subjects[si].news2_last = None;
             return;
         };
-        let score = news2::score(&inputs, self.subjects[si].profile.spo2_scale).aggregate();
+        let full = news2::score(&inputs, self.subjects[si].profile.spo2_scale);
+        self.subjects[si].news2_cache.set(Some((ns(now), Some(full))));
+        let score = full.aggregate();
         let s = &mut self.subjects[si];
         if s.news2_last == Some((inputs, score)) {
             return;
@@ -654,11 +661,21 @@ impl Engine {
             now_ns: ns(now),
             device: None,
         };
-        let when = ctx.cond(&rule.when);
-        let hint = ctx.device.take();
-        let clear = match &rule.clear {
-            Some(c) => ctx.cond(c),
-            None => !when,
+        // Only what the alert's state needs: `clear` while the condition
+        // holds, `when` otherwise (half the work on the hot path).
+        let holding = self.subjects[si].rules[ri]
+            .episode
+            .as_ref()
+            .is_some_and(|e| e.condition);
+        let (when, clear, hint) = if holding {
+            let clear = match &rule.clear {
+                Some(c) => ctx.cond(c),
+                None => !ctx.cond(&rule.when),
+            };
+            (true, clear, None)
+        } else {
+            let when = ctx.cond(&rule.when);
+            (when, false, ctx.device.take())
         };
         let for_ = rule.for_;
         let latching = rule.latching;
@@ -865,8 +882,13 @@ impl Engine {
                 }
                 self.escalate(now, si, ri, &mut out);
             }
+            // NEWS2 changes with time alone only when a parameter goes stale.
             if self.subjects[si].news2_last.is_some() && self.news2_inputs(si, ns(now)).is_none() {
                 self.subjects[si].news2_last = None;
+                for k in 0..self.news2_rules.len() {
+                    let ri = self.news2_rules[k] as usize;
+                    self.evaluate(now, si, ri, &mut out);
+                }
             }
         }
         for s in &self.silences {
@@ -906,7 +928,8 @@ impl Engine {
     /// When [`Engine::poll_tick`] should next be called; `None` when nothing
     /// can happen without new input.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let periodic = (!self.time_rules.is_empty() && !self.subjects.is_empty())
+        let periodic = ((!self.time_rules.is_empty() || !self.news2_rules.is_empty())
+            && !self.subjects.is_empty())
             .then(|| self.last_tick.map(|t| t + self.opts.tick_interval))
             .flatten();
         match (periodic, self.next_deadline) {

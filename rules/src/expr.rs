@@ -450,7 +450,8 @@ pub(crate) struct Deps {
     pub(crate) alarms: bool,
     pub(crate) status: bool,
     pub(crate) news2: bool,
-    /// Value can change with time alone (windows, `age`, NEWS2 freshness).
+    /// Value can change with time alone (windows, `age`, `data_age`); NEWS2
+    /// freshness is tracked separately.
     pub(crate) time: bool,
 }
 
@@ -761,8 +762,8 @@ fn compile_call(
         }
         "news2" | "news2_max" => {
             arity(name, args, at, 0..=0, "no arguments")?;
+            // Not `time`: the engine re-evaluates NEWS2 rules when a parameter goes stale.
             deps.news2 = true;
-            deps.time = true;
             (
                 if name == "news2" {
                     Expr::News2
