@@ -17,7 +17,9 @@ const READINGS: usize = 200_000;
 /// white noise), wide enough to raise and clear alerts now and then.
 fn ward() -> Vec<Event> {
     let start: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
-    let subjects: Vec<SubjectId> = (0..SUBJECTS).map(|i| SubjectId::from(format!("bed-{i}"))).collect();
+    let subjects: Vec<SubjectId> = (0..SUBJECTS)
+        .map(|i| SubjectId::from(format!("bed-{i}")))
+        .collect();
     // (metric, centre, step)
     let metrics = [
         (Metric::HeartRate, 85.0, 3.0),
@@ -29,23 +31,33 @@ fn ward() -> Vec<Event> {
         (Metric::Consciousness, 0.0, 0.0),
         (Metric::Glucose, 110.0, 6.0),
     ];
-    let mut state: Vec<f64> = (0..SUBJECTS * metrics.len()).map(|i| metrics[i % metrics.len()].1).collect();
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut state: Vec<f64> = (0..SUBJECTS * metrics.len())
+        .map(|i| metrics[i % metrics.len()].1)
+        .collect();
+    let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
     let mut events = Vec::with_capacity(READINGS);
     for i in 0..READINGS {
         // xorshift: reproducible without a dependency
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
         let subject = i % SUBJECTS;
-        let m = (i / SUBJECTS) % metrics.len();
-        let (metric, centre, step) = &metrics[m];
-        let u = (x % 10_000) as f64 / 5_000.0 - 1.0; // -1..1
-        let v = &mut state[subject * metrics.len() + m];
-        *v = (*v + step * u + (centre - *v) * 0.02).max(0.0);
+        let which = (i / SUBJECTS) % metrics.len();
+        let (metric, centre, step) = &metrics[which];
+        let noise = (rng % 10_000) as f64 / 5_000.0 - 1.0; // -1..1
+        let v = &mut state[subject * metrics.len() + which];
+        *v = (*v + step * noise + (centre - *v) * 0.02).max(0.0);
         // 800 readings per simulated second across the ward
         let at = start + TimeDelta::microseconds(i as i64 * 1250);
-        let r = Reading::new(at, TimeSource::Device, subjects[subject].clone(), None, metric.clone(), *v).unwrap();
+        let r = Reading::new(
+            at,
+            TimeSource::Device,
+            subjects[subject].clone(),
+            None,
+            metric.clone(),
+            *v,
+        )
+        .unwrap();
         events.push(Event::Reading(r));
     }
     events

@@ -184,8 +184,11 @@ struct SubjectState {
 
 /// Unix nanoseconds, saturating far outside 1677..2262.
 fn ns(t: Timestamp) -> i64 {
-    t.timestamp_nanos_opt()
-        .unwrap_or(if t.timestamp() < 0 { i64::MIN / 2 } else { i64::MAX / 2 })
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN / 2
+    } else {
+        i64::MAX / 2
+    })
 }
 
 /// The rules engine. See the module documentation.
@@ -213,6 +216,9 @@ pub struct Engine {
     next_deadline: Option<Timestamp>,
     audit: VecDeque<AuditEntry>,
     audit_dropped: u64,
+    /// The last conversion of a `now` to nanoseconds: every rule evaluated for
+    /// one event shares it (chrono's date arithmetic is not free).
+    ns_memo: std::cell::Cell<(Timestamp, i64)>,
 }
 
 impl fmt::Debug for Engine {
@@ -263,8 +269,13 @@ impl Engine {
         }
         let mut by_slot = vec![Vec::new(); nslots];
         let mut window_span: Vec<Option<TimeDelta>> = vec![None; nslots];
-        let (mut alarm_rules, mut status_rules, mut any_data_rules, mut time_rules, mut news2_rules) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (
+            mut alarm_rules,
+            mut status_rules,
+            mut any_data_rules,
+            mut time_rules,
+            mut news2_rules,
+        ) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, r) in rules.rules.iter().enumerate() {
             let i = i as u16;
             for &s in &r.deps.slots {
@@ -337,7 +348,18 @@ impl Engine {
             next_deadline: None,
             audit: VecDeque::new(),
             audit_dropped: 0,
+            ns_memo: std::cell::Cell::new((Timestamp::UNIX_EPOCH, 0)),
         })
+    }
+
+    fn ns(&self, t: Timestamp) -> i64 {
+        let (memo_t, memo_ns) = self.ns_memo.get();
+        if memo_t == t {
+            return memo_ns;
+        }
+        let v = ns(t);
+        self.ns_memo.set((t, v));
+        v
     }
 
     /// The rules this engine runs.
@@ -498,8 +520,8 @@ impl Engine {
 
     fn on_reading(&mut self, now: Timestamp, r: &Reading, out: &mut Vec<Event>) {
         let si = self.subject_index(&r.subject);
+        let at = self.ns(r.at);
         let s = &mut self.subjects[si];
-        let at = ns(r.at);
         if s.last_data.is_none_or(|t| at > t) {
             s.last_data = Some(at);
         }
@@ -528,14 +550,7 @@ impl Engine {
         }
     }
 
-    fn store(
-        &mut self,
-        si: usize,
-        slot: Slot,
-        at: i64,
-        value: f64,
-        device: Option<&DeviceRef>,
-    ) {
+    fn store(&mut self, si: usize, slot: Slot, at: i64, value: f64, device: Option<&DeviceRef>) {
         let s = &mut self.subjects[si];
         if self.news2_input[slot as usize] {
             s.news2_cache.set(None);
@@ -557,7 +572,11 @@ impl Engine {
 
     fn news2_inputs(&self, si: usize, now: i64) -> Option<News2Inputs> {
         let s = &self.subjects[si];
-        let freshness = self.opts.news2_freshness.num_nanoseconds().unwrap_or(i64::MAX);
+        let freshness = self
+            .opts
+            .news2_freshness
+            .num_nanoseconds()
+            .unwrap_or(i64::MAX);
         let fresh = |slot: Slot| -> Option<(i64, f64)> {
             let (t, v) = s.latest[slot as usize]?;
             (now.saturating_sub(t) <= freshness).then_some((t, v))
@@ -588,7 +607,7 @@ impl Engine {
     }
 
     fn news2_score(&self, si: usize, now: Timestamp) -> Option<news2::News2Score> {
-        let now = ns(now);
+        let now = self.ns(now);
         let cache = &self.subjects[si].news2_cache;
         if let Some((t, score)) = cache.get()
             && t == now
@@ -603,12 +622,14 @@ impl Engine {
     }
 
     fn update_news2(&mut self, now: Timestamp, si: usize, out: &mut Vec<Event>) {
-        let Some(inputs) = self.news2_inputs(si, ns(now)) else {
+        let Some(inputs) = self.news2_inputs(si, self.ns(now)) else {
             self.subjects[si].news2_last = None;
             return;
         };
         let full = news2::score(&inputs, self.subjects[si].profile.spo2_scale);
-        self.subjects[si].news2_cache.set(Some((ns(now), Some(full))));
+        self.subjects[si]
+            .news2_cache
+            .set(Some((self.ns(now), Some(full))));
         let score = full.aggregate();
         let s = &mut self.subjects[si];
         if s.news2_last == Some((inputs, score)) {
@@ -627,7 +648,7 @@ impl Engine {
             out.push(Event::Reading(r));
         }
         if let Some(slot) = self.news2_score_slot {
-            self.store(si, slot, ns(now), f64::from(score), None);
+            self.store(si, slot, self.ns(now), f64::from(score), None);
             for k in 0..self.by_slot[slot as usize].len() {
                 let ri = self.by_slot[slot as usize][k] as usize;
                 self.evaluate(now, si, ri, out);
@@ -658,7 +679,7 @@ impl Engine {
             engine: self,
             si,
             now,
-            now_ns: ns(now),
+            now_ns: self.ns(now),
             device: None,
         };
         // Only what the alert's state needs: `clear` while the condition
@@ -883,7 +904,9 @@ impl Engine {
                 self.escalate(now, si, ri, &mut out);
             }
             // NEWS2 changes with time alone only when a parameter goes stale.
-            if self.subjects[si].news2_last.is_some() && self.news2_inputs(si, ns(now)).is_none() {
+            if self.subjects[si].news2_last.is_some()
+                && self.news2_inputs(si, self.ns(now)).is_none()
+            {
                 self.subjects[si].news2_last = None;
                 for k in 0..self.news2_rules.len() {
                     let ri = self.news2_rules[k] as usize;
@@ -930,8 +953,8 @@ impl Engine {
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let periodic = ((!self.time_rules.is_empty() || !self.news2_rules.is_empty())
             && !self.subjects.is_empty())
-            .then(|| self.last_tick.map(|t| t + self.opts.tick_interval))
-            .flatten();
+        .then(|| self.last_tick.map(|t| t + self.opts.tick_interval))
+        .flatten();
         match (periodic, self.next_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

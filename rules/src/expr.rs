@@ -646,7 +646,10 @@ fn compile_call(
         deps.slot(slot);
         deps.window(slot, d);
         deps.time = true;
-        return Ok((Expr::Window(f, slot, d.num_nanoseconds().unwrap_or(i64::MAX)), Ty::Num));
+        return Ok((
+            Expr::Window(f, slot, d.num_nanoseconds().unwrap_or(i64::MAX)),
+            Ty::Num,
+        ));
     }
     Ok(match name {
         "age" => {

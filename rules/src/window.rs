@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 
-
 /// Upper bound on samples kept per (subject, metric) window.
 pub const MAX_SAMPLES: usize = 2048;
 
@@ -160,10 +159,7 @@ mod tests {
         w.push(t(10), 1.0);
         w.push(t(5), 2.0);
         w.push(t(20), 3.0);
-        assert_eq!(
-            w.eval(WindowFn::Rise, t(20), 100 * SEC),
-            Some(2.0)
-        );
+        assert_eq!(w.eval(WindowFn::Rise, t(20), 100 * SEC), Some(2.0));
         assert!(
             w.samples
                 .iter()
