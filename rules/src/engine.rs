@@ -156,7 +156,9 @@ struct Episode {
 #[derive(Debug, Default)]
 struct RuleState {
     pending_since: Option<Timestamp>,
-    episode: Option<Episode>,
+    /// Boxed: most (subject, rule) pairs never alert, and an inline episode
+    /// would multiply the per-subject footprint several times.
+    episode: Option<Box<Episode>>,
     /// Start of the last episode, to keep ids unique if two start at one instant.
     last_start: Option<Timestamp>,
 }
@@ -769,7 +771,7 @@ impl Engine {
         if let Some(t) = next_escalation {
             lower(&mut self.next_deadline, t);
         }
-        self.subjects[si].rules[ri].episode = Some(Episode {
+        self.subjects[si].rules[ri].episode = Some(Box::new(Episode {
             id: id.clone(),
             raised_at: now,
             state: AlertState::Active,
@@ -779,7 +781,7 @@ impl Engine {
             ack: None,
             device,
             message: message.into(),
-        });
+        }));
         self.alerts.insert(id, (si as u32, ri as u16));
         self.emit(now, si, ri, Transition::Raised, out);
     }
