@@ -4,5 +4,6 @@ mod helpers;
 mod lifecycle;
 mod news2;
 mod packs;
+mod props;
 mod replay;
 mod rule_tests;
