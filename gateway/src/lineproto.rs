@@ -33,10 +33,14 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
         Event::Reading(r) => {
             measurement(out, r.metric.name());
             common_tags(out, id, r.subject.as_str(), r.device.as_ref());
-            tag(out, "time_source", match r.time_source {
-                wardgate_model::TimeSource::Device => "device",
-                wardgate_model::TimeSource::Gateway => "gateway",
-            });
+            tag(
+                out,
+                "time_source",
+                match r.time_source {
+                    wardgate_model::TimeSource::Device => "device",
+                    wardgate_model::TimeSource::Gateway => "gateway",
+                },
+            );
             tag(out, "unit", r.metric.unit());
             out.push_str(" value=");
             float(out, r.value);
@@ -46,7 +50,11 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
             measurement(out, "device_status");
             common_tags(out, id, s.subject.as_str(), Some(&s.device));
             out.push_str(" online=");
-            out.push_str(if s.state == DeviceState::Online { "1i" } else { "0i" });
+            out.push_str(if s.state == DeviceState::Online {
+                "1i"
+            } else {
+                "0i"
+            });
             if let Some(reason) = &s.reason {
                 string_field(out, "reason", reason);
             }
@@ -58,7 +66,11 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
             tag(out, "alarm", &a.alarm);
             tag(out, "kind", kind_str(a.kind));
             out.push_str(" active=");
-            out.push_str(if a.phase == AlarmPhase::Start { "1i" } else { "0i" });
+            out.push_str(if a.phase == AlarmPhase::Start {
+                "1i"
+            } else {
+                "0i"
+            });
             if let Some(raw) = &a.raw {
                 string_field(out, "raw", raw);
             }
@@ -71,11 +83,19 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
             tag(out, "priority", a.priority.as_str());
             tag(out, "kind", kind_str(a.kind));
             out.push_str(" active=");
-            out.push_str(if a.state == AlertState::Cleared { "0i" } else { "1i" });
+            out.push_str(if a.state == AlertState::Cleared {
+                "0i"
+            } else {
+                "1i"
+            });
             let _ = write!(out, ",escalation_level={}i", a.escalation_level);
             string_field(out, "id", &a.id.0);
             string_field(out, "state", state_str(a.state));
-            string_field(out, "transition", &format!("{:?}", a.transition).to_lowercase());
+            string_field(
+                out,
+                "transition",
+                &format!("{:?}", a.transition).to_lowercase(),
+            );
             string_field(out, "message", &a.message);
             finish(out, a.at);
         }
@@ -170,8 +190,8 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use wardgate_model::{
-        Alert, AlertId, AlertKind, DeviceAlarm, DeviceKind, Metric, Priority, Reading,
-        TimeSource, Transition,
+        Alert, AlertId, AlertKind, DeviceAlarm, DeviceKind, Metric, Priority, Reading, TimeSource,
+        Transition,
     };
 
     fn id() -> Identity {

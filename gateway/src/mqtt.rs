@@ -65,7 +65,10 @@ impl BrokerConfig {
     pub fn issues(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if self.host.trim().is_empty() {
-            issues.push(ConfigIssue::new([PathSeg::from("host")], "host must not be empty"));
+            issues.push(ConfigIssue::new(
+                [PathSeg::from("host")],
+                "host must not be empty",
+            ));
         }
         if self.password.is_some() && self.username.is_none() {
             issues.push(ConfigIssue::new(
@@ -127,7 +130,9 @@ impl BrokerConfig {
             };
             let ca = read("CA file", &tls.ca)?;
             let client_auth = match (&tls.client_cert, &tls.client_key) {
-                (Some(c), Some(k)) => Some((read("client certificate", c)?, read("client key", k)?)),
+                (Some(c), Some(k)) => {
+                    Some((read("client certificate", c)?, read("client key", k)?))
+                }
                 _ => None,
             };
             o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
@@ -182,7 +187,12 @@ impl Topics {
 
     /// One retained message per (subject, rule) with the alert's whole state.
     pub fn alert(&self, subject: &str, rule: &str) -> String {
-        format!("{}/alerts/{}/{}", self.base, segment(subject), segment(rule))
+        format!(
+            "{}/alerts/{}/{}",
+            self.base,
+            segment(subject),
+            segment(rule)
+        )
     }
 
     /// Where nurses' apps publish acknowledgements.
@@ -195,7 +205,13 @@ impl Topics {
 /// reaches a topic still must not carry MQTT's separators or wildcards.
 fn segment(s: &str) -> String {
     s.chars()
-        .map(|c| if matches!(c, '/' | '+' | '#') || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '/' | '+' | '#') || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -210,8 +226,17 @@ mod tests {
     fn topics_are_namespaced_and_safe() {
         let t = Topics::new("wardgate/", "st-x", "ward-7", "gw-1");
         assert_eq!(t.telemetry(), "wardgate/st-x/ward-7/gw-1/telemetry");
-        assert_eq!(t.alert("bed-1", "a/b+#"), "wardgate/st-x/ward-7/gw-1/alerts/bed-1/a_b__");
-        assert_eq!(t.device_status("ox-1"), "wardgate/st-x/ward-7/gw-1/devices/ox-1/status");
-        assert_eq!(Topics::telemetry_filter("wardgate"), "wardgate/+/+/+/telemetry");
+        assert_eq!(
+            t.alert("bed-1", "a/b+#"),
+            "wardgate/st-x/ward-7/gw-1/alerts/bed-1/a_b__"
+        );
+        assert_eq!(
+            t.device_status("ox-1"),
+            "wardgate/st-x/ward-7/gw-1/devices/ox-1/status"
+        );
+        assert_eq!(
+            Topics::telemetry_filter("wardgate"),
+            "wardgate/+/+/+/telemetry"
+        );
     }
 }

@@ -84,3 +84,21 @@ fn broken_test_files_and_rule_files_are_located() {
         "t.toml: cannot load rule file gone.toml: gone.toml: no such file"
     );
 }
+
+#[test]
+fn the_rule_file_example_in_the_docs_compiles() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rules.md")).unwrap();
+    let start = docs.find("```toml\n[params]").expect("rule file example") + "```toml\n".len();
+    let len = docs[start..].find("```").unwrap();
+    let text = &docs[start..start + len];
+    let rules = wardgate_rules::RuleSet::compile(
+        &[wardgate_rules::RuleSource {
+            name: "docs/rules.md",
+            text,
+        }],
+        &MetricRegistry::default(),
+    )
+    .unwrap();
+    assert_eq!(rules.rules()[0].id.as_str(), "copd_spo2_low");
+}

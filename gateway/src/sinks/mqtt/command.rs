@@ -45,9 +45,18 @@ mod tests {
             })
         );
         assert!(matches!(parse_ack(b"ack it"), Err(CommandError::Json(_))));
-        assert!(matches!(parse_ack(br#"{"alert_id":"x","by":"n","extra":1}"#), Err(CommandError::Json(_))));
-        assert_eq!(parse_ack(br#"{"alert_id":"","by":"n"}"#), Err(CommandError::Field("alert_id")));
-        assert_eq!(parse_ack(br#"{"alert_id":"x","by":"a\nb"}"#), Err(CommandError::Field("by")));
+        assert!(matches!(
+            parse_ack(br#"{"alert_id":"x","by":"n","extra":1}"#),
+            Err(CommandError::Json(_))
+        ));
+        assert_eq!(
+            parse_ack(br#"{"alert_id":"","by":"n"}"#),
+            Err(CommandError::Field("alert_id"))
+        );
+        assert_eq!(
+            parse_ack(br#"{"alert_id":"x","by":"a\nb"}"#),
+            Err(CommandError::Field("by"))
+        );
     }
 
     proptest! {

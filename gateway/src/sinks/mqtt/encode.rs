@@ -137,7 +137,15 @@ mod tests {
     #[test]
     fn telemetry_then_retained_states() {
         let topics = Topics::new("wg", "s", "w", "g");
-        let reading = Reading::new(at(), TimeSource::Gateway, "bed-1".into(), None, Metric::HeartRate, 70.0).unwrap();
+        let reading = Reading::new(
+            at(),
+            TimeSource::Gateway,
+            "bed-1".into(),
+            None,
+            Metric::HeartRate,
+            70.0,
+        )
+        .unwrap();
         let status = DeviceStatus {
             at: at(),
             subject: "bed-1".into(),
@@ -146,18 +154,30 @@ mod tests {
             reason: None,
         };
         let msgs = messages(
-            &[rec(1, Event::Reading(reading)), rec(2, Event::DeviceStatus(status))],
+            &[
+                rec(1, Event::Reading(reading)),
+                rec(2, Event::DeviceStatus(status)),
+            ],
             &id(),
             &topics,
             TelemetryFormat::Line,
         );
         let shape: Vec<(&str, bool, usize)> = msgs
             .iter()
-            .map(|m| (m.topic.as_str(), m.retain, String::from_utf8_lossy(&m.payload).lines().count()))
+            .map(|m| {
+                (
+                    m.topic.as_str(),
+                    m.retain,
+                    String::from_utf8_lossy(&m.payload).lines().count(),
+                )
+            })
             .collect();
         assert_eq!(
             shape,
-            [("wg/s/w/g/telemetry", false, 2), ("wg/s/w/g/devices/hr-1/status", true, 1)]
+            [
+                ("wg/s/w/g/telemetry", false, 2),
+                ("wg/s/w/g/devices/hr-1/status", true, 1)
+            ]
         );
         assert!(String::from_utf8_lossy(&msgs[1].payload).contains(r#""state":"offline""#));
     }
@@ -165,14 +185,32 @@ mod tests {
     #[test]
     fn a_cleared_and_acknowledged_alert_removes_its_retained_message() {
         let topics = Topics::new("wg", "s", "w", "g");
-        let active = messages(&[rec(1, alert(AlertState::Active, false))], &id(), &topics, TelemetryFormat::Json);
+        let active = messages(
+            &[rec(1, alert(AlertState::Active, false))],
+            &id(),
+            &topics,
+            TelemetryFormat::Json,
+        );
         assert_eq!(active.len(), 2);
         assert!(active[1].retain && !active[1].payload.is_empty());
-        let over = messages(&[rec(2, alert(AlertState::Cleared, true))], &id(), &topics, TelemetryFormat::Json);
-        let tail: Vec<(bool, bool)> = over[1..].iter().map(|m| (m.retain, m.payload.is_empty())).collect();
+        let over = messages(
+            &[rec(2, alert(AlertState::Cleared, true))],
+            &id(),
+            &topics,
+            TelemetryFormat::Json,
+        );
+        let tail: Vec<(bool, bool)> = over[1..]
+            .iter()
+            .map(|m| (m.retain, m.payload.is_empty()))
+            .collect();
         assert_eq!(tail, [(false, false), (true, true)]);
         // Cleared without acknowledgement: the retained state stays for the nurses to see.
-        let unacked = messages(&[rec(3, alert(AlertState::Cleared, false))], &id(), &topics, TelemetryFormat::Json);
+        let unacked = messages(
+            &[rec(3, alert(AlertState::Cleared, false))],
+            &id(),
+            &topics,
+            TelemetryFormat::Json,
+        );
         assert_eq!(unacked.len(), 2);
         assert!(unacked[1].retain);
     }
