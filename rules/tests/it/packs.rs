@@ -413,12 +413,12 @@ fn data_stale_after_five_minutes_without_readings() {
     check(
         &[
             reading(0, "p", "heart_rate", 70.0),
-            // 300 s without data at the tick of 300 s
+            // More than 300 s without data: the first 1 s tick after 300 s.
             reading(400, "p", "heart_rate", 72.0),
         ],
         r,
         vec![
-            tr(300, "p", r, X::Raised, S::Active),
+            tr(301, "p", r, X::Raised, S::Active),
             tr(400, "p", r, X::Cleared, S::Cleared),
         ],
     );
