@@ -8,6 +8,7 @@
 //! shutdown.
 
 mod context;
+pub mod modbus;
 pub mod synthetic;
 
 pub use context::{DriverContext, PipelineClosed};

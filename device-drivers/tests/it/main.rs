@@ -1,0 +1,3 @@
+//! Integration tests of wardgate-drivers, one binary.
+
+mod modbus;

@@ -1,0 +1,1 @@
+//! Modbus driver against the wardgate-sim Modbus simulator over real TCP and pseudo-terminals.
