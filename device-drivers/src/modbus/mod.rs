@@ -11,9 +11,11 @@
 //! [`crate::DriverContext`] does) and never reads the clock outside the async shells.
 
 pub mod config;
+mod driver;
 pub mod plan;
 pub mod poller;
 pub mod register;
 
 pub use config::{Link, ModbusConfig, Parity, RegisterConfig, validate_bus};
+pub use driver::{BusDevice, ModbusError, ModbusStats, run, run_bus, run_with_stats};
 pub use register::{ByteOrder, DataType, DecodeError, Decoding, Table};
