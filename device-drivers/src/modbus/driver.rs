@@ -13,11 +13,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serialport::SerialPort as _;
 use tokio::time::Instant;
 use tokio_modbus::client::{Client as _, Context};
 use tokio_modbus::slave::SlaveContext as _;
 use tokio_modbus::{Request, Response, Slave};
-use tokio_serial::SerialPort as _;
 use wardgate_model::{DeviceState, MetricRegistry, TimeSource};
 
 use super::config::{Link, ModbusConfig, Parity};
@@ -165,7 +165,7 @@ impl Device {
                     match self.ctx.reading(now, TimeSource::Gateway, metric, value) {
                         Ok(event) => self.ctx.emit(event).await?,
                         Err(e) => {
-                            tracing::error!(device = %id, error = %e, "modbus value gave no reading")
+                            tracing::error!(device = %id, error = %e, "modbus value gave no reading");
                         }
                     }
                 }
@@ -282,34 +282,37 @@ async fn run_tcp(addr: std::net::SocketAddr, dev: &mut Device) -> Result<(), Mod
     Ok(())
 }
 
-/// An open RTU port: the tokio-modbus client and a second handle on the same
-/// port to flush its input.
+/// An open RTU port: the tokio-modbus client and a second (duplicated) handle
+/// on the same port to flush its input.
 struct Port {
     client: Context,
-    native: Box<dyn tokio_serial::SerialPort>,
+    flush: serialport::TTYPort,
 }
 
 fn open_port(config: &ModbusConfig, path: &str) -> Result<Port, String> {
-    let builder = tokio_serial::new(path, config.baud_rate)
-        .data_bits(tokio_serial::DataBits::Eight)
+    let port = serialport::new(path, config.baud_rate)
+        .data_bits(serialport::DataBits::Eight)
         .parity(match config.parity {
-            Parity::None => tokio_serial::Parity::None,
-            Parity::Even => tokio_serial::Parity::Even,
-            Parity::Odd => tokio_serial::Parity::Odd,
+            Parity::None => serialport::Parity::None,
+            Parity::Even => serialport::Parity::Even,
+            Parity::Odd => serialport::Parity::Odd,
         })
         .stop_bits(if config.stop_bits == 2 {
-            tokio_serial::StopBits::Two
+            serialport::StopBits::Two
         } else {
-            tokio_serial::StopBits::One
-        });
+            serialport::StopBits::One
+        })
+        .open_native()
+        .map_err(|e| format!("open {path}: {e}"))?;
+    // tokio's handle cannot be cloned; the native one can, before conversion.
+    let flush = port
+        .try_clone_native()
+        .map_err(|e| format!("duplicate handle of {path}: {e}"))?;
     let stream =
-        tokio_serial::SerialStream::open(&builder).map_err(|e| format!("open {path}: {e}"))?;
-    let native = stream
-        .try_clone()
-        .map_err(|e| format!("clone handle of {path}: {e}"))?;
+        tokio_serial::SerialStream::try_from(port).map_err(|e| format!("register {path}: {e}"))?;
     Ok(Port {
         client: tokio_modbus::client::rtu::attach(stream),
-        native,
+        flush,
     })
 }
 
@@ -374,7 +377,7 @@ pub async fn run_bus(devices: Vec<BusDevice>, metrics: &MetricRegistry) -> Resul
         let Some(p) = port.as_mut() else { continue };
         p.client.set_slave(Slave(dev.unit_id));
         // Whatever arrived since the last exchange (a late reply) is not ours.
-        if let Err(e) = p.native.clear(tokio_serial::ClearBuffer::Input) {
+        if let Err(e) = p.flush.clear(serialport::ClearBuffer::Input) {
             tracing::debug!(port = %path, error = %e, "could not flush serial input");
         }
         let outcome = tokio::select! {
