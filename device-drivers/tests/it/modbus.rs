@@ -693,3 +693,53 @@ metric = "humidity"
     shutdown.cancel();
     driver.await.unwrap().unwrap();
 }
+
+#[test]
+fn the_ward_example_config_validates() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/ward.toml");
+    let doc: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut metrics = MetricRegistry::default();
+    for m in doc["metrics"].as_array().unwrap() {
+        let (name, unit) = (m["name"].as_str().unwrap(), m["unit"].as_str().unwrap());
+        metrics.declare(Metric::custom(name, unit, None)).unwrap();
+    }
+    let subject_devices: Vec<&str> = doc["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(toml::Value::as_str)
+        })
+        .collect();
+    let mut buses: BTreeMap<String, Vec<(String, ModbusConfig)>> = BTreeMap::new();
+    let mut count = 0;
+    for d in doc["devices"].as_array().unwrap() {
+        let mut table = d.as_table().unwrap().clone();
+        let id = table.remove("id").unwrap().as_str().unwrap().to_owned();
+        if table.remove("type").unwrap().as_str() != Some("modbus") {
+            continue;
+        }
+        count += 1;
+        assert!(
+            subject_devices.contains(&id.as_str()),
+            "{id} is bound to no subject"
+        );
+        let c: ModbusConfig = table.try_into().unwrap();
+        let issues = c.validate(&metrics);
+        assert!(issues.is_empty(), "{id}: {issues:?}");
+        if let Some(bus) = c.bus_key() {
+            buses.entry(bus.to_owned()).or_default().push((id, c));
+        }
+    }
+    // Room sensors x2, O2 flow, bed load, isolation room, fridge.
+    assert_eq!(count, 6);
+    assert_eq!(buses["/dev/ttyUSB0"].len(), 2);
+    for devices in buses.values() {
+        let problems = modbus::validate_bus(devices.iter().map(|(id, c)| (id.as_str(), c)));
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+}
