@@ -641,4 +641,55 @@ mod tests {
         p.handle_outcome(t0 + Duration::from_millis(2500), Outcome::Words(vec![1, 2]));
         assert_eq!(p.poll_timeout(), t0 + Duration::from_secs(3));
     }
+
+    fn any_outcome() -> impl proptest::strategy::Strategy<Value = Outcome> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(any::<u16>(), 0..4).prop_map(Outcome::Words),
+            proptest::collection::vec(any::<bool>(), 0..3).prop_map(Outcome::Bits),
+            any::<u8>().prop_map(Outcome::Exception),
+            Just(Outcome::Timeout),
+            Just(Outcome::Transport("reset".into())),
+            Just(Outcome::OutOfSync("tid".into())),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the device does: no panic, values only for the entries of
+        /// the block that was answered, and online/offline strictly alternate.
+        #[test]
+        fn arbitrary_outcomes_keep_the_invariants(
+            steps in proptest::collection::vec((any_outcome(), 0u64..3000), 0..60)
+        ) {
+            let t0 = Instant::now();
+            let mut p = poller(t0);
+            let mut now = t0;
+            let mut last_state: Option<bool> = None;
+            for (outcome, advance_ms) in steps {
+                now += Duration::from_millis(advance_ms);
+                let asked: Option<Vec<usize>> = p
+                    .poll_request(now)
+                    .map(|b| b.members.iter().map(|m| m.0).collect());
+                p.handle_outcome(now, outcome);
+                for ev in events(&mut p) {
+                    match ev {
+                        PollerEvent::Value { entry, value, .. } => {
+                            proptest::prop_assert!(asked.as_ref().is_some_and(|a| a.contains(&entry)));
+                            proptest::prop_assert!(value.is_finite());
+                        }
+                        PollerEvent::Online => {
+                            proptest::prop_assert_ne!(last_state, Some(true));
+                            last_state = Some(true);
+                        }
+                        PollerEvent::Offline { .. } => {
+                            proptest::prop_assert_ne!(last_state, Some(false));
+                            last_state = Some(false);
+                        }
+                        _ => {}
+                    }
+                }
+                proptest::prop_assert!(p.poll_timeout() >= t0);
+            }
+        }
+    }
 }

@@ -288,7 +288,11 @@ impl Spool {
             loop {
                 let Some((seq, len, at)) = telemetry.first()?.map(|(k, v)| {
                     let v = v.value();
-                    (k.value(), v.len() as u64, split_value(v).map_or(i64::MIN, |(t, _)| t))
+                    (
+                        k.value(),
+                        v.len() as u64,
+                        split_value(v).map_or(i64::MIN, |(t, _)| t),
+                    )
                 }) else {
                     break;
                 };
@@ -329,9 +333,16 @@ impl Spool {
             match split_value(v.value()).map(|(_, json)| serde_json::from_slice::<Event>(json)) {
                 Some(Ok(event)) => out.push(Record { lane, seq, event }),
                 _ => {
-                    let mut corrupt = self.corrupt.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut corrupt = self
+                        .corrupt
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     *corrupt += 1;
-                    tracing::error!(lane = lane.as_str(), seq, "spool record cannot be decoded; skipping it");
+                    tracing::error!(
+                        lane = lane.as_str(),
+                        seq,
+                        "spool record cannot be decoded; skipping it"
+                    );
                 }
             }
         }
@@ -384,7 +395,11 @@ impl Spool {
         let cursors = tx.open_table(CURSORS)?;
         let mut min = u64::MAX;
         for sink in sinks {
-            min = min.min(cursors.get((sink.as_str(), lane.code()))?.map_or(0, |v| v.value()));
+            min = min.min(
+                cursors
+                    .get((sink.as_str(), lane.code()))?
+                    .map_or(0, |v| v.value()),
+            );
         }
         if sinks.is_empty() {
             // No sink: nothing is ever delivered, so keep everything (bounded by eviction).
@@ -415,13 +430,17 @@ impl Spool {
     pub fn stats(&self) -> Result<SpoolStats, SpoolError> {
         let tx = self.db.begin_read()?;
         let meta = tx.open_table(META)?;
-        let get = |k: &str| -> Result<u64, SpoolError> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
+        let get =
+            |k: &str| -> Result<u64, SpoolError> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
         Ok(SpoolStats {
             alerts: tx.open_table(ALERTS)?.len()?,
             telemetry: tx.open_table(TELEMETRY)?.len()?,
             telemetry_bytes: get(TELEMETRY_BYTES)?,
             evicted_total: get(EVICTED)?,
-            corrupt_records: *self.corrupt.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            corrupt_records: *self
+                .corrupt
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
         })
     }
 

@@ -17,8 +17,15 @@ fn t(secs: i64) -> Timestamp {
 
 fn reading(value: f64) -> Event {
     Event::Reading(
-        Reading::new(t(0), TimeSource::Gateway, "bed-1".into(), None, Metric::HeartRate, value)
-            .unwrap(),
+        Reading::new(
+            t(0),
+            TimeSource::Gateway,
+            "bed-1".into(),
+            None,
+            Metric::HeartRate,
+            value,
+        )
+        .unwrap(),
     )
 }
 
@@ -142,15 +149,25 @@ fn survives_reopen_without_acks_and_keeps_sequence_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spool.redb");
     let spool = Spool::open(&path, BIG, &sinks()).unwrap();
-    let a = spool.append(t(0), &[reading(1.0), alert(1), reading(2.0)]).unwrap();
+    let a = spool
+        .append(t(0), &[reading(1.0), alert(1), reading(2.0)])
+        .unwrap();
     assert_eq!((a.last_alert, a.last_telemetry), (1, 2));
     spool.ack("mqtt", Lane::Telemetry, 2).unwrap();
     spool.ack("influx", Lane::Telemetry, 2).unwrap();
     drop(spool);
 
     let spool = Spool::open(&path, BIG, &sinks()).unwrap();
-    assert_eq!(spool.stats().unwrap().telemetry, 0, "acknowledged by all sinks: deleted");
-    assert_eq!(spool.read(Lane::Alert, 0, 10).unwrap().len(), 1, "unacknowledged alert kept");
+    assert_eq!(
+        spool.stats().unwrap().telemetry,
+        0,
+        "acknowledged by all sinks: deleted"
+    );
+    assert_eq!(
+        spool.read(Lane::Alert, 0, 10).unwrap().len(),
+        1,
+        "unacknowledged alert kept"
+    );
     let a = spool.append(t(1), &[reading(3.0)]).unwrap();
     assert_eq!(a.last_telemetry, 3, "sequence numbers are never reused");
 }
@@ -169,7 +186,12 @@ fn telemetry_is_evicted_oldest_first_by_bytes_and_alerts_never() {
         .collect();
     let a = spool.append(t(0), &events).unwrap();
     assert_eq!(a.evicted, 2);
-    let kept: Vec<u64> = spool.read(Lane::Telemetry, 0, 10).unwrap().iter().map(|r| r.seq).collect();
+    let kept: Vec<u64> = spool
+        .read(Lane::Telemetry, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
     assert_eq!(kept, [3, 4, 5]);
     assert_eq!(spool.read(Lane::Alert, 0, 10).unwrap().len(), 5);
     let stats = spool.stats().unwrap();
@@ -188,7 +210,12 @@ fn telemetry_older_than_max_age_is_evicted() {
     spool.append(t(30), &[reading(2.0)]).unwrap();
     let a = spool.append(t(61), &[reading(3.0)]).unwrap();
     assert_eq!(a.evicted, 1);
-    let kept: Vec<u64> = spool.read(Lane::Telemetry, 0, 10).unwrap().iter().map(|r| r.seq).collect();
+    let kept: Vec<u64> = spool
+        .read(Lane::Telemetry, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
     assert_eq!(kept, [2, 3]);
     assert_eq!(spool.read(Lane::Alert, 0, 10).unwrap().len(), 1);
 }
@@ -203,25 +230,46 @@ fn a_new_sink_starts_at_the_oldest_record_and_a_removed_one_releases_records() {
     let spool = Spool::open(&path, BIG, &["mqtt".to_owned(), "jsonl".to_owned()]).unwrap();
     assert_eq!(spool.cursor("jsonl", Lane::Telemetry).unwrap(), 0);
     spool.ack("jsonl", Lane::Telemetry, 2).unwrap();
-    assert_eq!(spool.stats().unwrap().telemetry, 2, "mqtt has not acknowledged yet");
+    assert_eq!(
+        spool.stats().unwrap().telemetry,
+        2,
+        "mqtt has not acknowledged yet"
+    );
     drop(spool);
     let spool = Spool::open(&path, BIG, &["jsonl".to_owned()]).unwrap();
-    assert_eq!(spool.stats().unwrap().telemetry, 0, "the removed sink no longer pins records");
-    assert!(matches!(spool.cursor("mqtt", Lane::Telemetry), Err(SpoolError::UnknownSink(_))));
+    assert_eq!(
+        spool.stats().unwrap().telemetry,
+        0,
+        "the removed sink no longer pins records"
+    );
+    assert!(matches!(
+        spool.cursor("mqtt", Lane::Telemetry),
+        Err(SpoolError::UnknownSink(_))
+    ));
 }
 
 #[test]
 fn an_undecodable_record_is_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(&dir.path().join("s.redb"), BIG, &sinks()).unwrap();
-    spool.append(t(0), &[reading(1.0), reading(2.0), reading(3.0)]).unwrap();
+    spool
+        .append(t(0), &[reading(1.0), reading(2.0), reading(3.0)])
+        .unwrap();
     {
         // Overwrite record 2 with bytes that are no event.
         let tx = spool.db.begin_write().unwrap();
-        tx.open_table(TELEMETRY).unwrap().insert(2, &b"\x01\x02garbage"[..]).unwrap();
+        tx.open_table(TELEMETRY)
+            .unwrap()
+            .insert(2, &b"\x01\x02garbage"[..])
+            .unwrap();
         tx.commit().unwrap();
     }
-    let seqs: Vec<u64> = spool.read(Lane::Telemetry, 0, 10).unwrap().iter().map(|r| r.seq).collect();
+    let seqs: Vec<u64> = spool
+        .read(Lane::Telemetry, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
     assert_eq!(seqs, [1, 3]);
     assert_eq!(spool.stats().unwrap().corrupt_records, 1);
 }
@@ -230,7 +278,9 @@ fn an_undecodable_record_is_skipped_and_counted() {
 async fn reader_sends_alerts_first_and_moves_the_cursor_only_when_contiguous() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(&dir.path().join("s.redb"), BIG, &sinks()).unwrap());
-    spool.append(t(0), &[reading(1.0), reading(2.0), reading(3.0), alert(1)]).unwrap();
+    spool
+        .append(t(0), &[reading(1.0), reading(2.0), reading(3.0), alert(1)])
+        .unwrap();
     let mut r = SpoolReader::new(Arc::clone(&spool), "mqtt").unwrap();
     let first = r.next_batch(10).await.unwrap().unwrap();
     assert_eq!((first.lane, first.records.len()), (Lane::Alert, 1));
