@@ -221,6 +221,10 @@ async fn read(client: &mut Context, block: &ReadBlock) -> Outcome {
         Ok(Ok(other)) => Outcome::OutOfSync(format!("unexpected reply {other:?}")),
         Ok(Err(code)) => Outcome::Exception(u8::from(code)),
         Err(tokio_modbus::Error::Protocol(e)) => Outcome::OutOfSync(e.to_string()),
+        // A frame that fails its CRC or does not parse: noise on the line, not a dead link.
+        Err(tokio_modbus::Error::Transport(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Outcome::OutOfSync(format!("malformed reply: {e}"))
+        }
         Err(tokio_modbus::Error::Transport(e)) => Outcome::Transport(e.to_string()),
     }
 }

@@ -652,7 +652,7 @@ metric = "humidity"
     // While the room slave is silent the fridge's readings come at most one
     // interval plus one of the silent slave's timeouts apart (plus slack for
     // a loaded machine), never a whole retried cycle of the silent slave.
-    let bound = fridge_interval + room_timeout + Duration::from_millis(250);
+    let bound = fridge_interval + room_timeout + Duration::from_millis(350);
     let mut last = Instant::now();
     let mut gaps = Vec::new();
     for _ in 0..12 {
