@@ -2,7 +2,9 @@
 //! The binary (`main.rs`) is a thin CLI over this library.
 
 pub mod config;
+pub mod lineproto;
 pub mod logging;
+pub mod mqtt;
 pub mod pipeline;
 pub mod sinks;
 pub mod spool;

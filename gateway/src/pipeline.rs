@@ -1,12 +1,15 @@
-//! The running gateway: drivers → one bounded event channel → (rules) → one
-//! bounded channel per sink.
+//! The running gateway: drivers → one bounded event channel → (rules) →
+//! spool (group commit) → one reader per sink.
 //!
-//! Every queue is bounded, so a slow sink slows the pipeline and the pipeline
-//! slows the drivers: memory never grows without limit. Shutdown runs in
-//! order: the token stops the drivers; when the last driver has returned the
-//! event channel drains; then each sink drains its own channel and flushes.
+//! The only in-memory queue is bounded, so a slow spool slows the drivers;
+//! sinks read from the spool at their own pace and a slow or absent peer only
+//! makes the spool grow, within its limits. Shutdown runs in order: the token
+//! stops the drivers; when the last driver has returned the event channel
+//! drains into the spool; then each sink delivers what it can within a grace
+//! period and stops — whatever is left stays in the spool for the next start.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,44 +20,103 @@ use wardgate_drivers::{DriverContext, synthetic};
 use wardgate_model::{Event, MetricRegistry};
 
 use crate::config::{Config, DeviceConfig, DriverConfig, SinkKind};
+use crate::lineproto::Identity;
 use crate::sinks::jsonl::{JsonlError, JsonlSink};
+use crate::sinks::mqtt::{AckCommand, MqttSink};
+use crate::spool::{Spool, SpoolError, SpoolLimits, SpoolReader};
 
-/// Events waiting between the drivers and the rules/sinks stage.
+/// Events waiting between the drivers and the spool.
 const EVENT_QUEUE: usize = 4096;
-/// Events waiting in front of each sink.
-const SINK_QUEUE: usize = 1024;
+/// Events committed to the spool in one transaction at most.
+const COMMIT_BATCH: usize = 1024;
+/// Acknowledgement commands waiting for the alert manager.
+const COMMAND_QUEUE: usize = 256;
 /// How long drivers get to stop before they are abandoned.
 const DRIVER_STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long sinks get, at shutdown, to deliver what is spooled.
+const SINK_DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("sink `{name}`: {source}")]
     SinkOpen { name: String, source: JsonlError },
+    #[error("spool {path}: {source}")]
+    Spool { path: PathBuf, source: SpoolError },
+    #[error("cannot create a temporary spool directory: {0}")]
+    TempDir(std::io::Error),
 }
 
 /// What passed through, reported at shutdown.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
-    /// Events by type (`reading`, `device_status`, ...).
+    /// Events committed to the spool, by type (`reading`, `device_status`, ...).
     pub events: BTreeMap<&'static str, u64>,
-    /// Events each sink wrote, by sink name.
+    /// Events each sink delivered, by sink name.
     pub written: BTreeMap<String, u64>,
     /// Sinks that stopped with an error.
     pub failed_sinks: Vec<String>,
-}
-
-struct SinkHandle {
-    name: String,
-    tx: Option<mpsc::Sender<Event>>,
+    /// Telemetry evicted from the spool to stay within its limits.
+    pub evicted: u64,
 }
 
 /// Runs until `shutdown` is cancelled, then stops everything in order.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary, PipelineError> {
+    let (spool_path, _temp_dir) = match &config.spool.path {
+        Some(p) => (p.clone(), None),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("wardgate-spool-")
+                .tempdir()
+                .map_err(PipelineError::TempDir)?;
+            let path = dir.path().join("spool.redb");
+            tracing::warn!(path = %path.display(), "no [spool] path configured: using a temporary spool that does not survive a restart");
+            (path, Some(dir))
+        }
+    };
+    let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+    let limits = SpoolLimits {
+        max_bytes: config.spool.max_bytes,
+        max_age: config.spool.max_age,
+    };
+    let spool = {
+        let path = spool_path.clone();
+        let names = sink_names.clone();
+        tokio::task::spawn_blocking(move || Spool::open(&path, limits, &names))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            .map(Arc::new)
+            .map_err(|source| PipelineError::Spool {
+                path: spool_path.clone(),
+                source,
+            })?
+    };
+    if let Ok(stats) = spool.stats() {
+        tracing::info!(
+            path = %spool_path.display(),
+            alerts_waiting = stats.alerts,
+            telemetry_waiting = stats.telemetry,
+            "spool open"
+        );
+    }
+
     // Open every sink before any device starts: a bad path fails now.
+    let drain = CancellationToken::new();
+    let identity = Identity {
+        site: config.gateway.site.clone(),
+        ward: config.gateway.ward.clone(),
+        gateway: config.gateway.id.clone(),
+    };
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+    let command_task = tokio::spawn(handle_commands(commands_rx));
     let mut sink_tasks = JoinSet::new();
-    let mut sinks = Vec::new();
     for sink in &config.sinks {
-        let (tx, rx) = mpsc::channel(SINK_QUEUE);
+        let reader = SpoolReader::new(Arc::clone(&spool), &sink.name).map_err(|source| {
+            PipelineError::Spool {
+                path: spool_path.clone(),
+                source,
+            }
+        })?;
+        let name = sink.name.clone();
         match &sink.kind {
             SinkKind::Jsonl(c) => {
                 let opened = JsonlSink::open(&sink.name, c).await.map_err(|source| {
@@ -63,15 +125,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
                         source,
                     }
                 })?;
-                let name = sink.name.clone();
-                sink_tasks.spawn(async move { (name, opened.run(rx).await) });
+                let drain = drain.clone();
+                sink_tasks.spawn(async move { (name, opened.run(reader, drain).await) });
+            }
+            SinkKind::Mqtt(c) => {
+                let sink = MqttSink::new(&sink.name, (**c).clone(), identity.clone());
+                let drain = drain.clone();
+                let commands = commands_tx.clone();
+                sink_tasks.spawn(async move { (name, sink.run(reader, drain, commands).await) });
             }
         }
         tracing::info!(sink = %sink.name, "sink ready");
-        sinks.push(SinkHandle {
-            name: sink.name.clone(),
-            tx: Some(tx),
-        });
     }
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -89,26 +153,100 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
     let supervisor = tokio::spawn(supervise(drivers, events_tx, shutdown.clone()));
 
     let mut summary = Summary::default();
-    forward(events_rx, &mut sinks, &mut summary).await;
+    commit(events_rx, &spool, &mut summary).await;
     if let Err(e) = supervisor.await {
         tracing::error!(error = %e, "driver supervisor failed");
     }
 
-    // The event channel is drained: close the sinks and let them flush.
-    drop(sinks);
-    while let Some(joined) = sink_tasks.join_next().await {
-        match joined {
-            Ok((name, Ok(written))) => {
-                summary.written.insert(name, written);
+    // Everything accepted is in the spool: let the sinks deliver what they can.
+    drain.cancel();
+    let deadline = tokio::time::sleep(SINK_DRAIN_GRACE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            joined = sink_tasks.join_next() => match joined {
+                None => break,
+                Some(Ok((name, Ok(written)))) => {
+                    summary.written.insert(name, written);
+                }
+                Some(Ok((name, Err(e)))) => {
+                    tracing::error!(sink = %name, error = %e, "sink failed");
+                    summary.failed_sinks.push(name);
+                }
+                Some(Err(e)) => tracing::error!(error = %e, "sink task panicked"),
+            },
+            () = &mut deadline => {
+                tracing::warn!(
+                    remaining = sink_tasks.len(),
+                    "sinks could not deliver everything in time; the rest stays in the spool for the next start"
+                );
+                sink_tasks.abort_all();
+                while sink_tasks.join_next().await.is_some() {}
+                break;
             }
-            Ok((name, Err(e))) => {
-                tracing::error!(sink = %name, error = %e, "sink failed");
-                summary.failed_sinks.push(name);
-            }
-            Err(e) => tracing::error!(error = %e, "sink task panicked"),
         }
     }
+    drop(commands_tx);
+    let _ = command_task.await;
     Ok(summary)
+}
+
+/// Acknowledgement commands from nurses' apps (MQTT), for the alert manager.
+async fn handle_commands(mut commands: mpsc::Receiver<AckCommand>) {
+    while let Some(cmd) = commands.recv().await {
+        tracing::warn!(alert = %cmd.alert_id, by = %cmd.by, "acknowledgement received, but no rules engine runs in this build to apply it");
+    }
+}
+
+/// Commits events to the spool in batches (one fsync per batch) until every
+/// driver is gone. A failed commit is retried: the drivers wait meanwhile.
+async fn commit(mut events: mpsc::Receiver<Event>, spool: &Arc<Spool>, summary: &mut Summary) {
+    let mut batch = Vec::with_capacity(COMMIT_BATCH);
+    while events.recv_many(&mut batch, COMMIT_BATCH).await > 0 {
+        for event in &batch {
+            *summary.events.entry(kind_name(event)).or_default() += 1;
+        }
+        let mut attempt = 0u32;
+        loop {
+            let spool = Arc::clone(spool);
+            let events = batch.clone();
+            let now = chrono::Utc::now();
+            let result = tokio::task::spawn_blocking(move || spool.append(now, &events))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            match result {
+                Ok(appended) => {
+                    if appended.evicted > 0 {
+                        summary.evicted += appended.evicted;
+                        tracing::warn!(
+                            evicted = appended.evicted,
+                            total = summary.evicted,
+                            "spool full: oldest telemetry evicted"
+                        );
+                    }
+                    break;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if attempt == 1 {
+                        tracing::error!(error = %e, events = batch.len(), "spool commit failed; retrying (drivers are held back meanwhile)");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(50))))
+                        .await;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+fn kind_name(event: &Event) -> &'static str {
+    match event {
+        Event::Reading(_) => "reading",
+        Event::DeviceStatus(_) => "device_status",
+        Event::DeviceAlarm(_) => "device_alarm",
+        Event::Alert(_) => "alert",
+    }
 }
 
 fn spawn_drivers(
@@ -175,29 +313,4 @@ async fn supervise(
         while drivers.join_next().await.is_some() {}
     }
     drop(events_tx);
-}
-
-/// Hands each event to every live sink, in order. A sink that has stopped is
-/// reported once and skipped from then on.
-async fn forward(
-    mut events: mpsc::Receiver<Event>,
-    sinks: &mut [SinkHandle],
-    summary: &mut Summary,
-) {
-    while let Some(event) = events.recv().await {
-        let kind = match &event {
-            Event::Reading(_) => "reading",
-            Event::DeviceStatus(_) => "device_status",
-            Event::DeviceAlarm(_) => "device_alarm",
-            Event::Alert(_) => "alert",
-        };
-        *summary.events.entry(kind).or_default() += 1;
-        for sink in sinks.iter_mut() {
-            let Some(tx) = &sink.tx else { continue };
-            if tx.send(event.clone()).await.is_err() {
-                tracing::error!(sink = %sink.name, "sink stopped; it receives no further events");
-                sink.tx = None;
-            }
-        }
-    }
 }

@@ -29,6 +29,7 @@ pub use secret::{Secret, SecretError, SecretSource};
 pub use source::Position;
 
 use crate::sinks::jsonl::JsonlConfig;
+use crate::sinks::mqtt::MqttSinkConfig;
 use source::{Source, get, span_of};
 
 type Spanned<T> = toml::Spanned<T>;
@@ -42,6 +43,41 @@ pub struct Config {
     pub subjects: Vec<Subject>,
     pub devices: Vec<DeviceConfig>,
     pub sinks: Vec<SinkConfig>,
+    pub spool: SpoolConfig,
+}
+
+/// `[spool]`: where accepted readings and alerts wait until every sink's peer
+/// has confirmed them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SpoolConfig {
+    /// The spool file. Without it the spool lives in a temporary directory
+    /// and does not survive a restart (fine for a demo, not for a ward).
+    pub path: Option<PathBuf>,
+    /// Telemetry kept at most, in bytes; the oldest is evicted first (alerts
+    /// are never evicted and not counted).
+    #[serde(default = "default_spool_bytes")]
+    pub max_bytes: u64,
+    /// Telemetry older than this is evicted.
+    #[serde(with = "humantime_serde", default = "default_spool_age")]
+    pub max_age: std::time::Duration,
+}
+
+fn default_spool_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+fn default_spool_age() -> std::time::Duration {
+    std::time::Duration::from_secs(7 * 24 * 3600)
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_bytes: default_spool_bytes(),
+            max_age: default_spool_age(),
+        }
+    }
 }
 
 /// `[gateway]`: who this gateway is; these name its data everywhere downstream.
@@ -91,10 +127,11 @@ pub struct SinkConfig {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Jsonl(JsonlConfig),
+    Mqtt(Box<MqttSinkConfig>),
 }
 
 impl SinkKind {
-    const TYPES: &'static [&'static str] = &["jsonl"];
+    const TYPES: &'static [&'static str] = &["jsonl", "mqtt"];
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,7 +152,9 @@ struct SubjectDecl {
     devices: Vec<String>,
 }
 
-const SECTIONS: &[&str] = &["gateway", "metrics", "subjects", "devices", "sinks"];
+const SECTIONS: &[&str] = &[
+    "gateway", "metrics", "subjects", "devices", "sinks", "spool",
+];
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,6 +380,7 @@ impl<'i> Loader<'i> {
         let subjects = self.subjects(&devices, &device_ids);
         let all_subjects_parsed = subjects.iter().all(Option::is_some);
         let sinks = self.sinks();
+        let spool = self.spool();
 
         // Bind each device to the one subject that lists it.
         let mut owner: HashMap<&str, &SubjectId> = HashMap::new();
@@ -380,7 +420,30 @@ impl<'i> Loader<'i> {
             subjects: subjects.into_iter().flatten().collect(),
             devices: bound,
             sinks: sinks.into_iter().flatten().collect(),
+            spool: spool.unwrap_or_default(),
         })
+    }
+
+    fn spool(&mut self) -> Option<SpoolConfig> {
+        let (_, value) = get(self.root_table(), "spool").map(|(s, v)| (s, v.clone()))?;
+        let path = [PathSeg::from("spool")];
+        let c: SpoolConfig = self.de(value, &path, "[spool]")?;
+        if c.max_bytes < 1024 * 1024 {
+            self.error_at(
+                &[PathSeg::from("spool"), PathSeg::from("max_bytes")],
+                format!(
+                    "spool.max_bytes must be at least 1048576 (1 MiB), got {}",
+                    c.max_bytes
+                ),
+            );
+        }
+        if c.max_age < std::time::Duration::from_secs(60) {
+            self.error_at(
+                &[PathSeg::from("spool"), PathSeg::from("max_age")],
+                "spool.max_age must be at least 1m".to_owned(),
+            );
+        }
+        Some(c)
     }
 
     fn gateway(&mut self) -> Option<GatewayConfig> {
@@ -613,6 +676,10 @@ impl<'i> Loader<'i> {
                 "jsonl" => self
                     .de::<JsonlConfig>(rest, &path, &what)
                     .map(SinkKind::Jsonl),
+                "mqtt" => self.de::<MqttSinkConfig>(rest, &path, &what).map(|c| {
+                    self.issues(&path, c.issues());
+                    SinkKind::Mqtt(Box::new(c))
+                }),
                 other => {
                     self.error(
                         kind.span(),

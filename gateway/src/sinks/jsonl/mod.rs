@@ -1,6 +1,6 @@
-//! The JSONL sink: how users and tests see what the gateway does. It writes
-//! each event as it arrives and flushes whenever no further event is waiting,
-//! so a reader sees every line promptly and a burst costs one flush.
+//! The JSONL sink: how users and tests see what the gateway does. It reads
+//! committed events from the spool in order (alerts first), writes a batch,
+//! flushes (and syncs a file), and only then acknowledges the batch.
 
 mod config;
 mod encode;
@@ -8,11 +8,16 @@ mod encode;
 use std::pin::Pin;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::mpsc;
-use wardgate_model::Event;
+use tokio_util::sync::CancellationToken;
+
+use crate::sinks::SinkError;
+use crate::spool::SpoolReader;
 
 pub use config::JsonlConfig;
 pub use encode::encode_line;
+
+/// Events written per batch (one flush and one acknowledgement each).
+const BATCH: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JsonlError {
@@ -80,35 +85,44 @@ impl JsonlSink {
         })
     }
 
-    /// Writes until the channel closes, then flushes (and syncs a file) and
-    /// returns how many events were written.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Event>) -> Result<u64, JsonlError> {
+    /// Writes spooled events in order until `drain` is cancelled and nothing
+    /// is left, acknowledging each batch once it is flushed. Returns how many
+    /// events were written.
+    pub async fn run(
+        mut self,
+        mut reader: SpoolReader,
+        drain: CancellationToken,
+    ) -> Result<u64, SinkError> {
         let mut written = 0u64;
-        let mut line = Vec::with_capacity(512);
-        while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            while let Some(event) = next {
-                line.clear();
-                match encode_line(&event, &mut line) {
-                    Ok(()) => {
-                        self.write(&line).await?;
-                        written += 1;
-                    }
-                    // Model types always serialise; if one ever does not, say so loudly.
-                    Err(e) => {
-                        tracing::error!(sink = %self.name, error = %e, "event could not be encoded as JSON");
-                    }
+        let mut lines = Vec::with_capacity(64 * 1024);
+        loop {
+            let Some(batch) = reader.next_batch(BATCH).await? else {
+                if drain.is_cancelled() {
+                    break;
                 }
-                next = rx.try_recv().ok();
+                tokio::select! {
+                    () = reader.wait_for_data() => {}
+                    () = drain.cancelled() => {}
+                }
+                continue;
+            };
+            lines.clear();
+            for record in &batch.records {
+                if let Err(e) = encode_line(&record.event, &mut lines) {
+                    // Model types always serialise; if one ever does not, say so loudly.
+                    tracing::error!(sink = %self.name, seq = record.seq, error = %e, "event could not be encoded as JSON");
+                }
             }
+            self.write(&lines).await?;
             self.flush().await?;
-        }
-        self.flush().await?;
-        if let Some(file) = &self.file {
-            file.sync_all().await.map_err(|source| JsonlError::Write {
-                path: self.target.clone(),
-                source,
-            })?;
+            if let Some(file) = &self.file {
+                file.sync_data().await.map_err(|source| JsonlError::Write {
+                    path: self.target.clone(),
+                    source,
+                })?;
+            }
+            written += batch.records.len() as u64;
+            reader.ack(batch.lane, batch.after, batch.last()).await?;
         }
         tracing::debug!(sink = %self.name, target = %self.target, written, "jsonl sink closed");
         Ok(written)
