@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use super::{SimConfig, start_rtu, start_tcp};
+use super::{SimConfig, start};
 
 /// Modbus TCP and RTU (pseudo-terminal) ward sensors.
 #[derive(Debug, clap::Args)]
@@ -29,24 +29,18 @@ pub async fn run(args: ModbusArgs) -> anyhow::Result<()> {
         }
         None => SimConfig::ward_scenario(),
     };
+    let rtu_ids: Vec<Vec<String>> = config
+        .rtu
+        .iter()
+        .map(|b| b.slaves.iter().map(|s| s.unit_id.to_string()).collect())
+        .collect();
     let shutdown = CancellationToken::new();
-    let mut running = Vec::new();
-    for d in config.tcp {
-        let name = d.device.name.clone();
-        let sim = start_tcp(d.listen, d.device, shutdown.clone())
-            .await
-            .with_context(|| format!("listening on {} for {name}", d.listen))?;
+    let running = start(config, shutdown.clone()).await?;
+    for (name, sim) in &running.tcp {
         println!("tcp {name} {}", sim.addr);
-        running.push(sim);
     }
-    let mut buses = Vec::new();
-    for bus in config.rtu {
-        let ids: Vec<String> = bus.slaves.iter().map(|s| s.unit_id.to_string()).collect();
-        let sim = start_rtu(bus.slaves, shutdown.clone())
-            .await
-            .with_context(|| format!("opening a pseudo-terminal for {}", bus.name))?;
-        println!("rtu {} {} slaves {}", bus.name, sim.path, ids.join(","));
-        buses.push(sim);
+    for ((name, sim), ids) in running.rtu.iter().zip(rtu_ids) {
+        println!("rtu {name} {} slaves {}", sim.path, ids.join(","));
     }
     tokio::signal::ctrl_c().await?;
     shutdown.cancel();

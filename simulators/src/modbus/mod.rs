@@ -19,6 +19,44 @@ use serde::Deserialize;
 
 pub use server::{RtuSim, TcpSim, start_rtu, start_tcp};
 
+/// A whole scenario, running: each TCP device and each RTU bus by name.
+#[derive(Debug)]
+pub struct RunningScenario {
+    pub tcp: Vec<(String, TcpSim)>,
+    pub rtu: Vec<(String, RtuSim)>,
+}
+
+/// Starts every device of `config` (the demo calls this with
+/// [`SimConfig::ward_scenario`]); everything stops when `shutdown` is cancelled.
+pub async fn start(
+    config: SimConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<RunningScenario> {
+    let mut running = RunningScenario {
+        tcp: Vec::new(),
+        rtu: Vec::new(),
+    };
+    for d in config.tcp {
+        let name = d.device.name.clone();
+        let sim = start_tcp(d.listen, d.device, shutdown.clone())
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("listening on {} for {name}: {e}", d.listen),
+                )
+            })?;
+        running.tcp.push((name, sim));
+    }
+    for bus in config.rtu {
+        let sim = start_rtu(bus.slaves, shutdown.clone()).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("pseudo-terminal for {}: {e}", bus.name))
+        })?;
+        running.rtu.push((bus.name, sim));
+    }
+    Ok(running)
+}
+
 /// The four tables, named as in the gateway's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -290,5 +328,59 @@ mod tests {
         let s = SimConfig::ward_scenario();
         assert_eq!((s.tcp.len(), s.rtu.len()), (4, 1));
         assert_eq!(s.rtu[0].slaves.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_ward_scenario_serves_its_registers_over_tcp_and_rtu() {
+        use tokio_modbus::client::{Reader as _, rtu, tcp};
+        use tokio_modbus::slave::SlaveContext as _;
+
+        let mut config = SimConfig::ward_scenario();
+        for d in &mut config.tcp {
+            d.listen.set_port(0); // never fixed ports in tests
+        }
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let running = start(config, shutdown.clone()).await.unwrap();
+
+        // room-7-1 at t = 0: 22.0 Cel in tenths = 220 = 0x00DC; humidity 45.0 % = 450 = 0x01C2.
+        let (_, room) = &running.tcp[0];
+        let mut client = tcp::connect(room.addr).await.unwrap();
+        let words = client.read_input_registers(0, 2).await.unwrap().unwrap();
+        assert_eq!(words, [0x00DC, 0x01C2]);
+        // o2-flow-7: 2.0 L/min as f32 0x40000000, CDAB -> words 0000 4000.
+        let (_, o2) = &running.tcp[1];
+        let mut client = tcp::connect(o2.addr).await.unwrap();
+        assert_eq!(
+            client
+                .read_holding_registers(100, 2)
+                .await
+                .unwrap()
+                .unwrap(),
+            [0x0000, 0x4000]
+        );
+        // Faults switch at run time: exception 6 (busy).
+        o2.faults.set_exception(Some(6));
+        assert_eq!(
+            client.read_holding_registers(100, 2).await.unwrap(),
+            Err(tokio_modbus::ExceptionCode::ServerDeviceBusy)
+        );
+
+        // RTU bus: fridge (slave 1) at t = 0 is 5.00 Cel in hundredths = 500 = 0x01F4.
+        let (_, bus) = &running.rtu[0];
+        let port = tokio_serial::SerialStream::open(&tokio_serial::new(&bus.path, 9600)).unwrap();
+        let mut client = rtu::attach_slave(port, tokio_modbus::Slave(1));
+        assert_eq!(
+            client.read_input_registers(0, 1).await.unwrap().unwrap(),
+            [0x01F4]
+        );
+        // Slave 2 is configured silent: no reply.
+        client.set_slave(tokio_modbus::Slave(2));
+        let silent = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            client.read_input_registers(0, 1),
+        )
+        .await;
+        assert!(silent.is_err(), "{silent:?}");
+        shutdown.cancel();
     }
 }
