@@ -9,6 +9,7 @@
 
 mod context;
 pub mod modbus;
+pub mod pump;
 pub mod synthetic;
 
 pub use context::{DriverContext, PipelineClosed};

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::{DriverContext, synthetic};
+use wardgate_drivers::{DriverContext, pump, synthetic};
 use wardgate_model::{Event, MetricRegistry};
 
 use crate::config::{Config, DeviceConfig, DriverConfig, SinkKind};
@@ -266,15 +266,21 @@ fn spawn_drivers(
         let id = device.device.id.clone();
         tracing::info!(device = %id, kind = device.device.kind.as_str(), subject = %device.subject, "starting driver");
         let metrics = Arc::clone(metrics);
-        match device.driver.clone() {
-            DriverConfig::Synthetic(c) => {
-                set.spawn(async move {
-                    // PipelineClosed is the only error: the gateway is stopping.
+        // Every driver returns only when the gateway stops (its one error is
+        // "the pipeline is closed"); device errors are handled inside it.
+        let driver: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            match device.driver.clone() {
+                DriverConfig::Synthetic(c) => Box::pin(async move {
                     let _ = synthetic::run(c, &metrics, ctx).await;
-                    tracing::debug!(device = %id, "driver stopped");
-                });
-            }
-        }
+                }),
+                DriverConfig::Pump(c) => Box::pin(async move {
+                    let _ = pump::run(c, ctx).await;
+                }),
+            };
+        set.spawn(async move {
+            driver.await;
+            tracing::debug!(device = %id, "driver stopped");
+        });
     }
     set
 }

@@ -3,3 +3,4 @@
 //! by both cannot hide.
 
 pub mod modbus;
+pub mod pump;

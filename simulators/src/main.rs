@@ -1,5 +1,8 @@
-//! `wardgate-sim`: device simulators, one subcommand per device family. A
-//! thin dispatcher: each family's module owns its arguments and its loop.
+//! `wardgate-sim`: device simulators for demos and manual testing. A thin
+//! dispatcher; each device family's subcommand lives in `cli/` (Modbus: in
+//! the library, `wardgate_sim::modbus::cli`, so the demo can share it).
+
+mod cli;
 
 use clap::{Parser, Subcommand};
 
@@ -18,15 +21,20 @@ struct Cli {
 enum Command {
     /// Modbus TCP and RTU (pseudo-terminal) ward sensors with scripted values and faults.
     Modbus(wardgate_sim::modbus::cli::ModbusArgs),
+    /// Asena-style infusion pumps on pseudo-terminals.
+    Pump(cli::pump::PumpArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Modbus(args) => wardgate_sim::modbus::cli::run(args).await,
+        Command::Pump(args) => cli::pump::run(args).await,
     }
 }

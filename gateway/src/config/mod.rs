@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
+use wardgate_drivers::pump::PumpConfig;
 use wardgate_drivers::synthetic::SyntheticConfig;
 use wardgate_model::config::{ConfigIssue, PathSeg, Validate};
 use wardgate_model::{
@@ -104,14 +105,16 @@ pub struct DeviceConfig {
 #[derive(Debug, Clone)]
 pub enum DriverConfig {
     Synthetic(SyntheticConfig),
+    Pump(PumpConfig),
 }
 
 impl DriverConfig {
-    const TYPES: &'static [&'static str] = &["synthetic"];
+    const TYPES: &'static [&'static str] = &["synthetic", "pump"];
 
     fn kind(&self) -> DeviceKind {
         match self {
             DriverConfig::Synthetic(_) => DeviceKind::Synthetic,
+            DriverConfig::Pump(_) => DeviceKind::Pump,
         }
     }
 }
@@ -527,6 +530,11 @@ impl<'i> Loader<'i> {
                 let c: SyntheticConfig = self.de(rest, &path, &what)?;
                 self.issues(&path, c.validate(metrics));
                 DriverConfig::Synthetic(c)
+            }
+            "pump" => {
+                let c: PumpConfig = self.de(rest, &path, &what)?;
+                self.issues(&path, c.validate(metrics));
+                DriverConfig::Pump(c)
             }
             other => {
                 self.error(

@@ -1,0 +1,3 @@
+//! One module per `wardgate-sim` subcommand.
+
+pub(crate) mod pump;
