@@ -8,6 +8,7 @@
 //! shutdown.
 
 mod context;
+pub mod modbus;
 pub mod pump;
 pub mod synthetic;
 

@@ -2,4 +2,5 @@
 //! specifications alone and never reuse the drivers' decoders, so a bug shared
 //! by both cannot hide.
 
+pub mod modbus;
 pub mod pump;

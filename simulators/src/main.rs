@@ -1,5 +1,6 @@
 //! `wardgate-sim`: device simulators for demos and manual testing. A thin
-//! dispatcher; each device family's subcommand lives in `cli/`.
+//! dispatcher; each device family's subcommand lives in `cli/` (Modbus: in
+//! the library, `wardgate_sim::modbus::cli`, so the demo can share it).
 
 mod cli;
 
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Modbus TCP and RTU (pseudo-terminal) ward sensors with scripted values and faults.
+    Modbus(wardgate_sim::modbus::cli::ModbusArgs),
     /// Asena-style infusion pumps on pseudo-terminals.
     Pump(cli::pump::PumpArgs),
 }
@@ -31,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Modbus(args) => wardgate_sim::modbus::cli::run(args).await,
         Command::Pump(args) => cli::pump::run(args).await,
     }
 }

@@ -1,3 +1,4 @@
 //! Integration tests of wardgate-drivers: one binary, one module per family.
 
+mod modbus;
 mod pump;
