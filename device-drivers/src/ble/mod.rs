@@ -1,0 +1,24 @@
+//! Bluetooth LE health devices: heart-rate straps, pulse oximeters, blood
+//! pressure cuffs, thermometers, glucometers, scales.
+//!
+//! - [`gatt`] and [`ieee11073`]: sans-IO decoders, one pure function per GATT
+//!   characteristic; no I/O, no clock (the gateway's `now` is an argument).
+//! - [`json`]: the `wardgate decode ble` output.
+//!
+//! Decoders never panic on any input: a payload that breaks its spec is a
+//! [`DecodeError`] naming the characteristic and the reason.
+
+mod characteristic;
+mod decoded;
+pub mod gatt;
+pub mod ieee11073;
+
+pub use characteristic::{Characteristic, UnknownCharacteristic, sig_uuid128};
+pub use decoded::{
+    DecodeError, DecodeReason, Decoded, Extra, ExtraValue, INLINE_MEASUREMENTS, Measurement,
+    StatusFlag, StatusFlags, TimeFallback, Unavailability, Unavailable,
+};
+pub use gatt::decode;
+
+#[cfg(test)]
+mod vectors;
