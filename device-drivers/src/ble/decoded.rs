@@ -8,14 +8,13 @@ use wardgate_model::{Metric, TimeSource, Timestamp};
 use super::Characteristic;
 pub use super::ieee11073::Unavailability;
 
-/// One value in the metric's canonical unit (DESIGN.md), stamped.
+/// One value in the metric's canonical unit (DESIGN.md). Its time is the
+/// notification's ([`Decoded::at`]): every field of one payload shares it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measurement {
     pub metric: Metric,
     /// Finite, in `metric.unit()`.
     pub value: f64,
-    pub at: Timestamp,
-    pub time_source: TimeSource,
 }
 
 /// A metric the payload carried but with no number (special value, 0xFFFF,
@@ -183,14 +182,19 @@ impl TimeFallback {
     }
 }
 
-/// Inline capacity for readings: a heart-rate notification in a 23-byte ATT
-/// MTU carries at most 1 rate + 1 energy + 9 RR intervals.
-pub const INLINE_MEASUREMENTS: usize = 12;
+/// Inline capacity for readings: every characteristic but Body Composition,
+/// and heart-rate notifications with up to 6 RR intervals (typical straps send
+/// 1–3 a second), decode without touching the heap; longer ones spill.
+pub const INLINE_MEASUREMENTS: usize = 8;
 
 /// Everything one notification said.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decoded {
     pub characteristic: Characteristic,
+    /// When the values were measured: the device's timestamp if usable, else
+    /// the gateway's `now`.
+    pub at: Timestamp,
+    pub time_source: TimeSource,
     pub measurements: SmallVec<[Measurement; INLINE_MEASUREMENTS]>,
     pub unavailable: SmallVec<[Unavailable; 2]>,
     pub flags: StatusFlags,
@@ -200,14 +204,19 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    pub(crate) fn new(characteristic: Characteristic) -> Self {
+    pub(crate) fn new(
+        characteristic: Characteristic,
+        (at, time_source, time_fallback): (Timestamp, TimeSource, Option<TimeFallback>),
+    ) -> Self {
         Self {
             characteristic,
+            at,
+            time_source,
             measurements: SmallVec::new(),
             unavailable: SmallVec::new(),
             flags: StatusFlags::default(),
             extras: SmallVec::new(),
-            time_fallback: None,
+            time_fallback,
         }
     }
 

@@ -233,29 +233,18 @@ fn resolve_time(
 /// Collects the output of one decode, stamping every reading alike.
 struct Out {
     d: Decoded,
-    at: Timestamp,
-    time_source: TimeSource,
 }
 
 impl Out {
     fn new(ch: Characteristic, time: (Timestamp, TimeSource, Option<TimeFallback>)) -> Self {
-        let mut d = Decoded::new(ch);
-        d.time_fallback = time.2;
         Self {
-            d,
-            at: time.0,
-            time_source: time.1,
+            d: Decoded::new(ch, time),
         }
     }
 
     #[inline]
     fn push(&mut self, metric: Metric, value: f64) {
-        self.d.measurements.push(Measurement {
-            metric,
-            value,
-            at: self.at,
-            time_source: self.time_source,
-        });
+        self.d.measurements.push(Measurement { metric, value });
     }
 
     fn value(

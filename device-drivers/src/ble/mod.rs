@@ -3,7 +3,7 @@
 //!
 //! - [`gatt`] and [`ieee11073`]: sans-IO decoders, one pure function per GATT
 //!   characteristic; no I/O, no clock (the gateway's `now` is an argument).
-//! - [`json`]: the `wardgate decode ble` output.
+//! - [`json`]: the `wardgate decode ble` output ([`json::decode_to_json`]).
 //!
 //! Decoders never panic on any input: a payload that breaks its spec is a
 //! [`DecodeError`] naming the characteristic and the reason.
@@ -12,6 +12,7 @@ mod characteristic;
 mod decoded;
 pub mod gatt;
 pub mod ieee11073;
+pub mod json;
 
 pub use characteristic::{Characteristic, UnknownCharacteristic, sig_uuid128};
 pub use decoded::{
