@@ -19,7 +19,7 @@ use super::decoded::{
     DecodeError, DecodeReason, Decoded, Extra, ExtraValue, Measurement, StatusFlag, TimeFallback,
     Unavailable,
 };
-use super::ieee11073::{self, Unavailability};
+use super::ieee11073::{self, Decimal, Unavailability};
 
 /// mmHg per kPa (DESIGN.md).
 pub const MMHG_PER_KPA: f64 = 7.500_62;
@@ -154,12 +154,20 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes([a, b, c, 0]))
     }
 
-    fn sfloat(&mut self, field: &'static str) -> Result<Result<f64, Unavailability>, DecodeError> {
-        Ok(ieee11073::sfloat(self.u16(field)?))
+    fn sfloat(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Result<Decimal, Unavailability>, DecodeError> {
+        Ok(ieee11073::sfloat_decimal(self.u16(field)?))
     }
 
-    fn float(&mut self, field: &'static str) -> Result<Result<f64, Unavailability>, DecodeError> {
-        Ok(ieee11073::float(u32::from_le_bytes(self.take(field)?)))
+    fn float(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Result<Decimal, Unavailability>, DecodeError> {
+        Ok(ieee11073::float_decimal(u32::from_le_bytes(
+            self.take(field)?,
+        )))
     }
 
     /// Date Time (0x2A08): year u16, month, day, hours, minutes, seconds.
@@ -247,16 +255,20 @@ impl Out {
         self.d.measurements.push(Measurement { metric, value });
     }
 
-    fn value(
-        &mut self,
-        metric: Metric,
-        value: Result<f64, Unavailability>,
-        scale: impl Fn(f64) -> f64,
-    ) {
+    fn value(&mut self, metric: Metric, value: Result<f64, Unavailability>) {
         match value {
-            Ok(v) => self.push(metric, scale(v)),
+            Ok(v) => self.push(metric, v),
             Err(reason) => self.d.unavailable.push(Unavailable { metric, reason }),
         }
+    }
+
+    fn decimal(
+        &mut self,
+        metric: Metric,
+        value: Result<Decimal, Unavailability>,
+        convert: impl Fn(Decimal) -> f64,
+    ) {
+        self.value(metric, value.map(convert));
     }
 
     fn extra(&mut self, key: &'static str, value: ExtraValue) {
@@ -270,12 +282,27 @@ impl Out {
     }
 }
 
+/// A field's resolution as `raw / divisor × factor` (dividing by the exact
+/// divisor rounds once: 13920 / 200 is 69.6, 13920 × 0.005 is not).
+#[derive(Clone, Copy, Debug)]
+struct Resolution {
+    divisor: f64,
+    factor: f64,
+}
+
+const fn per(divisor: f64) -> Resolution {
+    Resolution {
+        divisor,
+        factor: 1.0,
+    }
+}
+
 /// A u16 field with a 0xFFFF "measurement unsuccessful" value (WSS, BCS).
-fn unsigned_or_unsuccessful(raw: u16, resolution: f64) -> Result<f64, Unavailability> {
+fn unsigned_or_unsuccessful(raw: u16, r: Resolution) -> Result<f64, Unavailability> {
     if raw == 0xFFFF {
         Err(Unavailability::Unsuccessful)
     } else {
-        Ok(f64::from(raw) * resolution)
+        Ok(f64::from(raw) / r.divisor * r.factor)
     }
 }
 
@@ -389,16 +416,22 @@ fn blood_pressure(
 
     let mut out = Out::new(ch, resolve_time(stamp, 0, now));
     let kpa = flags & 0x01 != 0;
-    let to_mmhg = |v: f64| if kpa { v * MMHG_PER_KPA } else { v };
+    let to_mmhg = |v: Decimal| {
+        if kpa {
+            v.times(MMHG_PER_KPA)
+        } else {
+            v.to_f64()
+        }
+    };
     if ch == Characteristic::IntermediateCuffPressure {
-        out.value(extra_metrics::cuff_pressure(), sys, to_mmhg);
+        out.decimal(extra_metrics::cuff_pressure(), sys, to_mmhg);
     } else {
-        out.value(Metric::BpSystolic, sys, to_mmhg);
-        out.value(Metric::BpDiastolic, dia, to_mmhg);
-        out.value(Metric::BpMean, map, to_mmhg);
+        out.decimal(Metric::BpSystolic, sys, to_mmhg);
+        out.decimal(Metric::BpDiastolic, dia, to_mmhg);
+        out.decimal(Metric::BpMean, map, to_mmhg);
     }
     if let Some(pulse) = pulse {
-        out.value(Metric::PulseRate, pulse, |v| v);
+        out.decimal(Metric::PulseRate, pulse, Decimal::to_f64);
     }
     if let Some(id) = user {
         user_id(&mut out, id);
@@ -463,11 +496,11 @@ pub fn temperature_measurement(payload: &[u8], now: Timestamp) -> Result<Decoded
     };
     let mut out = Out::new(r.ch, resolve_time(stamp, 0, now));
     let fahrenheit = flags & 0x01 != 0;
-    out.value(Metric::BodyTemp, value, |v| {
+    out.decimal(Metric::BodyTemp, value, |v| {
         if fahrenheit {
-            (v - 32.0) * 5.0 / 9.0
+            v.fahrenheit_to_celsius()
         } else {
-            v
+            v.to_f64()
         }
     });
     if let Some(kind) = kind {
@@ -571,7 +604,7 @@ pub fn glucose_measurement(payload: &[u8], now: Timestamp) -> Result<Decoded, De
         } else {
             value
         };
-        out.value(Metric::Glucose, value, |v| v * per_unit);
+        out.decimal(Metric::Glucose, value, |v| v.times(per_unit));
         out.extra("glucose_type", ExtraValue::Text(kind));
         out.extra("sample_location", ExtraValue::Text(location));
     }
@@ -617,9 +650,10 @@ const PLX_DEVICE_SENSOR_STATUS: [(u32, StatusFlag); 16] = [
 /// The device marked the measurement unavailable or invalid: its numbers are
 /// not to be used.
 fn plx_flagged(
-    value: Result<f64, Unavailability>,
+    value: Result<Decimal, Unavailability>,
     status: Option<u16>,
 ) -> Result<f64, Unavailability> {
+    let value = value.map(Decimal::to_f64);
     match status {
         Some(bits) if bits & (1 << 13 | 1 << 15) != 0 => {
             value.and(Err(Unavailability::FlaggedByDevice))
@@ -670,20 +704,16 @@ pub fn plx_spot_check(payload: &[u8], now: Timestamp) -> Result<Decoded, DecodeE
 
 fn plx_common(
     out: &mut Out,
-    spo2: Result<f64, Unavailability>,
-    pr: Result<f64, Unavailability>,
+    spo2: Result<Decimal, Unavailability>,
+    pr: Result<Decimal, Unavailability>,
     measurement: Option<u16>,
     device: Option<u32>,
-    pai: Option<Result<f64, Unavailability>>,
+    pai: Option<Result<Decimal, Unavailability>>,
 ) {
-    out.value(Metric::Spo2, plx_flagged(spo2, measurement), |v| v);
-    out.value(Metric::PulseRate, plx_flagged(pr, measurement), |v| v);
+    out.value(Metric::Spo2, plx_flagged(spo2, measurement));
+    out.value(Metric::PulseRate, plx_flagged(pr, measurement));
     if let Some(pai) = pai {
-        out.value(
-            Metric::PulseAmplitudeIndex,
-            plx_flagged(pai, measurement),
-            |v| v,
-        );
+        out.value(Metric::PulseAmplitudeIndex, plx_flagged(pai, measurement));
     }
     if let Some(bits) = measurement {
         out.flags(u32::from(bits), &PLX_MEASUREMENT_STATUS);
@@ -744,13 +774,27 @@ pub fn plx_continuous(payload: &[u8], now: Timestamp) -> Result<Decoded, DecodeE
 }
 
 /// Mass resolution: SI 0.005 kg, imperial 0.01 lb (in kg).
-fn mass_resolution(imperial: bool) -> f64 {
-    if imperial { 0.01 * KG_PER_LB } else { 0.005 }
+fn mass_resolution(imperial: bool) -> Resolution {
+    if imperial {
+        Resolution {
+            divisor: 100.0,
+            factor: KG_PER_LB,
+        }
+    } else {
+        per(200.0)
+    }
 }
 
 /// Height resolution: SI 0.001 m, imperial 0.1 in (in m).
-fn height_resolution(imperial: bool) -> f64 {
-    if imperial { 0.1 * M_PER_INCH } else { 0.001 }
+fn height_resolution(imperial: bool) -> Resolution {
+    if imperial {
+        Resolution {
+            divisor: 10.0,
+            factor: M_PER_INCH,
+        }
+    } else {
+        per(1000.0)
+    }
 }
 
 /// Weight Measurement (WSS 1.0, 0x2A9D).
@@ -778,7 +822,6 @@ pub fn weight_measurement(payload: &[u8], now: Timestamp) -> Result<Decoded, Dec
     out.value(
         Metric::BodyWeight,
         unsigned_or_unsuccessful(weight, mass_resolution(imperial)),
-        |v| v,
     );
     if let Some(id) = user {
         user_id(&mut out, id);
@@ -786,20 +829,18 @@ pub fn weight_measurement(payload: &[u8], now: Timestamp) -> Result<Decoded, Dec
     if let Some((bmi, height)) = bmi_height {
         out.value(
             extra_metrics::bmi(),
-            unsigned_or_unsuccessful(bmi, 0.1),
-            |v| v,
+            unsigned_or_unsuccessful(bmi, per(10.0)),
         );
         out.value(
             extra_metrics::body_height(),
             unsigned_or_unsuccessful(height, height_resolution(imperial)),
-            |v| v,
         );
     }
     Ok(out.d)
 }
 
 /// (flag bit, field name, metric, resolution in the canonical unit)
-type OptionalField = (u16, &'static str, fn() -> Metric, f64);
+type OptionalField = (u16, &'static str, fn() -> Metric, Resolution);
 
 /// Body Composition Measurement (BCS 1.0, 0x2A9C).
 pub fn body_composition(payload: &[u8], now: Timestamp) -> Result<Decoded, DecodeError> {
@@ -819,18 +860,23 @@ pub fn body_composition(payload: &[u8], now: Timestamp) -> Result<Decoded, Decod
     };
     let mass = mass_resolution(imperial);
     let optional: [OptionalField; 9] = [
-        (3, "basal metabolism", extra_metrics::basal_metabolism, 1.0),
+        (
+            3,
+            "basal metabolism",
+            extra_metrics::basal_metabolism,
+            per(1.0),
+        ),
         (
             4,
             "muscle percentage",
             extra_metrics::muscle_percentage,
-            0.1,
+            per(10.0),
         ),
         (5, "muscle mass", extra_metrics::muscle_mass, mass),
         (6, "fat free mass", extra_metrics::fat_free_mass, mass),
         (7, "soft lean mass", extra_metrics::soft_lean_mass, mass),
         (8, "body water mass", extra_metrics::body_water_mass, mass),
-        (9, "impedance", extra_metrics::impedance, 0.1),
+        (9, "impedance", extra_metrics::impedance, per(10.0)),
         (10, "weight", || Metric::BodyWeight, mass),
         (
             11,
@@ -848,15 +894,14 @@ pub fn body_composition(payload: &[u8], now: Timestamp) -> Result<Decoded, Decod
     let mut out = Out::new(r.ch, resolve_time(stamp, 0, now));
     out.value(
         extra_metrics::body_fat_percentage(),
-        unsigned_or_unsuccessful(body_fat, 0.1),
-        |v| v,
+        unsigned_or_unsuccessful(body_fat, per(10.0)),
     );
     if let Some(id) = user {
         user_id(&mut out, id);
     }
     for (raw, (_, _, metric, resolution)) in values.iter().zip(optional.iter()) {
         if let Some(raw) = raw {
-            out.value(metric(), unsigned_or_unsuccessful(*raw, *resolution), |v| v);
+            out.value(metric(), unsigned_or_unsuccessful(*raw, *resolution));
         }
     }
     if flags & 0x1000 != 0 {

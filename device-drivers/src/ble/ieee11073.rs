@@ -38,10 +38,9 @@ impl Unavailability {
     }
 }
 
-/// `mantissa × 10^exponent`, correctly rounded for negative exponents
-/// (36.5 is `365 / 10`, not `365 × 0.1`).
-fn scale(mantissa: i32, exponent: i32) -> f64 {
-    let m = f64::from(mantissa);
+/// `m × 10^exponent`, rounded once for negative exponents (36.5 is
+/// `365 / 10`, not `365 × 0.1`).
+fn scale(m: f64, exponent: i32) -> f64 {
     if exponent >= 0 {
         m * 10f64.powi(exponent)
     } else {
@@ -49,8 +48,49 @@ fn scale(mantissa: i32, exponent: i32) -> f64 {
     }
 }
 
+/// A decoded number as sent: `mantissa × 10^exponent`. Unit conversions are
+/// applied before the decimal scaling so that exact ones stay exact
+/// (52 × 10⁻⁵ kg/L is 52 mg/dL, not 51.99999999999999).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decimal {
+    pub mantissa: i32,
+    pub exponent: i32,
+}
+
+impl Decimal {
+    pub fn to_f64(self) -> f64 {
+        scale(f64::from(self.mantissa), self.exponent)
+    }
+
+    /// `self × factor`.
+    pub fn times(self, factor: f64) -> f64 {
+        scale(f64::from(self.mantissa) * factor, self.exponent)
+    }
+
+    /// `(self − 32) × 5/9`, for a temperature in °F.
+    pub fn fahrenheit_to_celsius(self) -> f64 {
+        let m = f64::from(self.mantissa);
+        if self.exponent >= 0 {
+            (scale(m, self.exponent) - 32.0) * 5.0 / 9.0
+        } else {
+            let p = 10f64.powi(-self.exponent);
+            (m - 32.0 * p) * 5.0 / (9.0 * p)
+        }
+    }
+}
+
 /// Decodes a little-endian-read SFLOAT: 4-bit signed exponent, 12-bit signed mantissa.
 pub fn sfloat(raw: u16) -> Result<f64, Unavailability> {
+    sfloat_decimal(raw).map(Decimal::to_f64)
+}
+
+/// Decodes a FLOAT: 8-bit signed exponent, 24-bit signed mantissa.
+pub fn float(raw: u32) -> Result<f64, Unavailability> {
+    float_decimal(raw).map(Decimal::to_f64)
+}
+
+/// [`sfloat`], keeping mantissa and exponent.
+pub fn sfloat_decimal(raw: u16) -> Result<Decimal, Unavailability> {
     match raw {
         0x07FF => return Err(Unavailability::NaN),
         0x0800 => return Err(Unavailability::NRes),
@@ -62,11 +102,11 @@ pub fn sfloat(raw: u16) -> Result<f64, Unavailability> {
     // Sign-extend by shifting into the top of an i16/i32 and back.
     let exponent = i32::from((raw as i16) >> 12);
     let mantissa = i32::from(((raw << 4) as i16) >> 4);
-    Ok(scale(mantissa, exponent))
+    Ok(Decimal { mantissa, exponent })
 }
 
-/// Decodes a FLOAT: 8-bit signed exponent, 24-bit signed mantissa.
-pub fn float(raw: u32) -> Result<f64, Unavailability> {
+/// [`float`], keeping mantissa and exponent.
+pub fn float_decimal(raw: u32) -> Result<Decimal, Unavailability> {
     match raw {
         0x007F_FFFF => return Err(Unavailability::NaN),
         0x0080_0000 => return Err(Unavailability::NRes),
@@ -77,7 +117,7 @@ pub fn float(raw: u32) -> Result<f64, Unavailability> {
     }
     let exponent = (raw as i32) >> 24;
     let mantissa = ((raw << 8) as i32) >> 8;
-    Ok(scale(mantissa, exponent))
+    Ok(Decimal { mantissa, exponent })
 }
 
 #[cfg(test)]
@@ -122,6 +162,37 @@ mod tests {
         assert_eq!(float(0x007F_FFFE), Err(Unavailability::PositiveInfinity));
         assert_eq!(float(0x0080_0002), Err(Unavailability::NegativeInfinity));
         assert_eq!(float(0x0080_0001), Err(Unavailability::ReservedSpecial));
+    }
+
+    #[test]
+    fn conversions_round_once() {
+        // 52 × 10^-5 kg/L → 52 mg/dL exactly
+        assert_eq!(
+            Decimal {
+                mantissa: 52,
+                exponent: -5
+            }
+            .times(100_000.0),
+            52.0
+        );
+        // 98.6 °F → 37 °C exactly
+        assert_eq!(
+            Decimal {
+                mantissa: 986,
+                exponent: -1
+            }
+            .fahrenheit_to_celsius(),
+            37.0
+        );
+        // 212 °F → 100 °C
+        assert_eq!(
+            Decimal {
+                mantissa: 212,
+                exponent: 0
+            }
+            .fahrenheit_to_celsius(),
+            100.0
+        );
     }
 
     proptest::proptest! {

@@ -8,11 +8,15 @@
 //! Decoders never panic on any input: a payload that breaks its spec is a
 //! [`DecodeError`] naming the characteristic and the reason.
 
+pub mod backoff;
 mod characteristic;
 mod decoded;
+pub mod driver;
 pub mod gatt;
 pub mod ieee11073;
 pub mod json;
+pub mod racp;
+pub mod transport;
 
 pub use characteristic::{Characteristic, UnknownCharacteristic, sig_uuid128};
 pub use decoded::{

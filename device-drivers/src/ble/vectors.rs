@@ -35,7 +35,7 @@ fn check(ch: Characteristic, input: &[u8], e: &Expect) {
     for ((gm, gv), (em, ev)) in got.iter().zip(&e.readings) {
         assert_eq!(gm, em);
         assert!(
-            (gv - ev).abs() <= 1e-9 * ev.abs().max(1.0),
+            (gv - ev).abs() <= 1e-12 * ev.abs().max(1.0),
             "{em}: got {gv}, expected {ev}"
         );
     }
