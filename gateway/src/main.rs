@@ -1,1 +1,146 @@
-fn main() {}
+//! `wardgate`: the command line. Exit codes: 0 success, 1 the gateway failed
+//! while running (a sink could not be opened, a fatal I/O error), 2 the
+//! configuration or the command line is invalid.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use wardgate::config;
+use wardgate::logging::{self, LogFormat};
+
+/// Telemetry and alerting gateway for hospital wards and home care hubs.
+///
+/// wardgate reads bedside and home devices (Bluetooth wearables, infusion pumps,
+/// Modbus room sensors), raises alerts for nurses, and forwards every reading
+/// and alert to its sinks.
+///
+/// Exit codes: 0 success; 1 the gateway failed while running; 2 the
+/// configuration or the command line is invalid.
+#[derive(Debug, Parser)]
+#[command(name = "wardgate", version, propagate_version = true)]
+struct Cli {
+    /// Log format on standard error: `human` for people, `json` for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
+    /// Least severe log level shown (error, warn, info, debug, trace). RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: read the configured devices and deliver readings and alerts
+    /// until stopped with Ctrl-C or SIGTERM (which drains and flushes everything first).
+    Run {
+        /// The configuration file (TOML), e.g. config/ward.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file without starting anything; every problem is listed
+    /// with its file, line and column. Exits 0 when valid, 2 when not.
+    CheckConfig {
+        /// The configuration file (TOML) to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Run { config } => run(&config),
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(c) => {
+            println!(
+                "{}: valid (gateway {}, {} subjects, {} devices, {} sinks)",
+                file.display(),
+                c.gateway.id,
+                c.subjects.len(),
+                c.devices.len(),
+                c.sinks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(file: &std::path::Path) -> ExitCode {
+    let config = match config::load(file) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        match wardgate::pipeline::run(config, shutdown).await {
+            Ok(summary) => {
+                tracing::info!(events = ?summary.events, written = ?summary.written, "wardgate stopped");
+                if summary.failed_sinks.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "wardgate could not start");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// First SIGINT/SIGTERM: graceful shutdown. A second one: exit at once.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; use Ctrl-C to stop");
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        if round == 0 {
+            tracing::info!(
+                "stop requested: stopping drivers, draining, flushing sinks (signal again to exit at once)"
+            );
+            shutdown.cancel();
+        } else {
+            tracing::warn!("second stop signal: exiting without draining");
+            std::process::exit(1);
+        }
+    }
+}

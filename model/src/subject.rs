@@ -35,14 +35,24 @@ impl Serialize for Spo2Scale {
 
 impl<'de> Deserialize<'de> for Spo2Scale {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match i64::deserialize(d)? {
-            1 => Ok(Spo2Scale::Scale1),
-            2 => Ok(Spo2Scale::Scale2),
-            other => Err(serde::de::Error::invalid_value(
-                serde::de::Unexpected::Signed(other),
-                &"1 or 2",
-            )),
+        struct ScaleVisitor;
+        impl serde::de::Visitor<'_> for ScaleVisitor {
+            type Value = Spo2Scale;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("SpO2 scale 1 or 2")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Spo2Scale, E> {
+                match v {
+                    1 => Ok(Spo2Scale::Scale1),
+                    2 => Ok(Spo2Scale::Scale2),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Spo2Scale, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
         }
+        d.deserialize_i64(ScaleVisitor)
     }
 }
 

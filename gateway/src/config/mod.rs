@@ -1,0 +1,785 @@
+//! Configuration: the TOML file a hospital engineer writes, loaded and checked
+//! in one pass that reports every problem it finds, each with file, line and
+//! column, what is wrong and what is allowed.
+//!
+//! Loading never starts anything. Sections are deserialised one table at a
+//! time so that one bad device does not hide the problems of the next; then
+//! cross-references (subjects ↔ devices), duplicate ids and each section's own
+//! [`Validate`] checks run over everything that parsed.
+
+mod introspect;
+mod secret;
+mod source;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use wardgate_drivers::synthetic::SyntheticConfig;
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate};
+use wardgate_model::{
+    DeviceId, DeviceKind, DeviceRef, Metric, MetricRegistry, Subject, SubjectId, SubjectKind,
+    SubjectProfile,
+};
+
+pub use secret::{Secret, SecretError, SecretSource};
+pub use source::Position;
+
+use crate::sinks::jsonl::JsonlConfig;
+use source::{Source, get, span_of};
+
+type Spanned<T> = toml::Spanned<T>;
+
+/// A loaded, valid configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub gateway: GatewayConfig,
+    pub metrics: MetricRegistry,
+    pub subjects: Vec<Subject>,
+    pub devices: Vec<DeviceConfig>,
+    pub sinks: Vec<SinkConfig>,
+    pub spool: SpoolConfig,
+}
+
+/// `[spool]`: where accepted readings and alerts wait until every sink's peer
+/// has confirmed them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SpoolConfig {
+    /// The spool file. Without it the spool lives in a temporary directory
+    /// and does not survive a restart (fine for a demo, not for a ward).
+    pub path: Option<PathBuf>,
+    /// Telemetry kept at most, in bytes; the oldest is evicted first (alerts
+    /// are never evicted and not counted).
+    #[serde(default = "default_spool_bytes")]
+    pub max_bytes: u64,
+    /// Telemetry older than this is evicted.
+    #[serde(with = "humantime_serde", default = "default_spool_age")]
+    pub max_age: std::time::Duration,
+}
+
+fn default_spool_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+fn default_spool_age() -> std::time::Duration {
+    std::time::Duration::from_secs(7 * 24 * 3600)
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_bytes: default_spool_bytes(),
+            max_age: default_spool_age(),
+        }
+    }
+}
+
+/// `[gateway]`: who this gateway is; these name its data everywhere downstream.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewayConfig {
+    /// Hospital or care organisation (`st-example`).
+    pub site: String,
+    /// Ward or home-hub location (`ward-7`).
+    pub ward: String,
+    /// This gateway (`gw-ward-7`).
+    pub id: String,
+}
+
+/// One `[[devices]]` table.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    pub device: DeviceRef,
+    /// The subject whose `devices` list names this device.
+    pub subject: SubjectId,
+    pub driver: DriverConfig,
+}
+
+/// The driver-specific part of a device table, chosen by its `type`.
+#[derive(Debug, Clone)]
+pub enum DriverConfig {
+    Synthetic(SyntheticConfig),
+}
+
+impl DriverConfig {
+    const TYPES: &'static [&'static str] = &["synthetic"];
+
+    fn kind(&self) -> DeviceKind {
+        match self {
+            DriverConfig::Synthetic(_) => DeviceKind::Synthetic,
+        }
+    }
+}
+
+/// One `[[sinks]]` table.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Unique name (defaults to the type); names the sink in logs and metrics.
+    pub name: String,
+    pub kind: SinkKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Jsonl(JsonlConfig),
+}
+
+impl SinkKind {
+    const TYPES: &'static [&'static str] = &["jsonl"];
+}
+
+#[derive(Debug, Deserialize)]
+struct MetricDecl {
+    name: String,
+    unit: String,
+    display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SubjectDecl {
+    id: String,
+    kind: SubjectKind,
+    name: Option<String>,
+    #[serde(default)]
+    profile: SubjectProfile,
+    #[serde(default)]
+    devices: Vec<String>,
+}
+
+const SECTIONS: &[&str] = &[
+    "gateway", "metrics", "subjects", "devices", "sinks", "spool",
+];
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub position: Position,
+    pub message: String,
+    /// The offending line, for a caret display.
+    pub line_text: String,
+}
+
+/// Every problem found in one file; `Display` prints one per line as
+/// `file:line:column: error: message`, each followed by the line and a caret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.errors {
+            writeln!(
+                f,
+                "{}:{}:{}: error: {}",
+                self.file.display(),
+                e.position.line,
+                e.position.column,
+                e.message
+            )?;
+            writeln!(f, "    | {}", e.line_text)?;
+            writeln!(
+                f,
+                "    | {}^",
+                " ".repeat(e.position.column.saturating_sub(1))
+            )?;
+        }
+        let n = self.errors.len();
+        write!(
+            f,
+            "{}: {n} error{} found",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// Reads and checks a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        file: path.to_owned(),
+        errors: vec![ConfigError {
+            position: Position { line: 1, column: 1 },
+            message: format!("cannot read the file: {e}"),
+            line_text: String::new(),
+        }],
+    })?;
+    parse(path, &text)
+}
+
+/// Checks configuration text; `file` names it in errors.
+pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let source = Source { text };
+    let (root, syntax) = DeTable::parse_recoverable(text);
+    let mut loader = Loader {
+        source: Source { text },
+        errors: Vec::new(),
+        root: Spanned::new(root.span(), DeValue::Table(root.into_inner())),
+    };
+    for e in syntax {
+        loader.error(e.span().unwrap_or(0..0), e.message().trim_end().to_owned());
+    }
+    let config = if loader.errors.is_empty() {
+        loader.load(file)
+    } else {
+        None
+    };
+    match config {
+        Some(config) if loader.errors.is_empty() => Ok(config),
+        _ => {
+            let mut errors: Vec<(Range<usize>, String)> = loader.errors;
+            errors.sort_by_key(|(span, _)| span.start);
+            errors.dedup();
+            Err(ConfigErrors {
+                file: file.to_owned(),
+                errors: errors
+                    .into_iter()
+                    .map(|(span, message)| ConfigError {
+                        position: source.position(span.start),
+                        line_text: source.line_text(span.start).to_owned(),
+                        message,
+                    })
+                    .collect(),
+            })
+        }
+    }
+}
+
+struct Loader<'i> {
+    source: Source<'i>,
+    errors: Vec<(Range<usize>, String)>,
+    root: Spanned<DeValue<'i>>,
+}
+
+impl<'i> Loader<'i> {
+    fn error(&mut self, span: Range<usize>, message: String) {
+        self.errors.push((span, message));
+    }
+
+    fn error_at(&mut self, path: &[PathSeg], message: String) {
+        let span = span_of(&self.root, path);
+        self.error(span, message);
+    }
+
+    fn issues(&mut self, prefix: &[PathSeg], issues: Vec<ConfigIssue>) {
+        for issue in issues {
+            let issue = issue.within(prefix.iter().cloned());
+            self.error_at(&issue.path, issue.message);
+        }
+    }
+
+    /// Deserialises one value, reporting a type error and every unknown key.
+    fn de<T: Deserialize<'i>>(
+        &mut self,
+        value: Spanned<DeValue<'i>>,
+        path: &[PathSeg],
+        what: &str,
+    ) -> Option<T> {
+        let element_span = value.span();
+        let mut unknown = Vec::new();
+        let result = serde_ignored::deserialize(ValueDeserializer::from(value), |p| {
+            unknown.push(ignored_path(&p));
+        });
+        for rel in unknown {
+            let key = rel.last().map(ToString::to_string).unwrap_or_default();
+            let mut full = path.to_vec();
+            let depth = rel.len();
+            full.extend(rel);
+            let allowed = introspect::field_names::<T>();
+            let message = if depth == 1 && !allowed.is_empty() {
+                format!(
+                    "unknown key `{key}` in {what}; allowed keys: {}",
+                    allowed.join(", ")
+                )
+            } else {
+                format!("unknown key `{key}` in {what}")
+            };
+            self.error_at(&full, message);
+        }
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let span = e.span().unwrap_or(element_span);
+                self.error(span, format!("{} (in {what})", e.message().trim_end()));
+                None
+            }
+        }
+    }
+
+    fn root_table(&self) -> &DeTable<'i> {
+        match self.root.get_ref() {
+            DeValue::Table(t) => t,
+            _ => unreachable!("the document root is always a table"),
+        }
+    }
+
+    /// The elements of an array-of-tables section (`[[devices]]`), or an error
+    /// when the section has another shape.
+    fn array_section(&mut self, name: &'static str) -> Vec<Spanned<DeValue<'i>>> {
+        let found = get(self.root_table(), name).map(|(s, v)| (s, v.clone()));
+        match found {
+            None => Vec::new(),
+            Some((_, v)) => match v.into_inner() {
+                DeValue::Array(a) => a.iter().cloned().collect(),
+                _ => {
+                    self.error_at(
+                        &[PathSeg::from(name)],
+                        format!("`{name}` must be an array of tables, written [[{name}]]"),
+                    );
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    fn load(&mut self, file: &Path) -> Option<Config> {
+        let unknown: Vec<(Range<usize>, String)> = self
+            .root_table()
+            .iter()
+            .filter(|(k, _)| !SECTIONS.contains(&k.get_ref().as_ref()))
+            .map(|(k, _)| (k.span(), k.get_ref().to_string()))
+            .collect();
+        for (span, key) in unknown {
+            self.error(
+                span,
+                format!(
+                    "unknown section `{key}`; allowed sections: {}",
+                    SECTIONS.join(", ")
+                ),
+            );
+        }
+
+        let gateway = self.gateway();
+        let metrics = self.metrics();
+        let device_tables = self.array_section("devices");
+        // Ids of every device table, even one that fails to parse, so that a
+        // broken device is reported once and not again as "unknown" in subjects.
+        let device_ids: Vec<String> = device_tables
+            .iter()
+            .filter_map(|v| {
+                v.get_ref()
+                    .as_table()?
+                    .get("id")?
+                    .get_ref()
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        let devices: Vec<Option<(Spanned<String>, DriverConfig)>> = device_tables
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| self.device(i, v, &metrics))
+            .collect();
+        let subjects = self.subjects(&devices, &device_ids);
+        let all_subjects_parsed = subjects.iter().all(Option::is_some);
+        let sinks = self.sinks();
+        let spool = self.spool();
+
+        // Bind each device to the one subject that lists it.
+        let mut owner: HashMap<&str, &SubjectId> = HashMap::new();
+        for s in subjects.iter().flatten() {
+            for d in &s.devices {
+                owner.entry(d.as_str()).or_insert(&s.id);
+            }
+        }
+        let mut bound = Vec::new();
+        for (i, d) in devices.iter().enumerate() {
+            let Some((id, driver)) = d else { continue };
+            match owner.get(id.get_ref().as_str()) {
+                Some(subject) => bound.push(DeviceConfig {
+                    device: DeviceRef::new(DeviceId::from(id.get_ref().as_str()), driver.kind()),
+                    subject: (*subject).clone(),
+                    driver: driver.clone(),
+                }),
+                None if !all_subjects_parsed => {}
+                None => self.error_at(
+                    &[PathSeg::from("devices"), PathSeg::from(i), PathSeg::from("id")],
+                    format!(
+                        "device `{}` is not bound to any subject; list it in one subject's `devices`",
+                        id.get_ref()
+                    ),
+                ),
+            }
+        }
+
+        let gateway = gateway?;
+        if !self.errors.is_empty() {
+            return None;
+        }
+        Some(Config {
+            file: file.to_owned(),
+            gateway,
+            metrics,
+            subjects: subjects.into_iter().flatten().collect(),
+            devices: bound,
+            sinks: sinks.into_iter().flatten().collect(),
+            spool: spool.unwrap_or_default(),
+        })
+    }
+
+    fn spool(&mut self) -> Option<SpoolConfig> {
+        let (_, value) = get(self.root_table(), "spool").map(|(s, v)| (s, v.clone()))?;
+        let path = [PathSeg::from("spool")];
+        let c: SpoolConfig = self.de(value, &path, "[spool]")?;
+        if c.max_bytes < 1024 * 1024 {
+            self.error_at(
+                &[PathSeg::from("spool"), PathSeg::from("max_bytes")],
+                format!(
+                    "spool.max_bytes must be at least 1048576 (1 MiB), got {}",
+                    c.max_bytes
+                ),
+            );
+        }
+        if c.max_age < std::time::Duration::from_secs(60) {
+            self.error_at(
+                &[PathSeg::from("spool"), PathSeg::from("max_age")],
+                "spool.max_age must be at least 1m".to_owned(),
+            );
+        }
+        Some(c)
+    }
+
+    fn gateway(&mut self) -> Option<GatewayConfig> {
+        let Some((_, value)) = get(self.root_table(), "gateway").map(|(s, v)| (s, v.clone()))
+        else {
+            self.error(
+                0..0,
+                "missing section [gateway]; it needs site, ward and id".to_owned(),
+            );
+            return None;
+        };
+        let path = [PathSeg::from("gateway")];
+        let g: GatewayConfig = self.de(value, &path, "[gateway]")?;
+        for (key, v) in [("site", &g.site), ("ward", &g.ward), ("id", &g.id)] {
+            if let Some(problem) = id_problem(v) {
+                self.error_at(
+                    &[PathSeg::from("gateway"), PathSeg::from(key)],
+                    format!("gateway.{key} {problem}"),
+                );
+            }
+        }
+        Some(g)
+    }
+
+    fn metrics(&mut self) -> MetricRegistry {
+        let mut registry = MetricRegistry::default();
+        for (i, v) in self.array_section("metrics").into_iter().enumerate() {
+            let path = [PathSeg::from("metrics"), PathSeg::from(i)];
+            let Some(decl) = self.de::<MetricDecl>(v, &path, "[[metrics]]") else {
+                continue;
+            };
+            let at = |key: &'static str| [path[0].clone(), path[1].clone(), PathSeg::from(key)];
+            if let Some(problem) = name_problem(&decl.name) {
+                self.error_at(&at("name"), format!("metric name {problem}"));
+                continue;
+            }
+            if decl.unit.trim().is_empty() {
+                self.error_at(
+                    &at("unit"),
+                    "unit must be a UCUM code such as \"Cel\", \"%\", \"kg\" or \"{count}\"".into(),
+                );
+            }
+            let metric = Metric::custom(&decl.name, &decl.unit, decl.display_name.as_deref());
+            if let Err(existing) = registry.declare(metric) {
+                let which = if existing.info().is_some() {
+                    "a built-in metric"
+                } else {
+                    "already declared above"
+                };
+                self.error_at(
+                    &at("name"),
+                    format!("metric `{}` is {which}; choose another name", decl.name),
+                );
+            }
+        }
+        registry
+    }
+
+    fn device(
+        &mut self,
+        i: usize,
+        value: Spanned<DeValue<'i>>,
+        metrics: &MetricRegistry,
+    ) -> Option<(Spanned<String>, DriverConfig)> {
+        let path = [PathSeg::from("devices"), PathSeg::from(i)];
+        let span = value.span();
+        let DeValue::Table(mut table) = value.into_inner() else {
+            self.error(span, "each [[devices]] entry must be a table".into());
+            return None;
+        };
+        let id = self.take_string(&mut table, &path, "id", "[[devices]]");
+        let kind = self.take_string(&mut table, &path, "type", "[[devices]]");
+        let (id, kind) = (id?, kind?);
+        if let Some(problem) = id_problem(id.get_ref()) {
+            self.error(id.span(), format!("device id {problem}"));
+        }
+        let rest = Spanned::new(span, DeValue::Table(table));
+        let what = format!("device `{}` (type {})", id.get_ref(), kind.get_ref());
+        let driver = match kind.get_ref().as_str() {
+            "synthetic" => {
+                let c: SyntheticConfig = self.de(rest, &path, &what)?;
+                self.issues(&path, c.validate(metrics));
+                DriverConfig::Synthetic(c)
+            }
+            other => {
+                self.error(
+                    kind.span(),
+                    format!(
+                        "unknown device type `{other}`; allowed types: {}",
+                        DriverConfig::TYPES.join(", ")
+                    ),
+                );
+                return None;
+            }
+        };
+        Some((id, driver))
+    }
+
+    /// Removes a required string key from a table, reporting it when missing
+    /// or not a string.
+    fn take_string(
+        &mut self,
+        table: &mut DeTable<'i>,
+        path: &[PathSeg],
+        key: &'static str,
+        what: &str,
+    ) -> Option<Spanned<String>> {
+        match table.remove_entry(key) {
+            Some((_, v)) => match v.get_ref().as_str() {
+                Some(s) => Some(Spanned::new(v.span(), s.to_owned())),
+                None => {
+                    self.error(
+                        v.span(),
+                        format!(
+                            "`{key}` in {what} must be a string, found {}",
+                            v.get_ref().type_str()
+                        ),
+                    );
+                    None
+                }
+            },
+            None => {
+                self.error_at(path, format!("{what} is missing the required key `{key}`"));
+                None
+            }
+        }
+    }
+
+    fn subjects(
+        &mut self,
+        devices: &[Option<(Spanned<String>, DriverConfig)>],
+        device_ids: &[String],
+    ) -> Vec<Option<Subject>> {
+        let known: HashSet<&str> = device_ids.iter().map(String::as_str).collect();
+        let mut device_ids: Vec<&str> = known.iter().copied().collect();
+        device_ids.sort_unstable();
+        let mut bound_to: HashMap<String, String> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, v) in self.array_section("subjects").into_iter().enumerate() {
+            let path = [PathSeg::from("subjects"), PathSeg::from(i)];
+            let Some(decl) = self.de::<SubjectDecl>(v, &path, "[[subjects]]") else {
+                out.push(None);
+                continue;
+            };
+            if let Some(problem) = id_problem(&decl.id) {
+                self.error_at(&child(&path, "id"), format!("subject id {problem}"));
+            }
+            for (j, d) in decl.devices.iter().enumerate() {
+                let at = [
+                    path[0].clone(),
+                    path[1].clone(),
+                    PathSeg::from("devices"),
+                    PathSeg::from(j),
+                ];
+                if !known.contains(d.as_str()) {
+                    let listed = if device_ids.is_empty() {
+                        "none are configured".to_owned()
+                    } else {
+                        format!("configured devices: {}", device_ids.join(", "))
+                    };
+                    self.error_at(
+                        &at,
+                        format!(
+                            "subject `{}` is bound to unknown device `{d}`; {listed}",
+                            decl.id
+                        ),
+                    );
+                } else if let Some(other) = bound_to.get(d) {
+                    self.error_at(
+                        &at,
+                        format!(
+                            "device `{d}` is already bound to subject `{other}`; a device belongs to one subject"
+                        ),
+                    );
+                } else {
+                    bound_to.insert(d.clone(), decl.id.clone());
+                }
+            }
+            out.push(Some(Subject {
+                id: decl.id.into(),
+                kind: decl.kind,
+                name: decl.name,
+                profile: decl.profile,
+                devices: decl.devices.into_iter().map(DeviceId::from).collect(),
+            }));
+        }
+        self.duplicates(
+            "subjects",
+            out.iter().map(|s| s.as_ref().map(|s| s.id.to_string())),
+            "subject id",
+        );
+        self.duplicates(
+            "devices",
+            devices
+                .iter()
+                .map(|d| d.as_ref().map(|(id, _)| id.get_ref().clone())),
+            "device id",
+        );
+        out
+    }
+
+    fn sinks(&mut self) -> Vec<Option<SinkConfig>> {
+        let mut out = Vec::new();
+        for (i, v) in self.array_section("sinks").into_iter().enumerate() {
+            let path = [PathSeg::from("sinks"), PathSeg::from(i)];
+            let span = v.span();
+            let DeValue::Table(mut table) = v.into_inner() else {
+                self.error(span, "each [[sinks]] entry must be a table".into());
+                out.push(None);
+                continue;
+            };
+            let kind = self.take_string(&mut table, &path, "type", "[[sinks]]");
+            let name = match table.remove_entry("name") {
+                Some((_, v)) => match v.get_ref().as_str() {
+                    Some(s) => Some(s.to_owned()),
+                    None => {
+                        self.error(v.span(), "`name` in [[sinks]] must be a string".into());
+                        None
+                    }
+                },
+                None => None,
+            };
+            let Some(kind) = kind else {
+                out.push(None);
+                continue;
+            };
+            let rest = Spanned::new(span, DeValue::Table(table));
+            let what = format!("sink (type {})", kind.get_ref());
+            let sink = match kind.get_ref().as_str() {
+                "jsonl" => self
+                    .de::<JsonlConfig>(rest, &path, &what)
+                    .map(SinkKind::Jsonl),
+                other => {
+                    self.error(
+                        kind.span(),
+                        format!(
+                            "unknown sink type `{other}`; allowed types: {}",
+                            SinkKind::TYPES.join(", ")
+                        ),
+                    );
+                    None
+                }
+            };
+            out.push(sink.map(|kind_config| SinkConfig {
+                name: name.unwrap_or_else(|| kind.get_ref().clone()),
+                kind: kind_config,
+            }));
+        }
+        self.duplicates(
+            "sinks",
+            out.iter().map(|s| s.as_ref().map(|s| s.name.clone())),
+            "sink name",
+        );
+        out
+    }
+
+    /// Reports every repeated id in a section, at the repeat.
+    fn duplicates(
+        &mut self,
+        section: &'static str,
+        ids: impl Iterator<Item = Option<String>>,
+        what: &str,
+    ) {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let key = if section == "sinks" { "name" } else { "id" };
+        for (i, id) in ids.enumerate() {
+            let Some(id) = id else { continue };
+            if let Some(first) = seen.get(&id) {
+                let first = self.line_of(&[
+                    PathSeg::from(section),
+                    PathSeg::from(*first),
+                    PathSeg::from(key),
+                ]);
+                self.error_at(
+                    &[PathSeg::from(section), PathSeg::from(i), PathSeg::from(key)],
+                    format!(
+                        "duplicate {what} `{id}` (first used on line {first}); ids must be unique"
+                    ),
+                );
+            } else {
+                seen.insert(id, i);
+            }
+        }
+    }
+
+    fn line_of(&self, path: &[PathSeg]) -> usize {
+        self.source.position(span_of(&self.root, path).start).line
+    }
+}
+
+fn child(path: &[PathSeg; 2], key: &'static str) -> [PathSeg; 3] {
+    [path[0].clone(), path[1].clone(), PathSeg::from(key)]
+}
+
+/// Ids appear in MQTT topics, InfluxDB tags and URLs: keep them plain.
+fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if id.len() > 64 {
+        return Some(format!("must be at most 64 characters, got {}", id.len()));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Some(format!(
+            "`{id}` may only contain ASCII letters, digits, '-', '_' and '.'"
+        ));
+    }
+    None
+}
+
+/// Metric names are snake_case, like the built-in ones.
+fn name_problem(name: &str) -> Option<String> {
+    let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    (!ok).then(|| format!("`{name}` must be snake_case: lower-case letters, digits and '_', starting with a letter"))
+}
+
+fn ignored_path(p: &serde_ignored::Path<'_>) -> Vec<PathSeg> {
+    use serde_ignored::Path;
+    match p {
+        Path::Root => Vec::new(),
+        Path::Seq { parent, index } => {
+            let mut v = ignored_path(parent);
+            v.push(PathSeg::from(*index));
+            v
+        }
+        Path::Map { parent, key } => {
+            let mut v = ignored_path(parent);
+            v.push(PathSeg::from(key.clone()));
+            v
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_path(parent),
+    }
+}

@@ -1,0 +1,8 @@
+//! The wardgate gateway: configuration, the running pipeline and its sinks.
+//! The binary (`main.rs`) is a thin CLI over this library.
+
+pub mod config;
+pub mod logging;
+pub mod pipeline;
+pub mod sinks;
+pub mod spool;

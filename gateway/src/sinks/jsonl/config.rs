@@ -1,0 +1,18 @@
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[[sinks]] type = "jsonl"`: every reading, device event and alert, one JSON
+/// object per line.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JsonlConfig {
+    /// File to append to, or `"-"` for standard output. The file is created if
+    /// missing; its directory must exist.
+    pub path: PathBuf,
+}
+
+impl JsonlConfig {
+    pub fn is_stdout(&self) -> bool {
+        self.path.as_os_str() == "-"
+    }
+}

@@ -1,0 +1,454 @@
+//! The spool: the durable queue between the pipeline and the sinks, and the
+//! single source of truth for delivery.
+//!
+//! # Invariants
+//!
+//! 1. An event is *accepted* once [`Spool::append`] has returned: its write
+//!    transaction committed with `Durability::Immediate` (fsync). Appends are
+//!    group commits: one transaction (one fsync) per batch.
+//! 2. Two lanes, each with its own sequence numbers: [`Lane::Alert`] for alert
+//!    transitions and [`Lane::Telemetry`] for everything else. Sequence numbers
+//!    start at 1, increase by one per record and are never reused, across
+//!    restarts and deletions.
+//! 3. Each sink has a cursor per lane: the highest sequence number up to which
+//!    its peer acknowledged *everything*. A cursor only moves forward and only
+//!    through [`Spool::ack`], which a sink calls after its peer confirmed (a
+//!    PUBACK, an HTTP 2xx, a flushed file).
+//! 4. A record is deleted once every configured sink's cursor has passed it.
+//! 5. Bounds: when the telemetry lane holds more than `max_bytes`, or its
+//!    oldest record is older than `max_age`, telemetry is evicted oldest first
+//!    and counted. Alerts are never evicted and do not count against the bound.
+//!    A sink whose cursor lies inside the evicted range resumes after it.
+//!
+//! # Record format
+//!
+//! Key: the sequence number (`u64`). Value: the append time as little-endian
+//! `i64` nanoseconds since the Unix epoch, then the event as JSON (the model's
+//! serde shape, the same as the JSONL sink's lines).
+//!
+//! # Recovery
+//!
+//! redb commits atomically: after a crash the spool holds exactly the
+//! committed transactions. On open, sequence numbers continue from the stored
+//! counters, cursors are read back, a sink seen for the first time starts at
+//! the oldest retained record, and cursors of sinks no longer configured are
+//! removed (they would otherwise pin records forever). A record whose value
+//! cannot be decoded is skipped, counted and logged — never a panic.
+
+mod reader;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::watch;
+use wardgate_model::{Event, Timestamp};
+
+pub use reader::SpoolReader;
+
+const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
+const TELEMETRY: TableDefinition<u64, &[u8]> = TableDefinition::new("telemetry");
+/// (sink name, lane) → cursor.
+const CURSORS: TableDefinition<(&str, u8), u64> = TableDefinition::new("cursors");
+/// Counters: next sequence numbers, telemetry bytes, evictions.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const NEXT_ALERT: &str = "next_alert";
+const NEXT_TELEMETRY: &str = "next_telemetry";
+const TELEMETRY_BYTES: &str = "telemetry_bytes";
+const EVICTED: &str = "evicted";
+
+/// Which queue a record travels in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Lane {
+    /// Alert transitions: sent first, never evicted.
+    Alert,
+    /// Readings and device events.
+    Telemetry,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Alert, Lane::Telemetry];
+
+    pub fn of(event: &Event) -> Lane {
+        if event.is_alert() {
+            Lane::Alert
+        } else {
+            Lane::Telemetry
+        }
+    }
+
+    fn table(self) -> TableDefinition<'static, u64, &'static [u8]> {
+        match self {
+            Lane::Alert => ALERTS,
+            Lane::Telemetry => TELEMETRY,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Lane::Alert => 0,
+            Lane::Telemetry => 1,
+        }
+    }
+
+    fn next_key(self) -> &'static str {
+        match self {
+            Lane::Alert => NEXT_ALERT,
+            Lane::Telemetry => NEXT_TELEMETRY,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Alert => "alert",
+            Lane::Telemetry => "telemetry",
+        }
+    }
+}
+
+/// One spooled event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub lane: Lane,
+    pub seq: u64,
+    pub event: Event,
+}
+
+/// Limits of the spool.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolLimits {
+    /// Telemetry bytes kept at most (alerts do not count).
+    pub max_bytes: u64,
+    /// Telemetry older than this is evicted.
+    pub max_age: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("event could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("unknown sink `{0}`")]
+    UnknownSink(String),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for SpoolError {
+            fn from(e: $t) -> Self {
+                SpoolError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Figures for logs and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpoolStats {
+    pub alerts: u64,
+    pub telemetry: u64,
+    pub telemetry_bytes: u64,
+    pub evicted_total: u64,
+    pub corrupt_records: u64,
+}
+
+/// What one append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Highest sequence number per lane after the append (0 = none yet).
+    pub last_alert: u64,
+    pub last_telemetry: u64,
+    /// Telemetry records evicted by this append to stay within the limits.
+    pub evicted: u64,
+}
+
+/// The durable queue. All methods are synchronous (they fsync); async callers
+/// run them on the blocking pool.
+#[derive(Debug)]
+pub struct Spool {
+    db: Database,
+    sinks: Vec<String>,
+    limits: SpoolLimits,
+    /// Bumped after every commit so waiting sinks wake up.
+    appended: watch::Sender<u64>,
+    corrupt: Mutex<u64>,
+}
+
+fn value(now: Timestamp, json: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + json.len());
+    v.extend_from_slice(&now.timestamp_nanos_opt().unwrap_or(i64::MAX).to_le_bytes());
+    v.extend_from_slice(json);
+    v
+}
+
+fn split_value(v: &[u8]) -> Option<(i64, &[u8])> {
+    let (t, json) = v.split_first_chunk::<8>()?;
+    Some((i64::from_le_bytes(*t), json))
+}
+
+impl Spool {
+    /// Opens (or creates) the spool file for these sinks.
+    pub fn open(path: &Path, limits: SpoolLimits, sinks: &[String]) -> Result<Spool, SpoolError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(ALERTS)?;
+            tx.open_table(TELEMETRY)?;
+            let mut meta = tx.open_table(META)?;
+            for key in [NEXT_ALERT, NEXT_TELEMETRY] {
+                if meta.get(key)?.is_none() {
+                    meta.insert(key, 1)?;
+                }
+            }
+            let mut cursors = tx.open_table(CURSORS)?;
+            let stale: Vec<(String, u8)> = cursors
+                .iter()?
+                .filter_map(Result::ok)
+                .map(|(k, _)| {
+                    let (name, lane) = k.value();
+                    (name.to_owned(), lane)
+                })
+                .filter(|(name, _)| !sinks.contains(name))
+                .collect();
+            for (name, lane) in stale {
+                tracing::warn!(sink = %name, "removing the spool cursor of a sink that is no longer configured");
+                cursors.remove((name.as_str(), lane))?;
+            }
+            for lane in Lane::ALL {
+                let first = tx.open_table(lane.table())?.first()?.map(|(k, _)| k.value());
+                let next = meta.get(lane.next_key())?.map_or(1, |v| v.value());
+                let start = first.map_or(next - 1, |f| f - 1);
+                for sink in sinks {
+                    if cursors.get((sink.as_str(), lane.code()))?.is_none() {
+                        cursors.insert((sink.as_str(), lane.code()), start)?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        let (appended, _) = watch::channel(0);
+        let spool = Spool {
+            db,
+            sinks: sinks.to_vec(),
+            limits,
+            appended,
+            corrupt: Mutex::new(0),
+        };
+        // Records every sink already acknowledged may remain after a crash
+        // between an ack and its deletion; drop them now.
+        spool.collect_garbage()?;
+        Ok(spool)
+    }
+
+    /// Commits a batch in one transaction (one fsync), assigning sequence
+    /// numbers, then evicts telemetry beyond the limits.
+    pub fn append(&self, now: Timestamp, events: &[Event]) -> Result<Appended, SpoolError> {
+        let mut out = Appended::default();
+        let tx = self.db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let mut alerts = tx.open_table(ALERTS)?;
+            let mut telemetry = tx.open_table(TELEMETRY)?;
+            let mut next_alert = meta.get(NEXT_ALERT)?.map_or(1, |v| v.value());
+            let mut next_tel = meta.get(NEXT_TELEMETRY)?.map_or(1, |v| v.value());
+            let mut bytes = meta.get(TELEMETRY_BYTES)?.map_or(0, |v| v.value());
+            for event in events {
+                let v = value(now, &serde_json::to_vec(event)?);
+                match Lane::of(event) {
+                    Lane::Alert => {
+                        alerts.insert(next_alert, v.as_slice())?;
+                        next_alert += 1;
+                    }
+                    Lane::Telemetry => {
+                        telemetry.insert(next_tel, v.as_slice())?;
+                        bytes += v.len() as u64;
+                        next_tel += 1;
+                    }
+                }
+            }
+            // Evict oldest telemetry beyond the byte bound or the age bound.
+            let oldest_allowed = now
+                - chrono::Duration::from_std(self.limits.max_age).unwrap_or(chrono::Duration::MAX);
+            let oldest_allowed = oldest_allowed.timestamp_nanos_opt().unwrap_or(i64::MIN);
+            let mut evicted = 0;
+            loop {
+                let Some((seq, len, at)) = telemetry.first()?.map(|(k, v)| {
+                    let v = v.value();
+                    (
+                        k.value(),
+                        v.len() as u64,
+                        split_value(v).map_or(i64::MIN, |(t, _)| t),
+                    )
+                }) else {
+                    break;
+                };
+                if bytes <= self.limits.max_bytes && at >= oldest_allowed {
+                    break;
+                }
+                telemetry.remove(seq)?;
+                bytes = bytes.saturating_sub(len);
+                evicted += 1;
+            }
+            if evicted > 0 {
+                let total = meta.get(EVICTED)?.map_or(0, |v| v.value()) + evicted;
+                meta.insert(EVICTED, total)?;
+            }
+            meta.insert(NEXT_ALERT, next_alert)?;
+            meta.insert(NEXT_TELEMETRY, next_tel)?;
+            meta.insert(TELEMETRY_BYTES, bytes)?;
+            out.last_alert = next_alert - 1;
+            out.last_telemetry = next_tel - 1;
+            out.evicted = evicted;
+        }
+        tx.commit()?;
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(out)
+    }
+
+    /// Up to `max` records of `lane` with a sequence number above `after`, in order.
+    pub fn read(&self, lane: Lane, after: u64, max: usize) -> Result<Vec<Record>, SpoolError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(lane.table())?;
+        let mut out = Vec::new();
+        for entry in table.range(after.saturating_add(1)..)? {
+            if out.len() >= max {
+                break;
+            }
+            let (k, v) = entry?;
+            let seq = k.value();
+            match split_value(v.value()).map(|(_, json)| serde_json::from_slice::<Event>(json)) {
+                Some(Ok(event)) => out.push(Record { lane, seq, event }),
+                _ => {
+                    let mut corrupt = self
+                        .corrupt
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *corrupt += 1;
+                    tracing::error!(
+                        lane = lane.as_str(),
+                        seq,
+                        "spool record cannot be decoded; skipping it"
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sink's cursor in a lane: everything up to it was acknowledged.
+    pub fn cursor(&self, sink: &str, lane: Lane) -> Result<u64, SpoolError> {
+        let tx = self.db.begin_read()?;
+        let cursors = tx.open_table(CURSORS)?;
+        cursors
+            .get((sink, lane.code()))?
+            .map(|v| v.value())
+            .ok_or_else(|| SpoolError::UnknownSink(sink.to_owned()))
+    }
+
+    /// Records that the sink's peer acknowledged everything up to `upto`.
+    /// Never moves a cursor backwards. Deletes what every sink has passed.
+    pub fn ack(&self, sink: &str, lane: Lane, upto: u64) -> Result<(), SpoolError> {
+        if !self.sinks.iter().any(|s| s == sink) {
+            return Err(SpoolError::UnknownSink(sink.to_owned()));
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut cursors = tx.open_table(CURSORS)?;
+            let current = cursors.get((sink, lane.code()))?.map_or(0, |v| v.value());
+            if upto > current {
+                cursors.insert((sink, lane.code()), upto)?;
+            }
+        }
+        Self::delete_passed(&tx, &self.sinks, lane)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn collect_garbage(&self) -> Result<(), SpoolError> {
+        let tx = self.db.begin_write()?;
+        for lane in Lane::ALL {
+            Self::delete_passed(&tx, &self.sinks, lane)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_passed(
+        tx: &redb::WriteTransaction,
+        sinks: &[String],
+        lane: Lane,
+    ) -> Result<(), SpoolError> {
+        let cursors = tx.open_table(CURSORS)?;
+        let mut min = u64::MAX;
+        for sink in sinks {
+            min = min.min(
+                cursors
+                    .get((sink.as_str(), lane.code()))?
+                    .map_or(0, |v| v.value()),
+            );
+        }
+        if sinks.is_empty() {
+            // No sink: nothing is ever delivered, so keep everything (bounded by eviction).
+            return Ok(());
+        }
+        let mut table = tx.open_table(lane.table())?;
+        let mut freed = 0u64;
+        let removed: Vec<u64> = table
+            .range(..=min)?
+            .filter_map(Result::ok)
+            .map(|(k, v)| {
+                freed += v.value().len() as u64;
+                k.value()
+            })
+            .collect();
+        for seq in removed {
+            table.remove(seq)?;
+        }
+        if lane == Lane::Telemetry && freed > 0 {
+            let mut meta = tx.open_table(META)?;
+            let bytes = meta.get(TELEMETRY_BYTES)?.map_or(0, |v| v.value());
+            meta.insert(TELEMETRY_BYTES, bytes.saturating_sub(freed))?;
+        }
+        Ok(())
+    }
+
+    /// Figures for logs and metrics.
+    pub fn stats(&self) -> Result<SpoolStats, SpoolError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        let get =
+            |k: &str| -> Result<u64, SpoolError> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
+        Ok(SpoolStats {
+            alerts: tx.open_table(ALERTS)?.len()?,
+            telemetry: tx.open_table(TELEMETRY)?.len()?,
+            telemetry_bytes: get(TELEMETRY_BYTES)?,
+            evicted_total: get(EVICTED)?,
+            corrupt_records: *self
+                .corrupt
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        })
+    }
+
+    /// A receiver that changes after every commit.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    pub fn sinks(&self) -> &[String] {
+        &self.sinks
+    }
+}
+
+#[cfg(test)]
+mod tests;

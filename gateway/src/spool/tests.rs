@@ -1,0 +1,300 @@
+//! The spool against a trivial reference queue, plus named recovery and
+//! eviction cases.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use wardgate_model::{
+    Alert, AlertId, AlertKind, AlertState, Metric, Priority, Reading, TimeSource, Transition,
+};
+
+use super::*;
+
+fn t(secs: i64) -> Timestamp {
+    chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+}
+
+fn reading(value: f64) -> Event {
+    Event::Reading(
+        Reading::new(
+            t(0),
+            TimeSource::Gateway,
+            "bed-1".into(),
+            None,
+            Metric::HeartRate,
+            value,
+        )
+        .unwrap(),
+    )
+}
+
+fn alert(n: u32) -> Event {
+    Event::Alert(Alert {
+        id: AlertId(format!("a-{n}").into()),
+        rule: "spo2_low".into(),
+        subject: "bed-1".into(),
+        device: None,
+        priority: Priority::High,
+        kind: AlertKind::Physiological,
+        state: AlertState::Active,
+        transition: Transition::Raised,
+        at: t(0),
+        raised_at: t(0),
+        message: "SpO2 88 %".into(),
+        escalation_level: 0,
+        acknowledged: None,
+        cleared_at: None,
+    })
+}
+
+const BIG: SpoolLimits = SpoolLimits {
+    max_bytes: u64::MAX,
+    max_age: Duration::from_secs(365 * 24 * 3600),
+};
+
+fn sinks() -> Vec<String> {
+    vec!["mqtt".into(), "influx".into()]
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// true = alert, false = reading.
+    Append(Vec<bool>),
+    /// sink index, lane, how many of the sink's unacknowledged records to ack.
+    Ack(usize, bool, usize),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => proptest::collection::vec(any::<bool>(), 0..6).prop_map(Op::Append),
+        4 => (0..2usize, any::<bool>(), 0..8usize).prop_map(|(s, a, n)| Op::Ack(s, a, n)),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// The reference: per lane an ordered map seq → event, per sink a cursor.
+#[derive(Default)]
+struct Model {
+    lanes: [BTreeMap<u64, Event>; 2],
+    next: [u64; 2],
+    cursors: BTreeMap<(usize, usize), u64>,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #[test]
+    fn behaves_like_a_reference_queue(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.redb");
+        let names = sinks();
+        let mut spool = Spool::open(&path, BIG, &names).unwrap();
+        let mut model = Model { next: [1, 1], ..Model::default() };
+        let mut counter = 0u32;
+        for op in ops {
+            match op {
+                Op::Append(kinds) => {
+                    let events: Vec<Event> = kinds.iter().map(|&is_alert| {
+                        counter += 1;
+                        if is_alert { alert(counter) } else { reading(f64::from(counter)) }
+                    }).collect();
+                    spool.append(t(0), &events).unwrap();
+                    for e in events {
+                        let l = usize::from(!e.is_alert());
+                        model.lanes[l].insert(model.next[l], e);
+                        model.next[l] += 1;
+                    }
+                }
+                Op::Ack(s, is_alert, n) => {
+                    let l = usize::from(!is_alert);
+                    let lane = if is_alert { Lane::Alert } else { Lane::Telemetry };
+                    let cursor = *model.cursors.get(&(s, l)).unwrap_or(&0);
+                    let unacked: Vec<u64> = model.lanes[l].range(cursor + 1..).map(|(k, _)| *k).collect();
+                    if let Some(&upto) = unacked.get(n.min(unacked.len().saturating_sub(1))) {
+                        if n > 0 {
+                            spool.ack(&names[s], lane, upto).unwrap();
+                            model.cursors.insert((s, l), upto);
+                        }
+                    }
+                }
+                Op::Reopen => {
+                    drop(spool);
+                    spool = Spool::open(&path, BIG, &names).unwrap();
+                }
+            }
+            for (s, name) in names.iter().enumerate() {
+                for (l, lane) in [(0, Lane::Alert), (1, Lane::Telemetry)] {
+                    let cursor = *model.cursors.get(&(s, l)).unwrap_or(&0);
+                    prop_assert_eq!(spool.cursor(name, lane).unwrap(), cursor);
+                    let got: Vec<(u64, Event)> = spool.read(lane, cursor, usize::MAX).unwrap()
+                        .into_iter().map(|r| (r.seq, r.event)).collect();
+                    let want: Vec<(u64, Event)> = model.lanes[l].range(cursor + 1..)
+                        .map(|(k, e)| (*k, e.clone())).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+            // What every sink passed is deleted; nothing else is.
+            let stats = spool.stats().unwrap();
+            for (l, count) in [(0, stats.alerts), (1, stats.telemetry)] {
+                let min = (0..names.len()).map(|s| *model.cursors.get(&(s, l)).unwrap_or(&0)).min().unwrap();
+                prop_assert_eq!(count, model.lanes[l].range(min + 1..).count() as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn survives_reopen_without_acks_and_keeps_sequence_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.redb");
+    let spool = Spool::open(&path, BIG, &sinks()).unwrap();
+    let a = spool
+        .append(t(0), &[reading(1.0), alert(1), reading(2.0)])
+        .unwrap();
+    assert_eq!((a.last_alert, a.last_telemetry), (1, 2));
+    spool.ack("mqtt", Lane::Telemetry, 2).unwrap();
+    spool.ack("influx", Lane::Telemetry, 2).unwrap();
+    drop(spool);
+
+    let spool = Spool::open(&path, BIG, &sinks()).unwrap();
+    assert_eq!(
+        spool.stats().unwrap().telemetry,
+        0,
+        "acknowledged by all sinks: deleted"
+    );
+    assert_eq!(
+        spool.read(Lane::Alert, 0, 10).unwrap().len(),
+        1,
+        "unacknowledged alert kept"
+    );
+    let a = spool.append(t(1), &[reading(3.0)]).unwrap();
+    assert_eq!(a.last_telemetry, 3, "sequence numbers are never reused");
+}
+
+#[test]
+fn telemetry_is_evicted_oldest_first_by_bytes_and_alerts_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = value(t(0), &serde_json::to_vec(&reading(1.0)).unwrap()).len() as u64;
+    let limits = SpoolLimits {
+        max_bytes: one * 3,
+        max_age: BIG.max_age,
+    };
+    let spool = Spool::open(&dir.path().join("s.redb"), limits, &sinks()).unwrap();
+    let events: Vec<Event> = (1..=5)
+        .flat_map(|i| [reading(f64::from(i)), alert(i as u32)])
+        .collect();
+    let a = spool.append(t(0), &events).unwrap();
+    assert_eq!(a.evicted, 2);
+    let kept: Vec<u64> = spool
+        .read(Lane::Telemetry, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(kept, [3, 4, 5]);
+    assert_eq!(spool.read(Lane::Alert, 0, 10).unwrap().len(), 5);
+    let stats = spool.stats().unwrap();
+    assert_eq!((stats.evicted_total, stats.telemetry_bytes), (2, one * 3));
+}
+
+#[test]
+fn telemetry_older_than_max_age_is_evicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = SpoolLimits {
+        max_bytes: u64::MAX,
+        max_age: Duration::from_secs(60),
+    };
+    let spool = Spool::open(&dir.path().join("s.redb"), limits, &sinks()).unwrap();
+    spool.append(t(0), &[reading(1.0), alert(1)]).unwrap();
+    spool.append(t(30), &[reading(2.0)]).unwrap();
+    let a = spool.append(t(61), &[reading(3.0)]).unwrap();
+    assert_eq!(a.evicted, 1);
+    let kept: Vec<u64> = spool
+        .read(Lane::Telemetry, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(kept, [2, 3]);
+    assert_eq!(spool.read(Lane::Alert, 0, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn a_new_sink_starts_at_the_oldest_record_and_a_removed_one_releases_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let spool = Spool::open(&path, BIG, &["mqtt".to_owned()]).unwrap();
+    spool.append(t(0), &[reading(1.0), reading(2.0)]).unwrap();
+    drop(spool);
+    let spool = Spool::open(&path, BIG, &["mqtt".to_owned(), "jsonl".to_owned()]).unwrap();
+    assert_eq!(spool.cursor("jsonl", Lane::Telemetry).unwrap(), 0);
+    spool.ack("jsonl", Lane::Telemetry, 2).unwrap();
+    assert_eq!(
+        spool.stats().unwrap().telemetry,
+        2,
+        "mqtt has not acknowledged yet"
+    );
+    drop(spool);
+    let spool = Spool::open(&path, BIG, &["jsonl".to_owned()]).unwrap();
+    assert_eq!(
+        spool.stats().unwrap().telemetry,
+        0,
+        "the removed sink no longer pins records"
+    );
+    assert!(matches!(
+        spool.cursor("mqtt", Lane::Telemetry),
+        Err(SpoolError::UnknownSink(_))
+    ));
+}
+
+#[test]
+fn an_undecodable_record_is_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&dir.path().join("s.redb"), BIG, &sinks()).unwrap();
+    spool
+        .append(t(0), &[reading(1.0), reading(2.0), reading(3.0)])
+        .unwrap();
+    {
+        // Overwrite record 2 with bytes that are no event.
+        let tx = spool.db.begin_write().unwrap();
+        tx.open_table(TELEMETRY)
+            .unwrap()
+            .insert(2, &b"\x01\x02garbage"[..])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let seqs: Vec<u64> = spool
+        .read(Lane::Telemetry, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, [1, 3]);
+    assert_eq!(spool.stats().unwrap().corrupt_records, 1);
+}
+
+#[tokio::test]
+async fn reader_sends_alerts_first_and_moves_the_cursor_only_when_contiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(&dir.path().join("s.redb"), BIG, &sinks()).unwrap());
+    spool
+        .append(t(0), &[reading(1.0), reading(2.0), reading(3.0), alert(1)])
+        .unwrap();
+    let mut r = SpoolReader::new(Arc::clone(&spool), "mqtt").unwrap();
+    let first = r.next_batch(10).await.unwrap().unwrap();
+    assert_eq!((first.lane, first.records.len()), (Lane::Alert, 1));
+    let b1 = r.next_batch(2).await.unwrap().unwrap();
+    let b2 = r.next_batch(2).await.unwrap().unwrap();
+    assert_eq!((b1.after, b1.last(), b2.after, b2.last()), (0, 2, 2, 3));
+    assert!(r.next_batch(2).await.unwrap().is_none());
+    // The later batch is confirmed first: the cursor must wait for the earlier one.
+    r.ack(Lane::Telemetry, b2.after, b2.last()).await.unwrap();
+    assert_eq!(spool.cursor("mqtt", Lane::Telemetry).unwrap(), 0);
+    r.ack(Lane::Telemetry, b1.after, b1.last()).await.unwrap();
+    assert_eq!(spool.cursor("mqtt", Lane::Telemetry).unwrap(), 3);
+    // The alert was never confirmed: a rewind hands it out again.
+    r.rewind();
+    let again = r.next_batch(10).await.unwrap().unwrap();
+    assert_eq!((again.lane, again.records[0].seq), (Lane::Alert, 1));
+}
