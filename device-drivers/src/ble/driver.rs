@@ -463,10 +463,17 @@ impl Tracker {
             }
             self.last_glucose_seq = Some(seq);
         }
-        for m in &d.measurements {
-            // Decoders only produce finite values; Reading::new re-checks.
-            if let Ok(e) = ctx.reading(d.at, d.time_source, m.metric.clone(), m.value) {
-                events.push(e);
+        let contact_lost_now = d.flags.contains(StatusFlag::SensorContactLost)
+            || d.flags.contains(StatusFlag::SensorUnconnected)
+            || d.flags.contains(StatusFlag::SensorDisconnected);
+        // Values measured without skin contact (a strap's 0 /min, an oximeter's
+        // last guess) are not the patient's: the alarm is reported, not them.
+        if !contact_lost_now {
+            for m in &d.measurements {
+                // Decoders only produce finite values; Reading::new re-checks.
+                if let Ok(e) = ctx.reading(d.at, d.time_source, m.metric.clone(), m.value) {
+                    events.push(e);
+                }
             }
         }
         let battery_low = match n.characteristic {
@@ -479,11 +486,7 @@ impl Tracker {
         let contact_lost = match n.characteristic {
             Characteristic::HeartRateMeasurement
             | Characteristic::PlxSpotCheck
-            | Characteristic::PlxContinuous => Some(
-                d.flags.contains(StatusFlag::SensorContactLost)
-                    || d.flags.contains(StatusFlag::SensorUnconnected)
-                    || d.flags.contains(StatusFlag::SensorDisconnected),
-            ),
+            | Characteristic::PlxContinuous => Some(contact_lost_now),
             _ => None,
         };
         let mut change = |active: &mut bool, now_active: Option<bool>, alarm: &str| {
@@ -547,7 +550,7 @@ mod tests {
     use tokio::sync::mpsc;
     use tokio::time::Instant;
     use tokio_util::sync::CancellationToken;
-    use wardgate_model::{DeviceKind, DeviceRef, Metric};
+    use wardgate_model::{DeviceKind, DeviceRef};
 
     use super::*;
 
@@ -854,11 +857,9 @@ mod tests {
             ["battery_level=20@bed-7", "battery_low:End"]
         );
         // flags 0x04: contact supported, not detected
-        assert_eq!(
-            feed(hr, &[0x04, 0x48]),
-            ["heart_rate=72@bed-7", "sensor_contact_lost:Start"]
-        );
-        assert_eq!(feed(hr, &[0x04, 0x48]), ["heart_rate=72@bed-7"]);
+        // readings without contact are withheld
+        assert_eq!(feed(hr, &[0x04, 0x48]), ["sensor_contact_lost:Start"]);
+        assert!(feed(hr, &[0x04, 0x48]).is_empty());
         // flags 0x06: detected
         assert_eq!(
             feed(hr, &[0x06, 0x49]),
@@ -870,13 +871,8 @@ mod tests {
                 Characteristic::PlxContinuous,
                 &[0x08, 0x61, 0x00, 0x48, 0x00, 0x00, 0x08, 0x00]
             ),
-            [
-                "spo2=97@bed-7",
-                "pulse_rate=72@bed-7",
-                "sensor_contact_lost:Start"
-            ]
+            ["sensor_contact_lost:Start"]
         );
-        assert!(Metric::builtin("spo2").is_some());
     }
 
     #[test]

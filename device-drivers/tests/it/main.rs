@@ -1,1 +1,3 @@
+//! Integration tests of wardgate-drivers: one binary, one module per driver.
+
 mod ble;

@@ -225,7 +225,10 @@ impl Spool {
                 cursors.remove((name.as_str(), lane))?;
             }
             for lane in Lane::ALL {
-                let first = tx.open_table(lane.table())?.first()?.map(|(k, _)| k.value());
+                let first = tx
+                    .open_table(lane.table())?
+                    .first()?
+                    .map(|(k, _)| k.value());
                 let next = meta.get(lane.next_key())?.map_or(1, |v| v.value());
                 let start = first.map_or(next - 1, |f| f - 1);
                 for sink in sinks {
