@@ -208,3 +208,60 @@ pub async fn listen_and_serve(addr: std::net::SocketAddr, config: BleSimConfig) 
     );
     serve(listener, config).await
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn racp_reports_stored_records_from_a_sequence_number() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = BleSimConfig {
+            scenario: Scenario::Hypoglycaemia,
+            address: [0xAA, 0xBB, 0xCC, 0x00, 0x00, 0x01],
+            // Slow enough that no scripted step runs during the test.
+            speed: Some(0.001),
+            start: "2026-11-27T08:00:00".parse().unwrap(),
+            repeat: false,
+        };
+        let server = tokio::spawn(serve(listener, config));
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        assert_eq!(
+            lines.next_line().await.unwrap().unwrap(),
+            "DEVICE AA:BB:CC:00:00:01 1808,180f 2a18,2a52,2a19"
+        );
+        // report stored records, ≥, by sequence number, from 2
+        write
+            .write_all(b"SUB 2a18\nSUB 2a52\nREADY\nWRITE 2a52 0103010200\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(lines.next_line().await.unwrap().unwrap());
+        }
+        assert_eq!(
+            got,
+            [
+                // flags 0x02; seq 2; base time 2026-11-27 06:00:00; 96 × 10^-5 kg/L (0xB060); 0x11
+                "NTF AA:BB:CC:00:00:01 2a18 020200ea070b1b06000060b011",
+                // seq 3; 07:00:00; 74 (0xB04A)
+                "NTF AA:BB:CC:00:00:01 2a18 020300ea070b1b0700004ab011",
+                // response code: request 0x01, success
+                "NTF AA:BB:CC:00:00:01 2a52 06000101",
+            ]
+        );
+        // Nothing at or after 9: "no records found".
+        write.write_all(b"WRITE 2a52 0103010900\n").await.unwrap();
+        assert_eq!(
+            lines.next_line().await.unwrap().unwrap(),
+            "NTF AA:BB:CC:00:00:01 2a52 06000106"
+        );
+        server.abort();
+    }
+}
