@@ -4,9 +4,13 @@
 //! - [`gatt`] and [`ieee11073`]: sans-IO decoders, one pure function per GATT
 //!   characteristic; no I/O, no clock (the gateway's `now` is an argument).
 //! - [`json`]: the `wardgate decode ble` output ([`json::decode_to_json`]).
+//! - [`racp`] (glucose record requests) and [`backoff`]: sans-IO too.
+//! - [`transport`]: the `BleTransport`/`BleLink` traits, btleplug and the
+//!   simulator socket; [`driver`]: `BleConfig` and `run`, the only async code.
 //!
 //! Decoders never panic on any input: a payload that breaks its spec is a
-//! [`DecodeError`] naming the characteristic and the reason.
+//! [`DecodeError`] naming the characteristic and the reason. Nothing here
+//! except the driver's thin shell reads the clock. See `docs/devices/ble.md`.
 
 pub mod backoff;
 mod characteristic;
