@@ -9,6 +9,8 @@
 
 pub mod ble;
 mod context;
+pub mod modbus;
+pub mod pump;
 pub mod synthetic;
 
 pub use context::{DriverContext, PipelineClosed};

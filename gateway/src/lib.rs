@@ -1,8 +1,11 @@
 //! The wardgate gateway: configuration, the running pipeline and its sinks.
 //! The binary (`main.rs`) is a thin CLI over this library.
 
+pub mod cmd;
 pub mod config;
+pub mod lineproto;
 pub mod logging;
+pub mod mqtt;
 pub mod pipeline;
 pub mod sinks;
 pub mod spool;

@@ -48,6 +48,33 @@ enum Command {
         /// The configuration file (TOML) to check.
         file: PathBuf,
     },
+    /// Run the alert rules over recorded readings (JSON lines) and print the alerts
+    /// they would have raised and the derived readings (NEWS2) as JSON lines —
+    /// to try thresholds on past data. Built-in rule packs unless --config says otherwise.
+    Replay {
+        /// Recorded readings, device events and subject profiles, one JSON object per
+        /// line; `-` reads standard input.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Take the rules, parameters and subject profiles from this configuration.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Rule tools for hospital engineers.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Run rule tests (input series and the alerts they must raise) and report each
+    /// case; exits 0 when all pass, 1 when one fails, 2 when the file is invalid.
+    Test {
+        /// The rule test file (TOML), e.g. config/rules/example.test.toml.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +83,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
+        Command::Replay { input, config } => wardgate::cmd::replay_file(&input, config.as_deref()),
+        Command::Rules {
+            command: RulesCommand::Test { file },
+        } => wardgate::cmd::rules_test(&file),
     }
 }
 

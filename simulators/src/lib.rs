@@ -3,3 +3,5 @@
 //! by both cannot hide.
 
 pub mod ble;
+pub mod modbus;
+pub mod pump;

@@ -1,1 +1,353 @@
-//! placeholder
+//! Helpers for end-to-end tests: real processes on free loopback ports.
+//! Everything here waits on readiness (a port accepting connections, a file
+//! holding lines), never on a fixed sleep, and every wait is bounded.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// How long any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing after [`WAIT`].
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until something accepts TCP connections on the port.
+pub fn wait_port(port: u16) {
+    wait_for(&format!("port {port} to accept connections"), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &Child, sig: Signal) {
+    kill(Pid::from_raw(child.id() as i32), sig).expect("signal the child");
+}
+
+/// Waits for a child to exit, bounded.
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    wait_for("the process to exit", || child.try_wait().ok().flatten())
+}
+
+/// The `wardgate` binary of this workspace's target directory. `cargo test
+/// --workspace` builds it (the gateway's own integration tests need it).
+pub fn wardgate_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/it-<hash> → target/<profile>/wardgate
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("wardgate"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p wardgate` or `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+fn find(program: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(program);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{program} is not installed; `bash .ci/run` installs it (apt-get install {program})");
+}
+
+/// A mosquitto broker on a free loopback port, with persistence in a
+/// temporary directory so a restart keeps sessions and queued messages.
+#[derive(Debug)]
+pub struct Mosquitto {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut m = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        let mut f = std::fs::File::create(&conf).expect("conf");
+        writeln!(
+            f,
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\nlog_dest stderr\nlog_type error",
+            port = self.port,
+            dir = self.dir.path().display()
+        )
+        .expect("write conf");
+        let child = Command::new(find("mosquitto"))
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        wait_port(self.port);
+    }
+
+    /// Stops the broker (SIGTERM: it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, Signal::SIGTERM);
+            wait_exit(&mut c);
+        }
+    }
+
+    /// Starts it again on the same port with the same persistence.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A victoria-metrics server on a free loopback port: it accepts the InfluxDB
+/// v2 write API at `/api/v2/write` and answers queries at `/api/v1/export`.
+#[derive(Debug)]
+pub struct VictoriaMetrics {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl VictoriaMetrics {
+    pub fn start() -> Self {
+        let mut vm = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        vm.spawn();
+        vm
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(find("victoria-metrics"))
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg(format!("-storageDataPath={}", self.dir.path().display()))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.disableCache")
+            .arg("-loggerLevel=ERROR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start victoria-metrics");
+        self.child = Some(child);
+        wait_port(self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, Signal::SIGTERM);
+            wait_exit(&mut c);
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A `wardgate run` process with its configuration in a temporary directory.
+#[derive(Debug)]
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    /// Writes `config` (where `{dir}` stands for the temporary directory) and
+    /// starts `wardgate run` on it.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut g = Self { dir, child: None };
+        let text = config.replace("{dir}", &g.dir.path().display().to_string());
+        std::fs::write(g.config_path(), text).expect("write config");
+        g.spawn();
+        g
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.toml")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("gateway.log"))
+            .expect("log file");
+        let child = Command::new(wardgate_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start wardgate");
+        self.child = Some(child);
+    }
+
+    /// Stops with SIGINT and asserts a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, Signal::SIGINT);
+            let status = wait_exit(&mut c);
+            assert!(
+                status.success(),
+                "wardgate exited with {status}; log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// Kills with SIGKILL: no draining, no flushing.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, Signal::SIGKILL);
+            wait_exit(&mut c);
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Lines of a file (empty when it does not exist yet).
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An MQTT subscriber with a persistent session (QoS 1), collecting every
+/// message it receives on a background thread.
+#[derive(Debug)]
+pub struct Subscriber {
+    rx: mpsc::Receiver<(String, Vec<u8>, bool)>,
+}
+
+impl Subscriber {
+    /// Connects, subscribes to `filter` and returns once the broker confirmed
+    /// the subscription.
+    pub fn start(port: u16, client_id: &str, filter: &str) -> Self {
+        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        opts.set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(8 * 1024 * 1024, 8 * 1024 * 1024);
+        let (client, mut connection) = rumqttc::Client::new(opts, 64);
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let filter = filter.to_owned();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                        let _ = client.subscribe(filter.clone(), rumqttc::QoS::AtLeastOnce);
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        if tx
+                            .send((p.topic.clone(), p.payload.to_vec(), p.retain))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    // The broker may be restarted by the test: retry quietly.
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        ready_rx.recv_timeout(WAIT).expect("subscription confirmed");
+        Self { rx }
+    }
+
+    /// Every message received so far: (topic, payload, retain flag).
+    pub fn drain(&self) -> Vec<(String, Vec<u8>, bool)> {
+        self.rx.try_iter().collect()
+    }
+}

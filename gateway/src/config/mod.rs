@@ -18,17 +18,20 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
+use wardgate_drivers::pump::PumpConfig;
 use wardgate_drivers::synthetic::SyntheticConfig;
 use wardgate_model::config::{ConfigIssue, PathSeg, Validate};
 use wardgate_model::{
     DeviceId, DeviceKind, DeviceRef, Metric, MetricRegistry, Subject, SubjectId, SubjectKind,
     SubjectProfile,
 };
+use wardgate_rules::{RuleSet, RuleSource, RulesConfig};
 
 pub use secret::{Secret, SecretError, SecretSource};
 pub use source::Position;
 
 use crate::sinks::jsonl::JsonlConfig;
+use crate::sinks::mqtt::MqttSinkConfig;
 use source::{Source, get, span_of};
 
 type Spanned<T> = toml::Spanned<T>;
@@ -43,6 +46,10 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     pub sinks: Vec<SinkConfig>,
     pub spool: SpoolConfig,
+    /// `[rules]`: which packs and files, engine options, parameter overrides.
+    pub rules: RulesConfig,
+    /// The compiled rules of `rules` (built-in packs and extra files).
+    pub rule_set: RuleSet,
 }
 
 /// `[spool]`: where accepted readings and alerts wait until every sink's peer
@@ -103,14 +110,16 @@ pub struct DeviceConfig {
 #[derive(Debug, Clone)]
 pub enum DriverConfig {
     Synthetic(SyntheticConfig),
+    Pump(PumpConfig),
 }
 
 impl DriverConfig {
-    const TYPES: &'static [&'static str] = &["synthetic"];
+    const TYPES: &'static [&'static str] = &["synthetic", "pump"];
 
     fn kind(&self) -> DeviceKind {
         match self {
             DriverConfig::Synthetic(_) => DeviceKind::Synthetic,
+            DriverConfig::Pump(_) => DeviceKind::Pump,
         }
     }
 }
@@ -126,10 +135,11 @@ pub struct SinkConfig {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Jsonl(JsonlConfig),
+    Mqtt(Box<MqttSinkConfig>),
 }
 
 impl SinkKind {
-    const TYPES: &'static [&'static str] = &["jsonl"];
+    const TYPES: &'static [&'static str] = &["jsonl", "mqtt"];
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,7 +161,7 @@ struct SubjectDecl {
 }
 
 const SECTIONS: &[&str] = &[
-    "gateway", "metrics", "subjects", "devices", "sinks", "spool",
+    "gateway", "metrics", "subjects", "devices", "sinks", "spool", "rules",
 ];
 
 /// One problem in a configuration file.
@@ -379,6 +389,7 @@ impl<'i> Loader<'i> {
         let all_subjects_parsed = subjects.iter().all(Option::is_some);
         let sinks = self.sinks();
         let spool = self.spool();
+        let rules = self.rules(file, &metrics, &subjects);
 
         // Bind each device to the one subject that lists it.
         let mut owner: HashMap<&str, &SubjectId> = HashMap::new();
@@ -408,6 +419,7 @@ impl<'i> Loader<'i> {
         }
 
         let gateway = gateway?;
+        let (rules, rule_set) = rules?;
         if !self.errors.is_empty() {
             return None;
         }
@@ -419,7 +431,88 @@ impl<'i> Loader<'i> {
             devices: bound,
             sinks: sinks.into_iter().flatten().collect(),
             spool: spool.unwrap_or_default(),
+            rules,
+            rule_set,
         })
+    }
+
+    /// `[rules]` (all defaults when absent): checks the section, reads the
+    /// rule files relative to the configuration file, compiles every rule and
+    /// builds the engine once, so a bad rule or parameter fails here.
+    fn rules(
+        &mut self,
+        file: &Path,
+        metrics: &MetricRegistry,
+        subjects: &[Option<Subject>],
+    ) -> Option<(RulesConfig, RuleSet)> {
+        let section = [PathSeg::from("rules")];
+        let config: RulesConfig = match get(self.root_table(), "rules").map(|(_, v)| v.clone()) {
+            Some(value) => self.de(value, &section, "[rules]")?,
+            None => RulesConfig::default(),
+        };
+        self.issues(&section, config.validate(metrics));
+        if subjects.iter().all(Option::is_some) {
+            for id in config.subjects.keys() {
+                if !subjects.iter().flatten().any(|s| s.id.as_str() == id) {
+                    self.error_at(
+                        &[
+                            PathSeg::from("rules"),
+                            PathSeg::from("subjects"),
+                            PathSeg::from(id.clone()),
+                        ],
+                        format!("rules.subjects.{id}: no [[subjects]] entry has id `{id}`"),
+                    );
+                }
+            }
+        }
+        let base = file.parent().unwrap_or_else(|| Path::new("."));
+        let mut texts = Vec::new();
+        for (i, f) in config.files.iter().enumerate() {
+            let path = base.join(f);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => texts.push((f.clone(), text)),
+                Err(e) => self.error_at(
+                    &[
+                        PathSeg::from("rules"),
+                        PathSeg::from("files"),
+                        PathSeg::from(i),
+                    ],
+                    format!("cannot read rule file {}: {e}", path.display()),
+                ),
+            }
+        }
+        let sources: Vec<RuleSource<'_>> = texts
+            .iter()
+            .map(|(name, text)| RuleSource { name, text })
+            .collect();
+        let rule_set = match config.rule_set(&sources, metrics) {
+            Ok(r) => r,
+            Err(e) => {
+                for issue in e.issues {
+                    let at = config
+                        .files
+                        .iter()
+                        .position(|f| *f == issue.file)
+                        .map_or_else(
+                            || section.to_vec(),
+                            |i| {
+                                vec![
+                                    PathSeg::from("rules"),
+                                    PathSeg::from("files"),
+                                    PathSeg::from(i),
+                                ]
+                            },
+                        );
+                    self.error_at(&at, format!("in rule file {issue}"));
+                }
+                return None;
+            }
+        };
+        if let Err(e) = config.engine(rule_set.clone()) {
+            self.error_at(&section, format!("[rules]: {e}"));
+            return None;
+        }
+        Some((config, rule_set))
     }
 
     fn spool(&mut self) -> Option<SpoolConfig> {
@@ -525,6 +618,11 @@ impl<'i> Loader<'i> {
                 let c: SyntheticConfig = self.de(rest, &path, &what)?;
                 self.issues(&path, c.validate(metrics));
                 DriverConfig::Synthetic(c)
+            }
+            "pump" => {
+                let c: PumpConfig = self.de(rest, &path, &what)?;
+                self.issues(&path, c.validate(metrics));
+                DriverConfig::Pump(c)
             }
             other => {
                 self.error(
@@ -674,6 +772,10 @@ impl<'i> Loader<'i> {
                 "jsonl" => self
                     .de::<JsonlConfig>(rest, &path, &what)
                     .map(SinkKind::Jsonl),
+                "mqtt" => self.de::<MqttSinkConfig>(rest, &path, &what).map(|c| {
+                    self.issues(&path, c.issues());
+                    SinkKind::Mqtt(Box::new(c))
+                }),
                 other => {
                     self.error(
                         kind.span(),

@@ -3,12 +3,15 @@
 //! service; a sink never changes or reorders what it is given.
 
 pub mod jsonl;
+pub mod mqtt;
 
 /// Why a sink stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error(transparent)]
     Jsonl(#[from] jsonl::JsonlError),
+    #[error(transparent)]
+    Mqtt(#[from] mqtt::MqttSinkError),
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
 }

@@ -1,0 +1,264 @@
+//! The MQTT sink: publishes spooled records with QoS 1 and advances its spool
+//! cursor only when the broker's PUBACK for every message of a batch arrived.
+//!
+//! rumqttc tells which packet id it gave each publish through
+//! `Outgoing::Publish(pkid)` events, in the order the publishes were queued;
+//! the sink keeps that order (`awaiting`) and maps packet ids to batches
+//! (`inflight`). A retransmission after reconnect reuses a known packet id
+//! and is recognised as such. When the broker has lost the session
+//! (`session_present = false`), rumqttc drops what it held: the sink forgets
+//! its in-flight state and rewinds to its cursor, so everything unconfirmed
+//! is published again (a duplicate is harmless: same series, same timestamp).
+
+mod command;
+mod config;
+mod encode;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, Outgoing, Packet};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use command::{AckCommand, CommandError, parse_ack};
+pub use config::{MqttSinkConfig, TelemetryFormat};
+pub use encode::{Message, messages};
+
+use crate::lineproto::Identity;
+use crate::mqtt::{BrokerError, QOS, Topics};
+use crate::sinks::SinkError;
+use crate::spool::{Lane, SpoolReader};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttSinkError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("the MQTT client stopped: {0}")]
+    Client(#[from] rumqttc::ClientError),
+}
+
+/// What a message belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Part of spool batch `n`.
+    Part(u64),
+    /// Gateway status and other messages outside the spool.
+    Control,
+}
+
+#[derive(Debug)]
+struct PendingBatch {
+    remaining: usize,
+    lane: Lane,
+    after: u64,
+    last: u64,
+    records: u64,
+}
+
+/// Counters for logs and metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MqttCounters {
+    pub published: u64,
+    pub acknowledged_records: u64,
+    pub connection_losses: u64,
+    pub bad_commands: u64,
+}
+
+/// A configured MQTT sink, ready to run.
+#[derive(Debug)]
+pub struct MqttSink {
+    name: String,
+    config: MqttSinkConfig,
+    identity: Identity,
+    topics: Topics,
+}
+
+impl MqttSink {
+    pub fn new(name: &str, config: MqttSinkConfig, identity: Identity) -> Self {
+        let topics = Topics::new(
+            &config.topic_prefix,
+            &identity.site,
+            &identity.ward,
+            &identity.gateway,
+        );
+        Self {
+            name: name.to_owned(),
+            config,
+            identity,
+            topics,
+        }
+    }
+
+    /// Publishes until `drain` is cancelled and everything spooled is
+    /// confirmed (or, when the broker is unreachable, at once: the spool keeps
+    /// the rest). Acknowledgement commands go to `commands`.
+    pub async fn run(
+        self,
+        mut reader: SpoolReader,
+        drain: CancellationToken,
+        commands: mpsc::Sender<AckCommand>,
+    ) -> Result<u64, SinkError> {
+        let window = usize::from(self.config.inflight);
+        let batch_max = self.config.batch_max;
+        let will = LastWill::new(self.topics.status(), "offline", QOS, true);
+        let options = self
+            .config
+            .broker
+            .options(
+                &format!("wardgate-{}", self.identity.gateway),
+                self.config.inflight,
+                Some(will),
+            )
+            .map_err(MqttSinkError::from)?;
+        // Room for a full window plus the largest batch: `try_publish` never
+        // finds the request channel full.
+        let (client, mut eventloop) = AsyncClient::new(options, window + 2 * batch_max + 16);
+        let backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(30))
+            .with_jitter()
+            .without_max_times();
+        let mut delays = backoff.build();
+
+        let mut connected = false;
+        let mut awaiting: VecDeque<Slot> = VecDeque::new();
+        let mut inflight: HashMap<u16, Slot> = HashMap::new();
+        let mut batches: HashMap<u64, PendingBatch> = HashMap::new();
+        let mut next_batch = 0u64;
+        let mut counters = MqttCounters::default();
+        let ack_topic = self.topics.ack_commands();
+
+        loop {
+            // Fill the window from the spool (alerts first).
+            let mut caught_up = false;
+            while connected && awaiting.len() + inflight.len() < window {
+                let Some(batch) = reader.next_batch(batch_max).await? else {
+                    caught_up = true;
+                    break;
+                };
+                let msgs = messages(
+                    &batch.records,
+                    &self.identity,
+                    &self.topics,
+                    self.config.telemetry_format,
+                );
+                batches.insert(
+                    next_batch,
+                    PendingBatch {
+                        remaining: msgs.len(),
+                        lane: batch.lane,
+                        after: batch.after,
+                        last: batch.last(),
+                        records: batch.records.len() as u64,
+                    },
+                );
+                for m in msgs {
+                    client
+                        .try_publish(m.topic, QOS, m.retain, m.payload)
+                        .map_err(MqttSinkError::from)?;
+                    awaiting.push_back(Slot::Part(next_batch));
+                    counters.published += 1;
+                }
+                next_batch += 1;
+            }
+            if drain.is_cancelled() && (!connected || (caught_up && batches.is_empty())) {
+                break;
+            }
+            let room = connected && awaiting.len() + inflight.len() < window;
+            tokio::select! {
+                event = eventloop.poll() => match event {
+                    Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
+                        connected = true;
+                        delays = backoff.build();
+                        tracing::info!(sink = %self.name, session_present = ack.session_present, "connected to the MQTT broker");
+                        if !ack.session_present {
+                            // The broker lost the session and rumqttc dropped what it held.
+                            awaiting.clear();
+                            inflight.clear();
+                            batches.clear();
+                            reader.rewind();
+                        }
+                        client.try_publish(self.topics.status(), QOS, true, "online").map_err(MqttSinkError::from)?;
+                        awaiting.push_back(Slot::Control);
+                        client.try_subscribe(ack_topic.clone(), QOS).map_err(MqttSinkError::from)?;
+                    }
+                    Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => {
+                        if !inflight.contains_key(&pkid)
+                            && let Some(slot) = awaiting.pop_front()
+                        {
+                            inflight.insert(pkid, slot);
+                        }
+                    }
+                    Ok(MqttEvent::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(Slot::Part(id)) = inflight.remove(&ack.pkid)
+                            && let Some(b) = batches.get_mut(&id)
+                        {
+                            b.remaining -= 1;
+                            if b.remaining == 0 {
+                                let b = batches.remove(&id).expect("present");
+                                reader.ack(b.lane, b.after, b.last).await?;
+                                counters.acknowledged_records += b.records;
+                            }
+                        }
+                    }
+                    Ok(MqttEvent::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
+                        match parse_ack(&p.payload) {
+                            Ok(cmd) => {
+                                if commands.try_send(cmd).is_err() {
+                                    counters.bad_commands += 1;
+                                    tracing::error!(sink = %self.name, "acknowledgement command dropped: the alert manager is not keeping up");
+                                }
+                            }
+                            Err(e) => {
+                                counters.bad_commands += 1;
+                                tracing::warn!(sink = %self.name, topic = %p.topic, error = %e, total = counters.bad_commands, "bad acknowledgement command ignored");
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if connected {
+                            counters.connection_losses += 1;
+                            tracing::warn!(sink = %self.name, error = %e, "MQTT broker connection lost; data waits in the spool");
+                        } else {
+                            tracing::debug!(sink = %self.name, error = %e, "MQTT broker still unreachable");
+                        }
+                        connected = false;
+                        let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = drain.cancelled() => {}
+                        }
+                    }
+                },
+                () = reader.wait_for_data(), if room && caught_up => {}
+                () = drain.cancelled(), if !drain.is_cancelled() => {}
+            }
+        }
+
+        if connected {
+            // Say goodbye properly so subscribers see `offline` at once.
+            let _ = client.try_publish(self.topics.status(), QOS, true, "offline");
+            let _ = client.try_disconnect();
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Ok(ev) = eventloop.poll().await {
+                    if matches!(ev, MqttEvent::Outgoing(Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        tracing::info!(
+            sink = %self.name,
+            published = counters.published,
+            acknowledged_records = counters.acknowledged_records,
+            connection_losses = counters.connection_losses,
+            bad_commands = counters.bad_commands,
+            "mqtt sink stopped"
+        );
+        Ok(counters.acknowledged_records)
+    }
+}
