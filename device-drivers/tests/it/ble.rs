@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use wardgate_drivers::DriverContext;
 use wardgate_drivers::ble::driver::{BleConfig, run};
 use wardgate_model::{AlarmPhase, DeviceKind, DeviceRef, DeviceState, Event, Metric, TimeSource};
-use wardgate_sim::ble::scenario::GLUCOSE_RECORDS;
+use wardgate_sim::ble::scenario::{DAILY_WEIGHTS, GLUCOSE_RECORDS};
 use wardgate_sim::ble::{BleSimConfig, Scenario, serve};
 
 const ADDRESS: [u8; 6] = [0xAA, 0xBB, 0xCC, 0x00, 0x00, 0x07];
@@ -235,5 +235,26 @@ async fn battery_drain_raises_battery_low_below_the_threshold() {
     match seen.last() {
         Some(Event::DeviceAlarm(a)) => assert_eq!(a.phase, AlarmPhase::Start),
         other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn weight_gain_over_a_compressed_week_keeps_the_scale_s_dates() {
+    // Half a day every 10 ms: the week takes about 0.15 s.
+    let mut rig = Rig::start(Scenario::WeightGain, 4_320_000.0, start(), |_| {}).await;
+    let seen = rig
+        .collect_until(|s| readings(s, &Metric::BodyWeight).len() == DAILY_WEIGHTS.len())
+        .await;
+    rig.stop().await;
+    let weights = readings(&seen, &Metric::BodyWeight);
+    for (day, ((kg, source, at), expected)) in weights.iter().zip(DAILY_WEIGHTS).enumerate() {
+        assert!(
+            (kg - expected).abs() < 1e-9,
+            "day {day}: {kg} vs {expected}"
+        );
+        assert_eq!(*source, TimeSource::Device);
+        // One weighing a day, the last one at the scale's "now".
+        let days_before = (DAILY_WEIGHTS.len() - 1 - day) as i64;
+        assert_eq!(*at, (start() - TimeDelta::days(days_before)).and_utc());
     }
 }

@@ -280,22 +280,28 @@ pub fn weight(
 }
 
 /// Body Composition Measurement (0x2A9C), SI: body fat %, time stamp, user,
-/// body water mass and weight.
+/// body water mass and, when given, weight (a scale that also sends Weight
+/// Measurement leaves it out).
 pub fn body_composition(
     fat_percent: f64,
     time: NaiveDateTime,
     user: u8,
     water_kg: f64,
-    weight_kg: f64,
+    weight_kg: Option<f64>,
 ) -> Vec<u8> {
     // flags: time stamp (1), user id (2), body water mass (8), weight (10)
-    let flags: u16 = (1 << 1) | (1 << 2) | (1 << 8) | (1 << 10);
+    let mut flags: u16 = (1 << 1) | (1 << 2) | (1 << 8);
+    if weight_kg.is_some() {
+        flags |= 1 << 10;
+    }
     let mut out = flags.to_le_bytes().to_vec();
     out.extend_from_slice(&((fat_percent * 10.0).round() as u16).to_le_bytes());
     out.extend_from_slice(&date_time(time));
     out.push(user);
     out.extend_from_slice(&((water_kg / 0.005).round() as u16).to_le_bytes());
-    out.extend_from_slice(&((weight_kg / 0.005).round() as u16).to_le_bytes());
+    if let Some(kg) = weight_kg {
+        out.extend_from_slice(&((kg / 0.005).round() as u16).to_le_bytes());
+    }
     out
 }
 
@@ -382,5 +388,17 @@ mod tests {
         // 69.6 kg = 13920 × 0.005 = 0x3660
         assert_eq!(weight(69.6, None, None, None), [0x00, 0x60, 0x36]);
         assert_eq!(battery(150), [100]);
+        // flags 0x0506 (time, user, water, weight) LE; fat 280 = 0x0118;
+        // time; user 1; water 40 kg = 8000 = 0x1F40; weight 80 kg = 16000 = 0x3E80
+        assert_eq!(
+            body_composition(28.0, t(), 1, 40.0, Some(80.0)),
+            [
+                0x06, 0x05, 0x18, 0x01, 0xEA, 0x07, 11, 27, 9, 30, 15, 1, 0x40, 0x1F, 0x80, 0x3E
+            ]
+        );
+        assert_eq!(
+            body_composition(28.0, t(), 1, 40.0, None)[..2],
+            [0x06, 0x01]
+        );
     }
 }

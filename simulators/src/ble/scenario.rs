@@ -331,7 +331,7 @@ impl Scenario {
                     steps.push(notify(
                         t,
                         BODY,
-                        encode::body_composition(28.0, when, 1, kg * 0.5, *kg),
+                        encode::body_composition(28.0, when, 1, kg * 0.5, None),
                     ));
                 }
                 steps.push(notify(0.0, BATTERY, encode::battery(95)));
