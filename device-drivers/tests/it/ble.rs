@@ -258,3 +258,43 @@ async fn weight_gain_over_a_compressed_week_keeps_the_scale_s_dates() {
         assert_eq!(*at, (start() - TimeDelta::days(days_before)).and_utc());
     }
 }
+
+#[tokio::test]
+async fn hypertensive_cuff_in_mmhg_and_kpa() {
+    let mut rig = Rig::start(Scenario::Hypertensive, 400.0, start(), |_| {}).await;
+    let seen = rig
+        // The pulse rate is the last reading of a measurement.
+        .collect_until(|s| readings(s, &Metric::PulseRate).len() == 2)
+        .await;
+    rig.stop().await;
+    let value = |m: &Metric| -> Vec<f64> { readings(&seen, m).iter().map(|r| r.0).collect() };
+    // 182/112 (135) mmHg, pulse 88; then 24.3/15.1/18.1 kPa × 7.50062, pulse 90.
+    let close = |got: &[f64], want: &[f64]| {
+        got.len() == want.len() && got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-9)
+    };
+    assert!(
+        close(&value(&Metric::BpSystolic), &[182.0, 182.265_066]),
+        "{seen:?}"
+    );
+    assert!(
+        close(&value(&Metric::BpDiastolic), &[112.0, 113.259_362]),
+        "{:?}",
+        value(&Metric::BpDiastolic)
+    );
+    assert!(close(&value(&Metric::BpMean), &[135.0, 135.761_222]));
+    assert!(close(&value(&Metric::PulseRate), &[88.0, 90.0]));
+    // The cuff pressure while deflating: 190 down to 80 mmHg in 10 mmHg steps first.
+    let cuff: Vec<f64> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reading(r) if r.metric.name() == "cuff_pressure" => Some(r.value),
+            _ => None,
+        })
+        .take(12)
+        .collect();
+    let expected: Vec<f64> = (0..12).map(|k| 190.0 - 10.0 * f64::from(k)).collect();
+    assert_eq!(cuff, expected);
+    // The measurement carries the cuff's time stamp (12 s into the script).
+    let at = readings(&seen, &Metric::BpSystolic)[0].2;
+    assert_eq!(at, (start() + TimeDelta::seconds(12)).and_utc());
+}
