@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::{DriverContext, pump, synthetic};
+use wardgate_drivers::{DriverContext, modbus, pump, synthetic};
 use wardgate_model::{AlertId, Event, MetricRegistry};
 use wardgate_rules::Engine;
 
@@ -323,6 +323,7 @@ fn spawn_drivers(
     shutdown: &CancellationToken,
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
+    let mut buses: BTreeMap<String, Vec<modbus::BusDevice>> = BTreeMap::new();
     for device in devices {
         let ctx = DriverContext::new(
             device.device.clone(),
@@ -343,10 +344,35 @@ fn spawn_drivers(
                 DriverConfig::Pump(c) => Box::pin(async move {
                     let _ = pump::run(c, ctx).await;
                 }),
+                DriverConfig::Modbus(c) => match c.bus_key() {
+                    // RTU devices sharing a port are polled by one bus task, below.
+                    Some(port) => {
+                        buses
+                            .entry(port.to_owned())
+                            .or_default()
+                            .push(modbus::BusDevice {
+                                config: *c,
+                                ctx,
+                                stats: modbus::ModbusStats::default(),
+                            });
+                        continue;
+                    }
+                    None => Box::pin(async move {
+                        let _ = modbus::run(*c, &metrics, ctx).await;
+                    }),
+                },
             };
         set.spawn(async move {
             driver.await;
             tracing::debug!(device = %id, "driver stopped");
+        });
+    }
+    for (port, members) in buses {
+        let metrics = Arc::clone(metrics);
+        tracing::info!(port = %port, slaves = members.len(), "starting Modbus RTU bus");
+        set.spawn(async move {
+            let _ = modbus::run_bus(members, &metrics).await;
+            tracing::debug!(port = %port, "Modbus RTU bus stopped");
         });
     }
     set

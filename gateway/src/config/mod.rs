@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
+use wardgate_drivers::modbus::{ModbusConfig, validate_bus};
 use wardgate_drivers::pump::PumpConfig;
 use wardgate_drivers::synthetic::SyntheticConfig;
 use wardgate_model::config::{ConfigIssue, PathSeg, Validate};
@@ -111,15 +112,17 @@ pub struct DeviceConfig {
 pub enum DriverConfig {
     Synthetic(SyntheticConfig),
     Pump(PumpConfig),
+    Modbus(Box<ModbusConfig>),
 }
 
 impl DriverConfig {
-    const TYPES: &'static [&'static str] = &["synthetic", "pump"];
+    const TYPES: &'static [&'static str] = &["synthetic", "pump", "modbus"];
 
     fn kind(&self) -> DeviceKind {
         match self {
             DriverConfig::Synthetic(_) => DeviceKind::Synthetic,
             DriverConfig::Pump(_) => DeviceKind::Pump,
+            DriverConfig::Modbus(_) => DeviceKind::Modbus,
         }
     }
 }
@@ -385,6 +388,7 @@ impl<'i> Loader<'i> {
             .enumerate()
             .map(|(i, v)| self.device(i, v, &metrics))
             .collect();
+        self.rtu_buses(&devices);
         let subjects = self.subjects(&devices, &device_ids);
         let all_subjects_parsed = subjects.iter().all(Option::is_some);
         let sinks = self.sinks();
@@ -434,6 +438,34 @@ impl<'i> Loader<'i> {
             rules,
             rule_set,
         })
+    }
+
+    /// Modbus RTU devices on one serial port share a bus: same line settings,
+    /// distinct slave addresses. Problems are reported at the bus's first device.
+    fn rtu_buses(&mut self, devices: &[Option<(Spanned<String>, DriverConfig)>]) {
+        let mut buses: std::collections::BTreeMap<&str, Vec<(usize, &str, &ModbusConfig)>> =
+            std::collections::BTreeMap::new();
+        for (i, d) in devices.iter().enumerate() {
+            if let Some((id, DriverConfig::Modbus(c))) = d
+                && let Some(port) = c.bus_key()
+            {
+                buses.entry(port).or_default().push((i, id.get_ref(), c));
+            }
+        }
+        for members in buses.values() {
+            let problems = validate_bus(members.iter().map(|(_, id, c)| (*id, *c)));
+            let first = members[0].0;
+            for p in problems {
+                self.error_at(
+                    &[
+                        PathSeg::from("devices"),
+                        PathSeg::from(first),
+                        PathSeg::from("port"),
+                    ],
+                    p,
+                );
+            }
+        }
     }
 
     /// `[rules]` (all defaults when absent): checks the section, reads the
@@ -623,6 +655,11 @@ impl<'i> Loader<'i> {
                 let c: PumpConfig = self.de(rest, &path, &what)?;
                 self.issues(&path, c.validate(metrics));
                 DriverConfig::Pump(c)
+            }
+            "modbus" => {
+                let c: ModbusConfig = self.de(rest, &path, &what)?;
+                self.issues(&path, c.validate(metrics));
+                DriverConfig::Modbus(Box::new(c))
             }
             other => {
                 self.error(

@@ -9,9 +9,10 @@ use nix::unistd::Pid;
 use wardgate_model::{AlarmPhase, Event, Metric};
 use wardgate_sim::pump::{PumpSimConfig, SimAlarm, spawn};
 
+use crate::run::wait_exit;
 use crate::wardgate;
 
-fn events(path: &std::path::Path) -> Vec<Event> {
+pub(crate) fn events(path: &std::path::Path) -> Vec<Event> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -20,7 +21,7 @@ fn events(path: &std::path::Path) -> Vec<Event> {
 }
 
 /// Polls the JSONL file until `pred` holds for some event.
-fn wait_event(
+pub(crate) fn wait_event(
     child: &mut std::process::Child,
     path: &std::path::Path,
     what: &str,
@@ -37,7 +38,7 @@ fn wait_event(
 }
 
 /// Shows the gateway's log when the test fails.
-struct PrintLogOnPanic(std::path::PathBuf);
+pub(crate) struct PrintLogOnPanic(pub(crate) std::path::PathBuf);
 
 impl Drop for PrintLogOnPanic {
     fn drop(&mut self) {
@@ -127,14 +128,7 @@ path = "{}"
     });
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "wardgate did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child);
     assert!(status.success());
     let all = events(&out);
     let metrics: std::collections::BTreeSet<&str> = all
