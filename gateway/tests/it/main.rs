@@ -1,5 +1,6 @@
 //! Integration tests of the `wardgate` binary: one test binary, one module per area.
 
+mod ble;
 mod check_config;
 mod modbus;
 mod pump;
