@@ -7,9 +7,8 @@ use nix::unistd::Pid;
 use wardgate_model::{Event, Metric};
 use wardgate_sim::ble::{BleSimConfig, Scenario, serve};
 
-use crate::pump::{PrintLogOnPanic, events, wait_event};
 use crate::run::wait_exit;
-use crate::wardgate;
+use crate::{PrintLogOnPanic, events, wait_event, wardgate};
 
 #[test]
 fn ble_oximeter_desaturation_reaches_the_jsonl_sink() {

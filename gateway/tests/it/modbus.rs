@@ -7,9 +7,8 @@ use tokio_util::sync::CancellationToken;
 use wardgate_model::{Event, Metric};
 use wardgate_sim::modbus::{SimConfig, start};
 
-use crate::pump::{PrintLogOnPanic, events, wait_event};
 use crate::run::wait_exit;
-use crate::wardgate;
+use crate::{PrintLogOnPanic, events, wait_event, wardgate};
 
 #[test]
 fn modbus_tcp_room_sensor_reaches_the_jsonl_sink() {
