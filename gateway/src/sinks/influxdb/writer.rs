@@ -203,8 +203,8 @@ impl InfluxWriter {
 
     /// Writes `body` (`points` lines), retrying with capped exponential
     /// backoff and jitter (or the server's `Retry-After`) until the server
-    /// stores or rejects it. When `stop` is cancelled, a failing write is
-    /// given up at once (the caller keeps the points for later).
+    /// stores or rejects it. Once `stop` is cancelled, a write gets one more
+    /// attempt and is then given up (the caller keeps the points for later).
     pub async fn write_until_done(
         &self,
         body: &str,
@@ -245,9 +245,10 @@ impl InfluxWriter {
                         || delays.next().unwrap_or(Duration::from_secs(30)),
                         |d| d.min(MAX_RETRY_AFTER),
                     );
+                    // Stopping cuts the pause short for one last attempt.
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = stop.cancelled() => return Delivery::Cancelled,
+                        () = stop.cancelled() => {}
                     }
                 }
             }
