@@ -60,7 +60,8 @@ enum Command {
         check: bool,
     },
     /// Check a configuration file without starting anything; every problem is listed
-    /// with its file, line and column. Exits 0 when valid, 2 when not.
+    /// with its file, line and column. Exits 0 when valid, 2 when not. A bridge file
+    /// (with [mqtt] and [influxdb] and no [gateway]) is checked as one.
     CheckConfig {
         /// The configuration file (TOML) to check.
         file: PathBuf,
@@ -78,6 +79,9 @@ fn main() -> ExitCode {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
+    if wardgate::bridge::config::looks_like_bridge_file(file) {
+        return bridge(file, true);
+    }
     match config::load(file) {
         Ok(c) => {
             println!(

@@ -98,6 +98,18 @@ impl fmt::Display for BridgeConfigErrors {
     }
 }
 
+/// Whether a file is meant for `wardgate bridge` rather than `wardgate run`:
+/// it has `[influxdb]` and `[mqtt]` tables and no `[gateway]`.
+pub fn looks_like_bridge_file(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return false;
+    };
+    table.contains_key("influxdb") && table.contains_key("mqtt") && !table.contains_key("gateway")
+}
+
 /// Reads and checks a bridge file.
 pub fn load(path: &Path) -> Result<BridgeConfig, BridgeConfigErrors> {
     let fail = |errors| BridgeConfigErrors {
@@ -174,6 +186,13 @@ url = "http://127.0.0.1:8428"
 org = "hospital"
 bucket = "wards"
 "#;
+
+    #[test]
+    fn shipped_example_is_valid() {
+        let text = include_str!("../../../config/bridge.toml");
+        let c = parse(text).unwrap();
+        assert!(c.mqtt.broker.tls.is_some());
+    }
 
     #[test]
     fn minimal_file_with_defaults() {
