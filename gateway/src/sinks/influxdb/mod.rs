@@ -248,3 +248,6 @@ impl InfluxDbSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

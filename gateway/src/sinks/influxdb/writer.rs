@@ -203,8 +203,9 @@ impl InfluxWriter {
 
     /// Writes `body` (`points` lines), retrying with capped exponential
     /// backoff and jitter (or the server's `Retry-After`) until the server
-    /// stores or rejects it. Once `stop` is cancelled, a write gets one more
-    /// attempt and is then given up (the caller keeps the points for later).
+    /// stores or rejects it. Once `stop` is cancelled a failing write is
+    /// given up (the caller keeps the points for later); a backoff pause that
+    /// stopping cuts short is followed by one last attempt.
     pub async fn write_until_done(
         &self,
         body: &str,
