@@ -2,6 +2,7 @@
 //! The binary (`main.rs`) is a thin CLI over this library.
 
 pub mod bridge;
+pub mod cmd;
 pub mod config;
 pub mod lineproto;
 pub mod logging;

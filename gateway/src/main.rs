@@ -66,6 +66,50 @@ enum Command {
         /// The configuration file (TOML) to check.
         file: PathBuf,
     },
+    /// Run the alert rules over recorded readings (JSON lines) and print the alerts
+    /// they would have raised and the derived readings (NEWS2) as JSON lines —
+    /// to try thresholds on past data. Built-in rule packs unless --config says otherwise.
+    Replay {
+        /// Recorded readings, device events and subject profiles, one JSON object per
+        /// line; `-` reads standard input.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Take the rules, parameters and subject profiles from this configuration.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Decode what a device sent, for field engineers: prints the readings, units and
+    /// flags as one JSON object, or one line saying why the payload is malformed (exit 1).
+    Decode {
+        #[command(subcommand)]
+        command: DecodeCommand,
+    },
+    /// Rule tools for hospital engineers.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DecodeCommand {
+    /// A Bluetooth LE health characteristic value, e.g. `wardgate decode ble 2a37 "16 48 00 04"`.
+    Ble {
+        /// The characteristic: `2a35`, `0x2A35` or the full 128-bit UUID.
+        characteristic: String,
+        /// The value as hex bytes (spaces, `:` or `-` between bytes are fine).
+        hex: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Run rule tests (input series and the alerts they must raise) and report each
+    /// case; exits 0 when all pass, 1 when one fails, 2 when the file is invalid.
+    Test {
+        /// The rule test file (TOML), e.g. config/rules/example.test.toml.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +119,17 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
         Command::Bridge { config, check } => bridge(&config, check),
+        Command::Replay { input, config } => wardgate::cmd::replay_file(&input, config.as_deref()),
+        Command::Rules {
+            command: RulesCommand::Test { file },
+        } => wardgate::cmd::rules_test(&file),
+        Command::Decode {
+            command:
+                DecodeCommand::Ble {
+                    characteristic,
+                    hex,
+                },
+        } => wardgate::cmd::decode_ble(&characteristic, &hex),
     }
 }
 

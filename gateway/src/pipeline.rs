@@ -16,8 +16,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::{DriverContext, synthetic};
-use wardgate_model::{Event, MetricRegistry};
+use wardgate_drivers::{DriverContext, ble, modbus, pump, synthetic};
+use wardgate_model::{AlertId, Event, MetricRegistry};
+use wardgate_rules::Engine;
 
 use crate::config::{Config, DeviceConfig, DriverConfig, SinkKind};
 use crate::lineproto::Identity;
@@ -48,6 +49,8 @@ pub enum PipelineError {
     },
     #[error("spool {path}: {source}")]
     Spool { path: PathBuf, source: SpoolError },
+    #[error("rules engine: {0}")]
+    Rules(wardgate_rules::EngineError),
     #[error("cannot create a temporary spool directory: {0}")]
     TempDir(std::io::Error),
 }
@@ -113,7 +116,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
         gateway: config.gateway.id.clone(),
     };
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-    let command_task = tokio::spawn(handle_commands(commands_rx));
+    let mut engine = config
+        .rules
+        .engine(config.rule_set.clone())
+        .map_err(PipelineError::Rules)?;
+    let now = chrono::Utc::now();
+    let mut startup_events = Vec::new();
+    for subject in &config.subjects {
+        startup_events.extend(engine.set_profile(now, &subject.id, subject.profile.clone()));
+    }
+    tracing::info!(rules = config.rule_set.rules().len(), "rules engine ready");
     let mut sink_tasks = JoinSet::new();
     for sink in &config.sinks {
         let reader = SpoolReader::new(Arc::clone(&spool), &sink.name).map_err(|source| {
@@ -173,7 +185,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
     let supervisor = tokio::spawn(supervise(drivers, events_tx, shutdown.clone()));
 
     let mut summary = Summary::default();
-    commit(events_rx, &spool, &mut summary).await;
+    if !startup_events.is_empty() {
+        append(&spool, startup_events, &mut summary).await;
+    }
+    process(events_rx, commands_rx, engine, &spool, &mut summary).await;
     if let Err(e) = supervisor.await {
         tracing::error!(error = %e, "driver supervisor failed");
     }
@@ -207,56 +222,108 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
         }
     }
     drop(commands_tx);
-    let _ = command_task.await;
     Ok(summary)
 }
 
-/// Acknowledgement commands from nurses' apps (MQTT), for the alert manager.
-async fn handle_commands(mut commands: mpsc::Receiver<AckCommand>) {
-    while let Some(cmd) = commands.recv().await {
-        tracing::warn!(alert = %cmd.alert_id, by = %cmd.by, "acknowledgement received, but no rules engine runs in this build to apply it");
+/// The rules stage: every driver event goes through the engine, which may
+/// add derived readings and alert transitions; its timer fires `for`,
+/// staleness and escalation without new data; nurses' acknowledgements are
+/// applied in between. What comes out is committed to the spool in batches
+/// (one fsync per batch). Ends when every driver is gone.
+async fn process(
+    mut events: mpsc::Receiver<Event>,
+    mut commands: mpsc::Receiver<AckCommand>,
+    mut engine: Engine,
+    spool: &Arc<Spool>,
+    summary: &mut Summary,
+) {
+    let mut batch = Vec::with_capacity(COMMIT_BATCH);
+    let mut out = Vec::with_capacity(COMMIT_BATCH * 2);
+    let mut commands_open = true;
+    loop {
+        let wake = engine.poll_timeout().map(|at| {
+            let wait = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::time::Instant::now() + wait
+        });
+        tokio::select! {
+            n = events.recv_many(&mut batch, COMMIT_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                let now = chrono::Utc::now();
+                for event in batch.drain(..) {
+                    engine.handle_event_into(now, &event, &mut out);
+                    out.push(event);
+                }
+            }
+            () = sleep_until(wake) => {
+                out.extend(engine.poll_tick(chrono::Utc::now()));
+            }
+            cmd = commands.recv(), if commands_open => match cmd {
+                Some(cmd) => {
+                    let id = AlertId(cmd.alert_id.as_str().into());
+                    match engine.acknowledge(chrono::Utc::now(), &id, &cmd.by) {
+                        Ok(transitions) => {
+                            tracing::info!(alert = %cmd.alert_id, by = %cmd.by, "alert acknowledged");
+                            out.extend(transitions);
+                        }
+                        Err(e) => tracing::warn!(alert = %cmd.alert_id, by = %cmd.by, error = %e, "acknowledgement not applied"),
+                    }
+                }
+                None => commands_open = false,
+            },
+        }
+        if !out.is_empty() {
+            append(spool, std::mem::take(&mut out), summary).await;
+        }
     }
 }
 
-/// Commits events to the spool in batches (one fsync per batch) until every
-/// driver is gone. A failed commit is retried: the drivers wait meanwhile.
-async fn commit(mut events: mpsc::Receiver<Event>, spool: &Arc<Spool>, summary: &mut Summary) {
-    let mut batch = Vec::with_capacity(COMMIT_BATCH);
-    while events.recv_many(&mut batch, COMMIT_BATCH).await > 0 {
-        for event in &batch {
-            *summary.events.entry(kind_name(event)).or_default() += 1;
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Commits one batch, retrying while the spool fails: the drivers wait
+/// meanwhile (the event channel is bounded), nothing is dropped.
+async fn append(spool: &Arc<Spool>, events: Vec<Event>, summary: &mut Summary) {
+    for event in &events {
+        *summary.events.entry(kind_name(event)).or_default() += 1;
+        if let Event::Alert(a) = event {
+            tracing::info!(alert = %a.id.0, subject = %a.subject, rule = %a.rule, priority = a.priority.as_str(), transition = ?a.transition, "alert");
         }
-        let mut attempt = 0u32;
-        loop {
-            let spool = Arc::clone(spool);
-            let events = batch.clone();
-            let now = chrono::Utc::now();
-            let result = tokio::task::spawn_blocking(move || spool.append(now, &events))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-            match result {
-                Ok(appended) => {
-                    if appended.evicted > 0 {
-                        summary.evicted += appended.evicted;
-                        tracing::warn!(
-                            evicted = appended.evicted,
-                            total = summary.evicted,
-                            "spool full: oldest telemetry evicted"
-                        );
-                    }
-                    break;
+    }
+    let events = Arc::new(events);
+    let mut attempt = 0u32;
+    loop {
+        let spool = Arc::clone(spool);
+        let batch = Arc::clone(&events);
+        let now = chrono::Utc::now();
+        let result = tokio::task::spawn_blocking(move || spool.append(now, &batch))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        match result {
+            Ok(appended) => {
+                if appended.evicted > 0 {
+                    summary.evicted += appended.evicted;
+                    tracing::warn!(
+                        evicted = appended.evicted,
+                        total = summary.evicted,
+                        "spool full: oldest telemetry evicted"
+                    );
                 }
-                Err(e) => {
-                    attempt += 1;
-                    if attempt == 1 {
-                        tracing::error!(error = %e, events = batch.len(), "spool commit failed; retrying (drivers are held back meanwhile)");
-                    }
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(50))))
-                        .await;
+                return;
+            }
+            Err(e) => {
+                attempt += 1;
+                if attempt == 1 {
+                    tracing::error!(error = %e, events = events.len(), "spool commit failed; retrying (drivers are held back meanwhile)");
                 }
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(50)))).await;
             }
         }
-        batch.clear();
     }
 }
 
@@ -276,6 +343,7 @@ fn spawn_drivers(
     shutdown: &CancellationToken,
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
+    let mut buses: BTreeMap<String, Vec<modbus::BusDevice>> = BTreeMap::new();
     for device in devices {
         let ctx = DriverContext::new(
             device.device.clone(),
@@ -286,15 +354,51 @@ fn spawn_drivers(
         let id = device.device.id.clone();
         tracing::info!(device = %id, kind = device.device.kind.as_str(), subject = %device.subject, "starting driver");
         let metrics = Arc::clone(metrics);
-        match device.driver.clone() {
-            DriverConfig::Synthetic(c) => {
-                set.spawn(async move {
-                    // PipelineClosed is the only error: the gateway is stopping.
+        // Every driver returns only when the gateway stops (its one error is
+        // "the pipeline is closed"); device errors are handled inside it.
+        let driver: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            match device.driver.clone() {
+                DriverConfig::Synthetic(c) => Box::pin(async move {
                     let _ = synthetic::run(c, &metrics, ctx).await;
-                    tracing::debug!(device = %id, "driver stopped");
-                });
-            }
-        }
+                }),
+                DriverConfig::Pump(c) => Box::pin(async move {
+                    let _ = pump::run(c, ctx).await;
+                }),
+                // Without Bluetooth on the host the driver reports the device
+                // offline, logs once and returns; the other devices go on.
+                DriverConfig::Ble(c) => Box::pin(async move {
+                    let _ = ble::driver::run(*c, ctx).await;
+                }),
+                DriverConfig::Modbus(c) => match c.bus_key() {
+                    // RTU devices sharing a port are polled by one bus task, below.
+                    Some(port) => {
+                        buses
+                            .entry(port.to_owned())
+                            .or_default()
+                            .push(modbus::BusDevice {
+                                config: *c,
+                                ctx,
+                                stats: modbus::ModbusStats::default(),
+                            });
+                        continue;
+                    }
+                    None => Box::pin(async move {
+                        let _ = modbus::run(*c, &metrics, ctx).await;
+                    }),
+                },
+            };
+        set.spawn(async move {
+            driver.await;
+            tracing::debug!(device = %id, "driver stopped");
+        });
+    }
+    for (port, members) in buses {
+        let metrics = Arc::clone(metrics);
+        tracing::info!(port = %port, slaves = members.len(), "starting Modbus RTU bus");
+        set.spawn(async move {
+            let _ = modbus::run_bus(members, &metrics).await;
+            tracing::debug!(port = %port, "Modbus RTU bus stopped");
+        });
     }
     set
 }

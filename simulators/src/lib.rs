@@ -1,3 +1,7 @@
 //! Spec-exact device simulators. They encode what a real device sends from the
 //! specifications alone and never reuse the drivers' decoders, so a bug shared
 //! by both cannot hide.
+
+pub mod ble;
+pub mod modbus;
+pub mod pump;

@@ -70,6 +70,34 @@ pub fn wardgate_bin() -> PathBuf {
     bin
 }
 
+/// Starts a server and waits until it accepts connections on `port`. A
+/// server that exits first (the port still held by the instance just stopped)
+/// is started again, within [`WAIT`].
+fn spawn_listening(port: u16, mut command: impl FnMut() -> Command) -> Child {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut child = command().spawn().expect("start server");
+        let listening = wait_for(
+            &format!("a server on port {port} to listen or exit"),
+            || {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(true);
+                }
+                child.try_wait().ok().flatten().map(|_| false)
+            },
+        );
+        if listening {
+            return child;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no server could listen on port {port}"
+        );
+        // A retry pause, not a readiness wait: let the old socket go.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn find(program: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
         let p = Path::new(dir).join(program);
@@ -111,15 +139,15 @@ impl Mosquitto {
             dir = self.dir.path().display()
         )
         .expect("write conf");
-        let child = Command::new(find("mosquitto"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
+        let child = spawn_listening(self.port, || {
+            let mut c = Command::new(find("mosquitto"));
+            c.arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            c
+        });
         self.child = Some(child);
-        wait_port(self.port);
     }
 
     /// Stops the broker (SIGTERM: it saves its persistence file).
@@ -167,18 +195,18 @@ impl VictoriaMetrics {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(find("victoria-metrics"))
-            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
-            .arg(format!("-storageDataPath={}", self.dir.path().display()))
-            .arg("-retentionPeriod=100y")
-            .arg("-search.disableCache")
-            .arg("-loggerLevel=ERROR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start victoria-metrics");
+        let child = spawn_listening(self.port, || {
+            let mut c = Command::new(find("victoria-metrics"));
+            c.arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+                .arg(format!("-storageDataPath={}", self.dir.path().display()))
+                .arg("-retentionPeriod=100y")
+                .arg("-search.disableCache")
+                .arg("-loggerLevel=ERROR")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            c
+        });
         self.child = Some(child);
-        wait_port(self.port);
     }
 
     pub fn url(&self) -> String {

@@ -18,12 +18,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
+use wardgate_drivers::ble::driver::BleConfig;
+use wardgate_drivers::modbus::{ModbusConfig, validate_bus};
+use wardgate_drivers::pump::PumpConfig;
 use wardgate_drivers::synthetic::SyntheticConfig;
 use wardgate_model::config::{ConfigIssue, PathSeg, Validate};
 use wardgate_model::{
     DeviceId, DeviceKind, DeviceRef, Metric, MetricRegistry, Subject, SubjectId, SubjectKind,
     SubjectProfile,
 };
+use wardgate_rules::{RuleSet, RuleSource, RulesConfig};
 
 pub use secret::{Secret, SecretError, SecretSource};
 pub use source::Position;
@@ -45,6 +49,10 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     pub sinks: Vec<SinkConfig>,
     pub spool: SpoolConfig,
+    /// `[rules]`: which packs and files, engine options, parameter overrides.
+    pub rules: RulesConfig,
+    /// The compiled rules of `rules` (built-in packs and extra files).
+    pub rule_set: RuleSet,
 }
 
 /// `[spool]`: where accepted readings and alerts wait until every sink's peer
@@ -105,14 +113,20 @@ pub struct DeviceConfig {
 #[derive(Debug, Clone)]
 pub enum DriverConfig {
     Synthetic(SyntheticConfig),
+    Pump(PumpConfig),
+    Modbus(Box<ModbusConfig>),
+    Ble(Box<BleConfig>),
 }
 
 impl DriverConfig {
-    const TYPES: &'static [&'static str] = &["synthetic"];
+    const TYPES: &'static [&'static str] = &["synthetic", "pump", "modbus", "ble"];
 
     fn kind(&self) -> DeviceKind {
         match self {
             DriverConfig::Synthetic(_) => DeviceKind::Synthetic,
+            DriverConfig::Pump(_) => DeviceKind::Pump,
+            DriverConfig::Modbus(_) => DeviceKind::Modbus,
+            DriverConfig::Ble(_) => DeviceKind::Ble,
         }
     }
 }
@@ -155,7 +169,7 @@ struct SubjectDecl {
 }
 
 const SECTIONS: &[&str] = &[
-    "gateway", "metrics", "subjects", "devices", "sinks", "spool",
+    "gateway", "metrics", "subjects", "devices", "sinks", "spool", "rules",
 ];
 
 /// One problem in a configuration file.
@@ -379,10 +393,12 @@ impl<'i> Loader<'i> {
             .enumerate()
             .map(|(i, v)| self.device(i, v, &metrics))
             .collect();
+        self.rtu_buses(&devices);
         let subjects = self.subjects(&devices, &device_ids);
         let all_subjects_parsed = subjects.iter().all(Option::is_some);
         let sinks = self.sinks();
         let spool = self.spool();
+        let rules = self.rules(file, &metrics, &subjects);
 
         // Bind each device to the one subject that lists it.
         let mut owner: HashMap<&str, &SubjectId> = HashMap::new();
@@ -412,6 +428,7 @@ impl<'i> Loader<'i> {
         }
 
         let gateway = gateway?;
+        let (rules, rule_set) = rules?;
         if !self.errors.is_empty() {
             return None;
         }
@@ -423,7 +440,116 @@ impl<'i> Loader<'i> {
             devices: bound,
             sinks: sinks.into_iter().flatten().collect(),
             spool: spool.unwrap_or_default(),
+            rules,
+            rule_set,
         })
+    }
+
+    /// Modbus RTU devices on one serial port share a bus: same line settings,
+    /// distinct slave addresses. Problems are reported at the bus's first device.
+    fn rtu_buses(&mut self, devices: &[Option<(Spanned<String>, DriverConfig)>]) {
+        let mut buses: std::collections::BTreeMap<&str, Vec<(usize, &str, &ModbusConfig)>> =
+            std::collections::BTreeMap::new();
+        for (i, d) in devices.iter().enumerate() {
+            if let Some((id, DriverConfig::Modbus(c))) = d
+                && let Some(port) = c.bus_key()
+            {
+                buses.entry(port).or_default().push((i, id.get_ref(), c));
+            }
+        }
+        for members in buses.values() {
+            let problems = validate_bus(members.iter().map(|(_, id, c)| (*id, *c)));
+            let first = members[0].0;
+            for p in problems {
+                self.error_at(
+                    &[
+                        PathSeg::from("devices"),
+                        PathSeg::from(first),
+                        PathSeg::from("port"),
+                    ],
+                    p,
+                );
+            }
+        }
+    }
+
+    /// `[rules]` (all defaults when absent): checks the section, reads the
+    /// rule files relative to the configuration file, compiles every rule and
+    /// builds the engine once, so a bad rule or parameter fails here.
+    fn rules(
+        &mut self,
+        file: &Path,
+        metrics: &MetricRegistry,
+        subjects: &[Option<Subject>],
+    ) -> Option<(RulesConfig, RuleSet)> {
+        let section = [PathSeg::from("rules")];
+        let config: RulesConfig = match get(self.root_table(), "rules").map(|(_, v)| v.clone()) {
+            Some(value) => self.de(value, &section, "[rules]")?,
+            None => RulesConfig::default(),
+        };
+        self.issues(&section, config.validate(metrics));
+        if subjects.iter().all(Option::is_some) {
+            for id in config.subjects.keys() {
+                if !subjects.iter().flatten().any(|s| s.id.as_str() == id) {
+                    self.error_at(
+                        &[
+                            PathSeg::from("rules"),
+                            PathSeg::from("subjects"),
+                            PathSeg::from(id.clone()),
+                        ],
+                        format!("rules.subjects.{id}: no [[subjects]] entry has id `{id}`"),
+                    );
+                }
+            }
+        }
+        let base = file.parent().unwrap_or_else(|| Path::new("."));
+        let mut texts = Vec::new();
+        for (i, f) in config.files.iter().enumerate() {
+            let path = base.join(f);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => texts.push((f.clone(), text)),
+                Err(e) => self.error_at(
+                    &[
+                        PathSeg::from("rules"),
+                        PathSeg::from("files"),
+                        PathSeg::from(i),
+                    ],
+                    format!("cannot read rule file {}: {e}", path.display()),
+                ),
+            }
+        }
+        let sources: Vec<RuleSource<'_>> = texts
+            .iter()
+            .map(|(name, text)| RuleSource { name, text })
+            .collect();
+        let rule_set = match config.rule_set(&sources, metrics) {
+            Ok(r) => r,
+            Err(e) => {
+                for issue in e.issues {
+                    let at = config
+                        .files
+                        .iter()
+                        .position(|f| *f == issue.file)
+                        .map_or_else(
+                            || section.to_vec(),
+                            |i| {
+                                vec![
+                                    PathSeg::from("rules"),
+                                    PathSeg::from("files"),
+                                    PathSeg::from(i),
+                                ]
+                            },
+                        );
+                    self.error_at(&at, format!("in rule file {issue}"));
+                }
+                return None;
+            }
+        };
+        if let Err(e) = config.engine(rule_set.clone()) {
+            self.error_at(&section, format!("[rules]: {e}"));
+            return None;
+        }
+        Some((config, rule_set))
     }
 
     fn spool(&mut self) -> Option<SpoolConfig> {
@@ -529,6 +655,21 @@ impl<'i> Loader<'i> {
                 let c: SyntheticConfig = self.de(rest, &path, &what)?;
                 self.issues(&path, c.validate(metrics));
                 DriverConfig::Synthetic(c)
+            }
+            "pump" => {
+                let c: PumpConfig = self.de(rest, &path, &what)?;
+                self.issues(&path, c.validate(metrics));
+                DriverConfig::Pump(c)
+            }
+            "modbus" => {
+                let c: ModbusConfig = self.de(rest, &path, &what)?;
+                self.issues(&path, c.validate(metrics));
+                DriverConfig::Modbus(Box::new(c))
+            }
+            "ble" => {
+                let c: BleConfig = self.de(rest, &path, &what)?;
+                self.issues(&path, c.validate(metrics));
+                DriverConfig::Ble(Box::new(c))
             }
             other => {
                 self.error(

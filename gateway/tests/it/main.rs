@@ -1,6 +1,9 @@
 //! Integration tests of the `wardgate` binary: one test binary, one module per area.
 
+mod ble;
 mod check_config;
+mod modbus;
+mod pump;
 mod run;
 
 use std::path::PathBuf;

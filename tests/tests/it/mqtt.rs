@@ -129,6 +129,11 @@ fn broker_outage_loses_nothing() {
     let during = wait_accepted(&gw, before + 300);
     broker.restart();
     wait_accepted(&gw, during + 100);
+    // Stop only once the sink is back: a gateway stopped while the broker is
+    // unreachable keeps the rest in its spool, which this test does not restart.
+    wait_for("the MQTT sink to reconnect", || {
+        (gw.log().matches("connected to the MQTT broker").count() >= 2).then_some(())
+    });
     gw.stop();
     assert!(
         gw.log().contains("MQTT broker connection lost"),
@@ -153,4 +158,76 @@ fn gateway_killed_mid_stream_resumes_from_the_spool() {
     assert!(log.matches("spool open").count() == 2, "{log}");
     let accepted = accepted(&gw);
     Received::default().wait_for_all(&sub, &accepted);
+}
+
+/// The alert path end to end: a hypoglycaemic reading raises an alert whose
+/// whole state is retained on MQTT; a nurse's acknowledgement published on the
+/// command topic reaches the rules engine, and the new state is published.
+#[test]
+fn alert_is_retained_and_acknowledged_over_mqtt() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port, "e2e-alerts", "wardgate/+/+/+/alerts/#");
+    let cfg = config(broker.port).replace(
+        r#"signals = [{ metric = "heart_rate", base = 72, amplitude = 5, period = "7s" }, { metric = "spo2", base = 96 }]"#,
+        r#"signals = [{ metric = "glucose", base = 50 }]"#,
+    );
+    assert!(cfg.contains("glucose"));
+    let mut gw = Gateway::start(&cfg);
+
+    let alert_state = |sub: &Subscriber, states: &mut Vec<serde_json::Value>, state: &str| {
+        wait_for(&format!("a retained alert in state {state}"), || {
+            for (topic, payload, _) in sub.drain() {
+                if topic.ends_with("/alerts/bed-1/hypoglycaemia_level_2") {
+                    states.push(serde_json::from_slice(&payload).expect("alert JSON"));
+                }
+            }
+            states.iter().find(|v| v["state"] == state).cloned()
+        })
+    };
+    let mut seen = Vec::new();
+    let raised = alert_state(&sub, &mut seen, "active");
+    assert_eq!(raised["priority"], "high");
+    let id = raised["id"].as_str().unwrap().to_owned();
+
+    // A nurse's app acknowledges it on the command topic (and sends garbage first).
+    let mut opts = rumqttc::MqttOptions::new("nurse-app", "127.0.0.1", broker.port);
+    opts.set_keep_alive(std::time::Duration::from_secs(5));
+    let (client, mut conn) = rumqttc::Client::new(opts, 10);
+    let topic = "wardgate/e2e/ward-1/gw-e2e/commands/ack";
+    client
+        .publish(topic, rumqttc::QoS::AtLeastOnce, false, "not json")
+        .unwrap();
+    let ack = serde_json::json!({"alert_id": id, "by": "nurse-7"}).to_string();
+    client
+        .publish(topic, rumqttc::QoS::AtLeastOnce, false, ack)
+        .unwrap();
+    let mut pubacks = 0;
+    for event in conn.iter() {
+        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = event {
+            pubacks += 1;
+            if pubacks == 2 {
+                break;
+            }
+        }
+    }
+
+    let acked = alert_state(&sub, &mut seen, "acknowledged");
+    assert_eq!(acked["id"].as_str(), Some(id.as_str()));
+    assert_eq!(acked["acknowledged"]["by"], "nurse-7");
+    gw.stop();
+    let log = gw.log();
+    assert!(log.contains("bad acknowledgement command ignored"), "{log}");
+    // The JSONL sink saw the same transitions, from the same spool.
+    let transitions: Vec<String> = lines(&gw.path("events.jsonl"))
+        .iter()
+        .filter_map(|l| match serde_json::from_str::<Event>(l).unwrap() {
+            Event::Alert(a) if a.id.0.as_ref() == id => Some(format!("{:?}", a.transition)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(transitions.first().map(String::as_str), Some("Raised"));
+    assert!(
+        transitions.iter().any(|t| t == "Acknowledged"),
+        "{transitions:?}"
+    );
 }

@@ -129,6 +129,7 @@ impl MqttSink {
         let mut next_batch = 0u64;
         let mut counters = MqttCounters::default();
         let ack_topic = self.topics.ack_commands();
+        let mut final_attempt_done = false;
 
         loop {
             // Fill the window from the spool (alerts first).
@@ -163,8 +164,19 @@ impl MqttSink {
                 }
                 next_batch += 1;
             }
-            if drain.is_cancelled() && (!connected || (caught_up && batches.is_empty())) {
-                break;
+            if drain.is_cancelled() {
+                // Stopping: finish what the broker can confirm. When it is
+                // unreachable, try once more at once (the backoff may have been
+                // long), then leave the rest in the spool.
+                if connected && caught_up && batches.is_empty() {
+                    break;
+                }
+                if !connected {
+                    if final_attempt_done {
+                        break;
+                    }
+                    final_attempt_done = true;
+                }
             }
             let room = connected && awaiting.len() + inflight.len() < window;
             tokio::select! {
@@ -226,10 +238,12 @@ impl MqttSink {
                             tracing::debug!(sink = %self.name, error = %e, "MQTT broker still unreachable");
                         }
                         connected = false;
-                        let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = drain.cancelled() => {}
+                        if !drain.is_cancelled() {
+                            let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                            tokio::select! {
+                                () = tokio::time::sleep(delay) => {}
+                                () = drain.cancelled() => {}
+                            }
                         }
                     }
                 },

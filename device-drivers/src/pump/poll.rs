@@ -1,0 +1,751 @@
+//! The poll schedule as a state machine that is given the time.
+//!
+//! Identify the pump (serial number, protocol, remote-control handshake),
+//! then every interval ask for status and VTBI. One request is in flight at a
+//! time; a request without a valid reply by its deadline is resent up to
+//! `retries` times, and an exchange that still fails is a failed poll. After
+//! `failures_before_lost` failed polls in a row the pump is offline
+//! (communication lost) until an identification succeeds again.
+//!
+//! Inputs: [`Poller::handle_connect`], [`Poller::handle_disconnect`],
+//! [`Poller::handle_input`], [`Poller::handle_timeout`]. Outputs:
+//! [`Poller::poll_transmit`] (bytes for the port), [`Poller::poll_event`] and
+//! [`Poller::poll_timeout`]. It never reads a clock and never sends a command
+//! that changes an infusion.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::codec::{DecoderStats, Frame, FrameDecoder, crc16};
+use super::state::{PumpAlarm, PumpState, ReplyError, StatusReply, parse_status, parse_vtbi};
+
+/// Timing and tolerance of the poll schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollSettings {
+    pub interval: Duration,
+    pub reply_timeout: Duration,
+    /// Resends of one request before the exchange counts as failed.
+    pub retries: u32,
+    /// Failed polls in a row before the pump is reported offline.
+    pub failures_before_lost: u32,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(2),
+            reply_timeout: Duration::from_millis(500),
+            retries: 2,
+            failures_before_lost: 3,
+        }
+    }
+}
+
+/// What the poller tells its driver.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PumpEvent {
+    /// Identified and answering (first time, or again after being offline).
+    Online {
+        serial: String,
+    },
+    /// Not answering, or the port is gone.
+    Offline {
+        reason: String,
+    },
+    AlarmStart(PumpAlarm),
+    AlarmEnd(PumpAlarm),
+    /// A complete poll cycle.
+    State(PumpState),
+}
+
+/// The requests this driver ever sends; all are queries or the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Request {
+    SerialNo,
+    CommsProtocol,
+    RemoteCtrl,
+    Status,
+    Vtbi,
+}
+
+impl Request {
+    fn reply_name(self) -> &'static str {
+        match self {
+            Request::SerialNo => "INST_SERIALNO",
+            Request::CommsProtocol => "COMMS_PROTOCOL",
+            Request::RemoteCtrl => "REMOTE_CTRL",
+            Request::Status => "INF",
+            Request::Vtbi => "INF_VTBI",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct InFlight {
+    request: Request,
+    frame: Vec<u8>,
+    deadline: Instant,
+    sends: u32,
+}
+
+/// Whether the driver has told the world the pump is online.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Unknown,
+    Online,
+    Offline,
+}
+
+/// Counters beyond the decoder's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollStats {
+    pub decoder: DecoderStats,
+    pub timeouts: u64,
+    pub failed_polls: u64,
+    pub invalid_replies: u64,
+    pub unexpected_frames: u64,
+    pub cycles: u64,
+}
+
+/// Why the last exchange failed, for the offline reason.
+#[derive(Clone, Debug)]
+enum Failure {
+    NoReply,
+    Invalid(ReplyError),
+    Refused(String),
+}
+
+#[derive(Debug)]
+pub struct Poller {
+    settings: PollSettings,
+    decoder: FrameDecoder,
+    connected: bool,
+    identified: bool,
+    serial: Option<String>,
+    protocol: Option<String>,
+    in_flight: Option<InFlight>,
+    next_cycle: Option<Instant>,
+    cycle_start: Option<Instant>,
+    status: Option<StatusReply>,
+    failures: u32,
+    last_failure: Option<Failure>,
+    link: Link,
+    alarms: BTreeSet<PumpAlarm>,
+    transmit: VecDeque<Vec<u8>>,
+    events: VecDeque<PumpEvent>,
+    stats: PollStats,
+}
+
+impl Poller {
+    pub fn new(settings: PollSettings) -> Self {
+        Self {
+            settings,
+            decoder: FrameDecoder::new(),
+            connected: false,
+            identified: false,
+            serial: None,
+            protocol: None,
+            in_flight: None,
+            next_cycle: None,
+            cycle_start: None,
+            status: None,
+            failures: 0,
+            last_failure: None,
+            link: Link::Unknown,
+            alarms: BTreeSet::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: PollStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> PollStats {
+        PollStats {
+            decoder: self.decoder.stats(),
+            ..self.stats
+        }
+    }
+
+    /// The serial number the pump gave when last identified.
+    pub fn serial(&self) -> Option<&str> {
+        self.serial.as_deref()
+    }
+
+    /// The `COMMS_PROTOCOL` reply's fields after the command name.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The port is open: start identifying.
+    pub fn handle_connect(&mut self, now: Instant) {
+        self.connected = true;
+        self.reset_exchange();
+        self.begin_identify(now);
+    }
+
+    /// The port is gone. Reports the pump offline (once) and waits for
+    /// [`Self::handle_connect`].
+    pub fn handle_disconnect(&mut self, _now: Instant, reason: &str) {
+        self.connected = false;
+        self.reset_exchange();
+        self.next_cycle = None;
+        self.go_offline(reason.to_owned());
+    }
+
+    /// Bytes read from the port.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        let mut frames = Vec::new();
+        self.decoder.feed(bytes, |r| {
+            if let Ok(frame) = r {
+                frames.push(frame);
+            }
+        });
+        for frame in frames {
+            self.handle_frame(now, &frame);
+        }
+    }
+
+    /// The deadline from [`Self::poll_timeout`] has passed (calling early is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.connected {
+            return;
+        }
+        if let Some(f) = &mut self.in_flight {
+            if now < f.deadline {
+                return;
+            }
+            self.stats.timeouts += 1;
+            if f.sends <= self.settings.retries {
+                f.sends += 1;
+                f.deadline = now + self.settings.reply_timeout;
+                self.transmit.push_back(f.frame.clone());
+            } else {
+                self.fail(now, Failure::NoReply);
+            }
+            return;
+        }
+        if self.next_cycle.is_some_and(|t| now >= t) {
+            self.next_cycle = None;
+            if self.identified {
+                self.cycle_start = Some(now);
+                self.send(now, Request::Status);
+            } else {
+                self.begin_identify(now);
+            }
+        }
+    }
+
+    /// The next bytes to write to the port.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<PumpEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] is next due; `None` while disconnected.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.connected {
+            return None;
+        }
+        self.in_flight
+            .as_ref()
+            .map(|f| f.deadline)
+            .or(self.next_cycle)
+    }
+
+    fn reset_exchange(&mut self) {
+        self.in_flight = None;
+        self.status = None;
+        self.cycle_start = None;
+        self.identified = false;
+        self.decoder.clear();
+        self.transmit.clear();
+    }
+
+    fn begin_identify(&mut self, now: Instant) {
+        self.identified = false;
+        self.cycle_start = Some(now);
+        self.send(now, Request::SerialNo);
+    }
+
+    fn send(&mut self, now: Instant, request: Request) {
+        let frame = match request {
+            Request::SerialNo => Frame::command("INST_SERIALNO"),
+            Request::CommsProtocol => Frame::command("COMMS_PROTOCOL"),
+            Request::RemoteCtrl => {
+                let key = format!(
+                    "{:04X}",
+                    crc16(self.serial.as_deref().unwrap_or_default().as_bytes())
+                );
+                Frame::new(["REMOTE_CTRL", "ENABLED", &key])
+            }
+            Request::Status => Frame::command("INF"),
+            Request::Vtbi => Frame::command("INF_VTBI"),
+        };
+        // Command names are constants and the key is hex: always a valid frame.
+        let Ok(frame) = frame else { return };
+        let bytes = frame.encode();
+        self.transmit.push_back(bytes.clone());
+        self.in_flight = Some(InFlight {
+            request,
+            frame: bytes,
+            deadline: now + self.settings.reply_timeout,
+            sends: 1,
+        });
+    }
+
+    fn handle_frame(&mut self, now: Instant, frame: &Frame) {
+        let Some(request) = self.in_flight.as_ref().map(|f| f.request) else {
+            self.stats.unexpected_frames += 1;
+            return;
+        };
+        if frame.name() == "NAK" && frame.field(1) == Some(request.reply_name()) {
+            let reason = frame.field(2).unwrap_or("").to_owned();
+            self.fail(now, Failure::Refused(reason));
+            return;
+        }
+        if frame.name() != request.reply_name() {
+            // A late reply to a resent request, or noise that happened to be a frame.
+            self.stats.unexpected_frames += 1;
+            return;
+        }
+        let outcome = match request {
+            Request::SerialNo => match frame.field(1).filter(|s| !s.is_empty()) {
+                Some(serial) => {
+                    self.serial = Some(serial.to_owned());
+                    self.send(now, Request::CommsProtocol);
+                    Ok(())
+                }
+                None => Err(ReplyError::TooFewFields {
+                    command: "INST_SERIALNO",
+                    needed: 2,
+                    got: frame.fields().len(),
+                }),
+            },
+            Request::CommsProtocol => {
+                self.protocol = Some(frame.fields()[1..].join("^"));
+                self.send(now, Request::RemoteCtrl);
+                Ok(())
+            }
+            Request::RemoteCtrl => {
+                if frame.field(1) == Some("ENABLED") {
+                    self.identified = true;
+                    self.send(now, Request::Status);
+                    Ok(())
+                } else {
+                    self.fail(
+                        now,
+                        Failure::Refused(format!(
+                            "remote control not enabled ({})",
+                            frame.fields()[1..].join("^")
+                        )),
+                    );
+                    return;
+                }
+            }
+            Request::Status => match parse_status(frame) {
+                Ok(s) if self.serial.as_deref().is_some_and(|id| id != s.serial) => {
+                    // Another pump on this port: identify it before trusting its values.
+                    let why = format!(
+                        "serial number changed from {} to {}",
+                        self.serial.as_deref().unwrap_or_default(),
+                        s.serial
+                    );
+                    tracing::warn!(%why, "pump replaced on its port");
+                    self.fail(now, Failure::Refused(why));
+                    self.identified = false;
+                    return;
+                }
+                Ok(s) => {
+                    self.status = Some(s);
+                    self.send(now, Request::Vtbi);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            Request::Vtbi => parse_vtbi(frame).map(|v| {
+                if let Some(status) = self.status.take() {
+                    self.complete_cycle(now, PumpState::new(&status, &v));
+                }
+            }),
+        };
+        if let Err(e) = outcome {
+            // The pump answered, but not in a way we can use: never act on it.
+            self.stats.invalid_replies += 1;
+            tracing::debug!(error = %e, "invalid pump reply");
+            self.fail(now, Failure::Invalid(e));
+        }
+    }
+
+    fn complete_cycle(&mut self, now: Instant, state: PumpState) {
+        self.in_flight = None;
+        self.failures = 0;
+        self.stats.cycles += 1;
+        if self.link != Link::Online {
+            self.link = Link::Online;
+            self.events.push_back(PumpEvent::Online {
+                serial: self.serial.clone().unwrap_or_default(),
+            });
+            if self.alarms.remove(&PumpAlarm::CommunicationLost) {
+                self.events
+                    .push_back(PumpEvent::AlarmEnd(PumpAlarm::CommunicationLost));
+            }
+        }
+        let pump_alarms: BTreeSet<_> = self
+            .alarms
+            .iter()
+            .filter(|a| **a != PumpAlarm::CommunicationLost)
+            .cloned()
+            .collect();
+        for ended in pump_alarms.difference(&state.alarms) {
+            self.events.push_back(PumpEvent::AlarmEnd(ended.clone()));
+        }
+        for started in state.alarms.difference(&pump_alarms) {
+            self.events
+                .push_back(PumpEvent::AlarmStart(started.clone()));
+        }
+        self.alarms.clone_from(&state.alarms);
+        self.events.push_back(PumpEvent::State(state));
+        self.schedule_next(now);
+    }
+
+    fn schedule_next(&mut self, now: Instant) {
+        let start = self.cycle_start.take().unwrap_or(now);
+        self.next_cycle = Some((start + self.settings.interval).max(now));
+    }
+
+    fn fail(&mut self, now: Instant, why: Failure) {
+        self.in_flight = None;
+        self.status = None;
+        self.failures += 1;
+        self.stats.failed_polls += 1;
+        self.last_failure = Some(why);
+        if self.failures >= self.settings.failures_before_lost {
+            let reason = match &self.last_failure {
+                Some(Failure::NoReply) | None => {
+                    format!("no reply to {} polls in a row", self.failures)
+                }
+                Some(Failure::Invalid(e)) => {
+                    format!(
+                        "{} failed polls in a row; last reply invalid: {e}",
+                        self.failures
+                    )
+                }
+                Some(Failure::Refused(r)) => {
+                    format!("{} failed polls in a row; pump refused: {r}", self.failures)
+                }
+            };
+            self.go_offline(reason);
+            // The pump may have been swapped or restarted: identify again.
+            self.identified = false;
+        }
+        self.schedule_next(now);
+    }
+
+    fn go_offline(&mut self, reason: String) {
+        if self.link == Link::Offline {
+            return;
+        }
+        self.link = Link::Offline;
+        self.events.push_back(PumpEvent::Offline { reason });
+        if self.alarms.insert(PumpAlarm::CommunicationLost) {
+            self.events
+                .push_back(PumpEvent::AlarmStart(PumpAlarm::CommunicationLost));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn settings() -> PollSettings {
+        PollSettings {
+            interval: 2000 * MS,
+            reply_timeout: 100 * MS,
+            retries: 1,
+            failures_before_lost: 2,
+        }
+    }
+
+    /// A reply as a pump would send it, encoded by hand from the fields so the
+    /// test does not depend on the poller's own encoder.
+    fn reply(text: &str) -> Vec<u8> {
+        Frame::new(text.split('^')).unwrap().encode()
+    }
+
+    fn status(alarms: &str, mode: &str) -> Vec<u8> {
+        reply(&format!(
+            "INF^8002-51740^{alarms}^{mode}^100.00^ml/h^-^10.000^ml^20^mmHg^0:54^EV^1"
+        ))
+    }
+
+    const VTBI: &str = "INF_VTBI^ACTIV^100.000^ml^KVO^90.000^ml";
+
+    fn sent(p: &mut Poller) -> Vec<String> {
+        std::iter::from_fn(|| p.poll_transmit())
+            .map(|b| String::from_utf8(b).unwrap())
+            .collect()
+    }
+
+    fn events(p: &mut Poller) -> Vec<PumpEvent> {
+        std::iter::from_fn(|| p.poll_event()).collect()
+    }
+
+    /// Connects and answers the handshake; returns the poller at `t0`.
+    fn identified(t0: Instant) -> Poller {
+        let mut p = Poller::new(settings());
+        p.handle_connect(t0);
+        assert_eq!(sent(&mut p), ["!INST_SERIALNO|457D\r"]);
+        p.handle_input(t0 + MS, &reply("INST_SERIALNO^8002-51740"));
+        assert_eq!(sent(&mut p), ["!COMMS_PROTOCOL|E8DA\r"]);
+        p.handle_input(t0 + 2 * MS, &reply("COMMS_PROTOCOL^ASENA^1"));
+        // DESIGN.md's handshake frame for this serial number, byte for byte.
+        assert_eq!(sent(&mut p), ["!REMOTE_CTRL^ENABLED^3CC1|B1F1\r"]);
+        p.handle_input(t0 + 3 * MS, &reply("REMOTE_CTRL^ENABLED"));
+        assert_eq!(sent(&mut p), ["!INF|4961\r"]);
+        assert_eq!(p.protocol(), Some("ASENA^1"));
+        p
+    }
+
+    fn answer_cycle(p: &mut Poller, at: Instant, alarms: &str) -> Vec<PumpEvent> {
+        p.handle_input(at, &status(alarms, "INFUSING"));
+        assert_eq!(sent(p), ["!INF_VTBI|8456\r"]);
+        p.handle_input(at + MS, &reply(VTBI));
+        events(p)
+    }
+
+    #[test]
+    fn identifies_then_polls_status_and_vtbi_every_interval() {
+        let t0 = Instant::now();
+        let mut p = identified(t0);
+        let ev = answer_cycle(&mut p, t0 + 4 * MS, "NONE");
+        assert_eq!(
+            ev[0],
+            PumpEvent::Online {
+                serial: "8002-51740".into()
+            }
+        );
+        let PumpEvent::State(state) = &ev[1] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (
+                state.rate,
+                state.vtbi,
+                state.vtbi_remaining,
+                state.time_remaining
+            ),
+            (Some(100.0), Some(100.0), Some(90.0), Some(54.0))
+        );
+        // Next cycle starts one interval after the previous one started (t0).
+        assert_eq!(p.poll_timeout(), Some(t0 + 2000 * MS));
+        p.handle_timeout(t0 + 1999 * MS);
+        assert!(sent(&mut p).is_empty());
+        p.handle_timeout(t0 + 2000 * MS);
+        assert_eq!(sent(&mut p), ["!INF|4961\r"]);
+    }
+
+    #[test]
+    fn alarm_start_and_end_are_diffed_between_states() {
+        let t0 = Instant::now();
+        let mut p = identified(t0);
+        answer_cycle(&mut p, t0, "NONE");
+        p.handle_timeout(t0 + 2000 * MS);
+        sent(&mut p);
+        let ev = answer_cycle(&mut p, t0 + 2001 * MS, "OCCL_DOWN,LOW_BATT");
+        assert_eq!(
+            ev[..2],
+            [
+                PumpEvent::AlarmStart(PumpAlarm::OcclusionDownstream),
+                PumpEvent::AlarmStart(PumpAlarm::LowBattery)
+            ]
+        );
+        p.handle_timeout(t0 + 4000 * MS);
+        sent(&mut p);
+        let ev = answer_cycle(&mut p, t0 + 4001 * MS, "LOW_BATT,WEIRD");
+        assert_eq!(
+            ev[..2],
+            [
+                PumpEvent::AlarmEnd(PumpAlarm::OcclusionDownstream),
+                PumpEvent::AlarmStart(PumpAlarm::Unknown("WEIRD".into()))
+            ]
+        );
+        assert!(matches!(ev[2], PumpEvent::State(_)));
+    }
+
+    #[test]
+    fn timeout_retries_then_counts_a_failed_poll_then_goes_offline_and_recovers() {
+        let t0 = Instant::now();
+        let mut p = identified(t0);
+        answer_cycle(&mut p, t0, "NONE");
+        // Cycle at 2000: no reply. Resent once at 2100, failed at 2200.
+        p.handle_timeout(t0 + 2000 * MS);
+        assert_eq!(sent(&mut p), ["!INF|4961\r"]);
+        assert_eq!(p.poll_timeout(), Some(t0 + 2100 * MS));
+        p.handle_timeout(t0 + 2100 * MS);
+        assert_eq!(sent(&mut p), ["!INF|4961\r"]);
+        p.handle_timeout(t0 + 2200 * MS);
+        assert!(sent(&mut p).is_empty());
+        assert!(events(&mut p).is_empty(), "one failed poll is not yet lost");
+        // Next cycle at 4000 fails as well: second failure = lost.
+        assert_eq!(p.poll_timeout(), Some(t0 + 4000 * MS));
+        p.handle_timeout(t0 + 4000 * MS);
+        p.handle_timeout(t0 + 4100 * MS);
+        p.handle_timeout(t0 + 4200 * MS);
+        assert_eq!(
+            events(&mut p),
+            [
+                PumpEvent::Offline {
+                    reason: "no reply to 2 polls in a row".into()
+                },
+                PumpEvent::AlarmStart(PumpAlarm::CommunicationLost)
+            ]
+        );
+        assert_eq!(p.stats().failed_polls, 2);
+        assert_eq!(p.stats().timeouts, 4);
+        sent(&mut p);
+        // After loss it re-identifies at the next cycle.
+        p.handle_timeout(t0 + 6000 * MS);
+        assert_eq!(sent(&mut p), ["!INST_SERIALNO|457D\r"]);
+        p.handle_input(t0 + 6001 * MS, &reply("INST_SERIALNO^8002-51740"));
+        p.handle_input(t0 + 6002 * MS, &reply("COMMS_PROTOCOL^ASENA^1"));
+        p.handle_input(t0 + 6003 * MS, &reply("REMOTE_CTRL^ENABLED"));
+        sent(&mut p);
+        let ev = answer_cycle(&mut p, t0 + 6004 * MS, "NONE");
+        assert_eq!(
+            ev[..2],
+            [
+                PumpEvent::Online {
+                    serial: "8002-51740".into()
+                },
+                PumpEvent::AlarmEnd(PumpAlarm::CommunicationLost)
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_crc_reply_is_never_acted_on() {
+        let t0 = Instant::now();
+        let mut p = identified(t0);
+        answer_cycle(&mut p, t0, "NONE");
+        p.handle_timeout(t0 + 2000 * MS);
+        sent(&mut p);
+        // An occlusion status with its CRC's last digit changed.
+        let mut corrupt = status("OCCL_DOWN", "ALARM");
+        let n = corrupt.len();
+        corrupt[n - 2] = if corrupt[n - 2] == b'0' { b'1' } else { b'0' };
+        p.handle_input(t0 + 2001 * MS, &corrupt);
+        assert!(events(&mut p).is_empty());
+        assert_eq!(p.stats().decoder.crc_errors, 1);
+        // The retry gets a good answer without the alarm.
+        p.handle_timeout(t0 + 2100 * MS);
+        assert_eq!(sent(&mut p), ["!INF|4961\r"]);
+        let ev = answer_cycle(&mut p, t0 + 2101 * MS, "NONE");
+        assert!(matches!(ev[..], [PumpEvent::State(_)]), "{ev:?}");
+    }
+
+    #[test]
+    fn unexpected_and_invalid_replies_are_not_acted_on() {
+        let t0 = Instant::now();
+        let mut p = identified(t0);
+        // A VTBI reply while waiting for status: ignored, counted.
+        p.handle_input(t0, &reply(VTBI));
+        assert_eq!(p.stats().unexpected_frames, 1);
+        assert!(sent(&mut p).is_empty());
+        // A status with an impossible unit: invalid, a failed poll, no state.
+        p.handle_input(
+            t0,
+            &reply("INF^8002-51740^NONE^INFUSING^1^gal/h^-^0^ml^0^mmHg^--"),
+        );
+        assert_eq!(p.stats().invalid_replies, 1);
+        assert_eq!(p.stats().failed_polls, 1);
+        assert!(events(&mut p).is_empty());
+    }
+
+    #[test]
+    fn disconnect_reports_offline_once_and_reconnect_identifies() {
+        let t0 = Instant::now();
+        let mut p = identified(t0);
+        answer_cycle(&mut p, t0, "NONE");
+        p.handle_disconnect(t0 + 10 * MS, "port gone");
+        p.handle_disconnect(t0 + 20 * MS, "port gone");
+        assert_eq!(
+            events(&mut p),
+            [
+                PumpEvent::Offline {
+                    reason: "port gone".into()
+                },
+                PumpEvent::AlarmStart(PumpAlarm::CommunicationLost)
+            ]
+        );
+        assert_eq!(p.poll_timeout(), None);
+        p.handle_connect(t0 + 30 * MS);
+        assert_eq!(sent(&mut p), ["!INST_SERIALNO|457D\r"]);
+    }
+
+    #[test]
+    fn a_different_serial_in_the_status_means_identify_again() {
+        let t0 = Instant::now();
+        let mut p = identified(t0);
+        answer_cycle(&mut p, t0, "NONE");
+        p.handle_timeout(t0 + 2000 * MS);
+        sent(&mut p);
+        p.handle_input(
+            t0 + 2001 * MS,
+            &reply("INF^9999-00001^OCCL_DOWN^ALARM^0^ml/h^-^0^ml^0^mmHg^--"),
+        );
+        assert!(
+            events(&mut p).is_empty(),
+            "another pump's values are not used"
+        );
+        assert_eq!(p.stats().failed_polls, 1);
+        p.handle_timeout(t0 + 4000 * MS);
+        assert_eq!(sent(&mut p), ["!INST_SERIALNO|457D\r"]);
+    }
+
+    #[test]
+    fn refused_handshake_is_a_failed_poll() {
+        let t0 = Instant::now();
+        let mut p = Poller::new(settings());
+        p.handle_connect(t0);
+        sent(&mut p);
+        p.handle_input(t0, &reply("NAK^INST_SERIALNO^BUSY"));
+        assert_eq!(p.stats().failed_polls, 1);
+        assert_eq!(p.poll_timeout(), Some(t0 + 2000 * MS));
+    }
+
+    #[test]
+    fn never_sends_commands_that_change_an_infusion() {
+        let t0 = Instant::now();
+        let mut p = identified(t0);
+        let mut all = Vec::new();
+        for i in 0..20u32 {
+            let at = t0 + i * 2000 * MS;
+            p.handle_timeout(at);
+            all.extend(sent(&mut p));
+            if i % 3 != 0 {
+                p.handle_input(at, &status("NONE", "INFUSING"));
+                all.extend(sent(&mut p));
+                p.handle_input(at, &reply(VTBI));
+            }
+            p.handle_timeout(at + 150 * MS);
+            all.extend(sent(&mut p));
+        }
+        let allowed = [
+            "!INF|4961\r",
+            "!INF_VTBI|8456\r",
+            "!INST_SERIALNO|457D\r",
+            "!COMMS_PROTOCOL|E8DA\r",
+            "!REMOTE_CTRL^ENABLED^3CC1|B1F1\r",
+        ];
+        assert!(all.len() > 20);
+        for frame in &all {
+            assert!(allowed.contains(&frame.as_str()), "sent {frame:?}");
+        }
+    }
+}

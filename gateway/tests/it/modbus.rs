@@ -1,0 +1,105 @@
+//! A Modbus TCP sensor simulated in-process, read by `wardgate run`: scaled
+//! register values reach the JSONL sink bound to the room's subject.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio_util::sync::CancellationToken;
+use wardgate_model::{Event, Metric};
+use wardgate_sim::modbus::{SimConfig, start};
+
+use crate::pump::{PrintLogOnPanic, events, wait_event};
+use crate::run::wait_exit;
+use crate::wardgate;
+
+#[test]
+fn modbus_tcp_room_sensor_reaches_the_jsonl_sink() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let shutdown = CancellationToken::new();
+    // Room temperature in tenths of a degree (i16): 22.4 °C is register value 224.
+    let sim: SimConfig = toml::from_str(
+        r#"
+[[tcp]]
+name = "room"
+listen = "127.0.0.1:0"
+unit_id = 1
+[[tcp.registers]]
+table = "input_register"
+address = 0
+type = "i16"
+scale = 0.1
+script = { kind = "drift", base = 22.4, amplitude = 0.0, period = "10m" }
+"#,
+    )
+    .unwrap();
+    let running = rt.block_on(start(sim, shutdown.clone())).unwrap();
+    let addr = running.tcp[0].1.addr;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[gateway]
+site = "t"
+ward = "w"
+id = "gw"
+
+[[subjects]]
+id = "room-1"
+kind = "room"
+devices = ["room-1-env"]
+
+[[devices]]
+id = "room-1-env"
+type = "modbus"
+address = "{addr}"
+unit_id = 1
+poll_interval = "100ms"
+timeout = "500ms"
+[[devices.registers]]
+table = "input_register"
+address = 0
+type = "i16"
+scale = 0.1
+metric = "room_temp"
+unit = "Cel"
+
+[[sinks]]
+type = "jsonl"
+path = "{}"
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("gw.log");
+    let mut child = wardgate()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _guard = PrintLogOnPanic(log);
+    wait_event(
+        &mut child,
+        &out,
+        "room temperature",
+        |e| matches!(e, Event::Reading(r) if r.metric == Metric::RoomTemp && r.subject.as_str() == "room-1"),
+    );
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    assert!(wait_exit(&mut child).success());
+    let temps: Vec<f64> = events(&out)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reading(r) if r.metric == Metric::RoomTemp => Some(r.value),
+            _ => None,
+        })
+        .collect();
+    assert!(!temps.is_empty());
+    for t in temps {
+        assert!((t - 22.4).abs() < 1e-9, "{t}");
+    }
+    shutdown.cancel();
+}

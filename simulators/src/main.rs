@@ -1,0 +1,43 @@
+//! `wardgate-sim`: device simulators for demos and manual testing. A thin
+//! dispatcher; each device family's subcommand lives in `cli/` (Modbus: in
+//! the library, `wardgate_sim::modbus::cli`, so the demo can share it).
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wardgate-sim",
+    version,
+    about = "Spec-exact device simulators for wardgate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A BLE health device (wearable, oximeter, cuff, glucometer, scale) on a local socket.
+    Ble(cli::ble::BleArgs),
+    /// Modbus TCP and RTU (pseudo-terminal) ward sensors with scripted values and faults.
+    Modbus(wardgate_sim::modbus::cli::ModbusArgs),
+    /// Asena-style infusion pumps on pseudo-terminals.
+    Pump(cli::pump::PumpArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Ble(args) => cli::ble::run(args).await,
+        Command::Modbus(args) => wardgate_sim::modbus::cli::run(args).await,
+        Command::Pump(args) => cli::pump::run(args).await,
+    }
+}
