@@ -130,12 +130,12 @@ fn http_get(port: u16, path_and_query: &str) -> Option<String> {
     (head.split(' ').nth(1) == Some("200")).then(|| body.to_owned())
 }
 
-/// Every sample of heart_rate and spo2 in the TSDB: point → how many times.
+/// Every reading sample in the TSDB: point → how many times.
 fn stored(vm: &VictoriaMetrics) -> Option<BTreeMap<Point, usize>> {
-    // match[]={__name__=~"(heart_rate|spo2)_value"}, percent-encoded.
+    // match[]={__name__=~".+_value"} (every reading), percent-encoded.
     let body = http_get(
         vm.port,
-        "/api/v1/export?match%5B%5D=%7B__name__%3D~%22(heart_rate%7Cspo2)_value%22%7D",
+        "/api/v1/export?match%5B%5D=%7B__name__%3D~%22.%2B_value%22%7D",
     )?;
     let mut out = BTreeMap::new();
     for line in body.lines().filter(|l| !l.trim().is_empty()) {
@@ -382,11 +382,27 @@ fn spool_full_evicts_oldest_telemetry_first_and_counts_it() {
     vm.stop();
     // 4 devices × 2 signals every 10 ms fill the 1 MiB bound in seconds.
     let batch_max = 50;
-    let mut gw = Gateway::start(&gateway_config(
-        4,
-        "max_bytes = 1048576",
-        &influx_sink(&vm, &format!("batch_max = {batch_max}")),
-    ));
+    // A glucose meter reading 50 mg/dL raises a hypoglycaemia alert (rules
+    // engine, built-in pack) while the TSDB is down.
+    let glucose = r#"
+[[subjects]]
+id = "bed-2"
+kind = "bed"
+devices = ["glu-1"]
+
+[[devices]]
+id = "glu-1"
+type = "synthetic"
+interval = "500ms"
+signals = [{ metric = "glucose", base = 50 }]
+"#;
+    let mut gw = Gateway::start(
+        &(gateway_config(
+            4,
+            "max_bytes = 1048576",
+            &influx_sink(&vm, &format!("batch_max = {batch_max}")),
+        ) + glucose),
+    );
     wait_for("the spool to evict", || {
         gw.log()
             .contains("spool full: oldest telemetry evicted")
@@ -440,8 +456,32 @@ fn spool_full_evicts_oldest_telemetry_first_and_counts_it() {
         missing.iter().rev().take(3).collect::<Vec<_>>()
     );
     assert!(log.contains("spool_evicted="), "{log}");
-    // No alert source runs in the gateway yet (the rules engine is another
-    // issue): that alerts are never evicted is covered by the spool's own tests.
+    // No alert lost: every alert transition the JSONL sink saw is in the TSDB
+    // (measurement `alert`, field `active`), although telemetry was evicted.
+    let alerts: BTreeSet<(String, i64)> = std::fs::read_to_string(gw.path("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| match serde_json::from_str::<Event>(l) {
+            Ok(Event::Alert(a)) => Some((a.rule.to_string(), a.at.timestamp_millis())),
+            _ => None,
+        })
+        .collect();
+    assert!(!alerts.is_empty(), "the glucose meter raised an alert");
+    wait_for("every alert transition in the TSDB", || {
+        let body = http_get(
+            vm.port,
+            "/api/v1/export?match%5B%5D=%7B__name__%3D%22alert_active%22%7D",
+        )?;
+        let mut stored = BTreeSet::new();
+        for line in body.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line).expect("export line is JSON");
+            let rule = v["metric"]["rule"].as_str().expect("rule tag").to_owned();
+            for ts in v["timestamps"].as_array().expect("timestamps") {
+                stored.insert((rule.clone(), ts.as_i64().expect("ms")));
+            }
+        }
+        alerts.is_subset(&stored).then_some(())
+    });
 }
 
 /// Publishes one QoS 1 message and returns once the broker confirmed it.
