@@ -1,6 +1,7 @@
 //! The wardgate gateway: configuration, the running pipeline and its sinks.
 //! The binary (`main.rs`) is a thin CLI over this library.
 
+pub mod bridge;
 pub mod cmd;
 pub mod config;
 pub mod lineproto;

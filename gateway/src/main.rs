@@ -42,8 +42,26 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Forward gateway telemetry from MQTT into InfluxDB (run centrally, not on the ward box).
+    ///
+    /// Takes every gateway's telemetry (`<topic_prefix>/+/+/+/telemetry`) through an MQTT shared
+    /// subscription, checks that each message is valid InfluxDB line protocol, writes it to
+    /// InfluxDB and only then acknowledges it to the broker: if InfluxDB is down, or the bridge
+    /// crashes, the broker keeps the messages and nothing is lost. Messages that are not line
+    /// protocol, or that InfluxDB refuses, go to a quarantine file. Start several bridges with
+    /// the same `group` (each with its own `client_id`) to share the load. Stop with Ctrl-C or
+    /// SIGTERM. See docs/influxdb.md.
+    Bridge {
+        /// The bridge configuration file (TOML), e.g. config/bridge.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only check the configuration file and exit (0 valid, 2 invalid).
+        #[arg(long)]
+        check: bool,
+    },
     /// Check a configuration file without starting anything; every problem is listed
-    /// with its file, line and column. Exits 0 when valid, 2 when not.
+    /// with its file, line and column. Exits 0 when valid, 2 when not. A bridge file
+    /// (with [mqtt] and [influxdb] and no [gateway]) is checked as one.
     CheckConfig {
         /// The configuration file (TOML) to check.
         file: PathBuf,
@@ -100,6 +118,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
+        Command::Bridge { config, check } => bridge(&config, check),
         Command::Replay { input, config } => wardgate::cmd::replay_file(&input, config.as_deref()),
         Command::Rules {
             command: RulesCommand::Test { file },
@@ -115,6 +134,9 @@ fn main() -> ExitCode {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
+    if wardgate::bridge::config::looks_like_bridge_file(file) {
+        return bridge(file, true);
+    }
     match config::load(file) {
         Ok(c) => {
             println!(
@@ -166,6 +188,48 @@ fn run(file: &std::path::Path) -> ExitCode {
             }
             Err(e) => {
                 tracing::error!(error = %e, "wardgate could not start");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn bridge(file: &std::path::Path, check_only: bool) -> ExitCode {
+    let config = match wardgate::bridge::load(file) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if check_only {
+        println!(
+            "{}: valid (bridge {} -> {})",
+            file.display(),
+            config.mqtt.filter(),
+            config.influxdb.url
+        );
+        return ExitCode::SUCCESS;
+    }
+    // Without a configured quarantine file, it goes next to the config file.
+    let quarantine = file.with_file_name("bridge-quarantine.jsonl");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        match wardgate::bridge::run(config, quarantine, shutdown).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "wardgate bridge could not start");
                 ExitCode::FAILURE
             }
         }

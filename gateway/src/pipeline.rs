@@ -22,6 +22,7 @@ use wardgate_rules::Engine;
 
 use crate::config::{Config, DeviceConfig, DriverConfig, SinkKind};
 use crate::lineproto::Identity;
+use crate::sinks::influxdb::{InfluxDbSink, InfluxSetupError};
 use crate::sinks::jsonl::{JsonlError, JsonlSink};
 use crate::sinks::mqtt::{AckCommand, MqttSink};
 use crate::spool::{Spool, SpoolError, SpoolLimits, SpoolReader};
@@ -41,6 +42,11 @@ const SINK_DRAIN_GRACE: Duration = Duration::from_secs(10);
 pub enum PipelineError {
     #[error("sink `{name}`: {source}")]
     SinkOpen { name: String, source: JsonlError },
+    #[error("sink `{name}`: {source}")]
+    SinkSetup {
+        name: String,
+        source: InfluxSetupError,
+    },
     #[error("spool {path}: {source}")]
     Spool { path: PathBuf, source: SpoolError },
     #[error("rules engine: {0}")]
@@ -145,6 +151,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
                 let drain = drain.clone();
                 let commands = commands_tx.clone();
                 sink_tasks.spawn(async move { (name, sink.run(reader, drain, commands).await) });
+            }
+            SinkKind::InfluxDb(c) => {
+                // Rejected batches land next to the spool unless configured.
+                let quarantine =
+                    spool_path.with_file_name(format!("{}.quarantine.jsonl", sink.name));
+                let sink =
+                    InfluxDbSink::new(&sink.name, (**c).clone(), identity.clone(), quarantine)
+                        .map_err(|source| PipelineError::SinkSetup {
+                            name: sink.name.clone(),
+                            source,
+                        })?;
+                let drain = drain.clone();
+                let spool = Arc::clone(&spool);
+                sink_tasks.spawn(async move { (name, sink.run(reader, spool, drain).await) });
             }
         }
         tracing::info!(sink = %sink.name, "sink ready");

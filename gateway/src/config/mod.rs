@@ -32,6 +32,7 @@ use wardgate_rules::{RuleSet, RuleSource, RulesConfig};
 pub use secret::{Secret, SecretError, SecretSource};
 pub use source::Position;
 
+use crate::sinks::influxdb::InfluxDbConfig;
 use crate::sinks::jsonl::JsonlConfig;
 use crate::sinks::mqtt::MqttSinkConfig;
 use source::{Source, get, span_of};
@@ -142,10 +143,11 @@ pub struct SinkConfig {
 pub enum SinkKind {
     Jsonl(JsonlConfig),
     Mqtt(Box<MqttSinkConfig>),
+    InfluxDb(Box<InfluxDbConfig>),
 }
 
 impl SinkKind {
-    const TYPES: &'static [&'static str] = &["jsonl", "mqtt"];
+    const TYPES: &'static [&'static str] = &["jsonl", "mqtt", "influxdb"];
 }
 
 #[derive(Debug, Deserialize)]
@@ -820,6 +822,10 @@ impl<'i> Loader<'i> {
                 "mqtt" => self.de::<MqttSinkConfig>(rest, &path, &what).map(|c| {
                     self.issues(&path, c.issues());
                     SinkKind::Mqtt(Box::new(c))
+                }),
+                "influxdb" => self.de::<InfluxDbConfig>(rest, &path, &what).map(|c| {
+                    self.issues(&path, c.issues());
+                    SinkKind::InfluxDb(Box::new(c))
                 }),
                 other => {
                     self.error(

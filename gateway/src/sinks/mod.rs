@@ -2,6 +2,7 @@
 //! with `config.rs` (serde config), `encode.rs` (pure encoding) and the sending
 //! service; a sink never changes or reorders what it is given.
 
+pub mod influxdb;
 pub mod jsonl;
 pub mod mqtt;
 

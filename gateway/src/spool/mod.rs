@@ -45,7 +45,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use tokio::sync::watch;
 use wardgate_model::{Event, Timestamp};
 
-pub use reader::SpoolReader;
+pub use reader::{Batch, SpoolReader};
 
 const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
 const TELEMETRY: TableDefinition<u64, &[u8]> = TableDefinition::new("telemetry");

@@ -1,0 +1,150 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use wardgate_model::config::{ConfigIssue, PathSeg, check_range};
+
+use crate::config::SecretSource;
+
+/// How to reach an InfluxDB v2 write API and how to batch writes to it.
+/// `[[sinks]] type = "influxdb"` in a gateway file and `[influxdb]` in a
+/// bridge file are this same table.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InfluxDbConfig {
+    /// Base URL, e.g. `https://influx.example.org:8086` (the sink appends
+    /// `/api/v2/write`).
+    pub url: String,
+    /// Organisation name (InfluxDB 2); victoria-metrics ignores it.
+    pub org: String,
+    /// Bucket the points go to.
+    pub bucket: String,
+    /// API token, `{ env = "VAR" }` or `{ file = "/path" }`; sent as
+    /// `Authorization: Token ...`. Leave out for servers without auth.
+    pub token: Option<SecretSource>,
+    /// PEM file of a private CA that signed the server's certificate
+    /// (for `https://` URLs); the public web roots are trusted otherwise.
+    pub ca: Option<PathBuf>,
+    /// Compress request bodies with gzip.
+    #[serde(default = "default_gzip")]
+    pub gzip: bool,
+    /// Points per write request at most.
+    #[serde(default = "default_batch")]
+    pub batch_max: usize,
+    /// A smaller batch is written once its oldest point waited this long.
+    #[serde(with = "humantime_serde", default = "default_flush")]
+    pub flush_interval: Duration,
+    /// Time allowed for one write request.
+    #[serde(with = "humantime_serde", default = "default_timeout")]
+    pub timeout: Duration,
+    /// Longest pause between retries (the backoff doubles up to it).
+    #[serde(with = "humantime_serde", default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    /// JSONL file for batches the server rejected (4xx other than 429).
+    /// Default: `<name>.quarantine.jsonl` next to the spool (gateway) or
+    /// `bridge-quarantine.jsonl` next to the bridge's config file.
+    pub quarantine: Option<PathBuf>,
+}
+
+fn default_gzip() -> bool {
+    true
+}
+fn default_batch() -> usize {
+    5000
+}
+fn default_flush() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl InfluxDbConfig {
+    pub fn issues(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => issues.push(ConfigIssue::new(
+                [PathSeg::from("url")],
+                format!(
+                    "url must be an http:// or https:// URL such as \"http://127.0.0.1:8086\", got \"{}\"",
+                    self.url
+                ),
+            )),
+        }
+        if self.ca.is_some() && !self.url.starts_with("https://") {
+            issues.push(ConfigIssue::new(
+                [PathSeg::from("ca")],
+                "ca is only used with an https:// url",
+            ));
+        }
+        for (key, v) in [("org", &self.org), ("bucket", &self.bucket)] {
+            if v.trim().is_empty() {
+                issues.push(ConfigIssue::new(
+                    [PathSeg::from(key)],
+                    format!("{key} must not be empty"),
+                ));
+            }
+        }
+        check_range(&mut issues, "batch_max", self.batch_max, 1..=100_000);
+        if self.flush_interval < Duration::from_millis(10)
+            || self.flush_interval > Duration::from_secs(60)
+        {
+            issues.push(ConfigIssue::new(
+                [PathSeg::from("flush_interval")],
+                "flush_interval must be between 10ms and 60s",
+            ));
+        }
+        if self.timeout < Duration::from_secs(1) || self.timeout > Duration::from_secs(300) {
+            issues.push(ConfigIssue::new(
+                [PathSeg::from("timeout")],
+                "timeout must be between 1s and 5m",
+            ));
+        }
+        if self.max_backoff < Duration::from_millis(100)
+            || self.max_backoff > Duration::from_secs(3600)
+        {
+            issues.push(ConfigIssue::new(
+                [PathSeg::from("max_backoff")],
+                "max_backoff must be between 100ms and 1h",
+            ));
+        }
+        issues
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> InfluxDbConfig {
+        toml::from_str(&format!(
+            "url = \"http://127.0.0.1:8428\"\norg = \"ward\"\nbucket = \"vitals\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse("");
+        assert!(c.issues().is_empty(), "{:?}", c.issues());
+        assert!(c.gzip);
+        assert_eq!(c.batch_max, 5000);
+        assert_eq!(c.flush_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let mut c = parse("batch_max = 0\nflush_interval = \"2m\"\ntoken = { env = \"T\" }");
+        c.url = "influx.example.org:8086".into();
+        c.bucket = " ".into();
+        let keys: Vec<String> = c
+            .issues()
+            .iter()
+            .map(|i| i.path.iter().map(ToString::to_string).collect::<String>())
+            .collect();
+        assert_eq!(keys, ["url", "bucket", "batch_max", "flush_interval"]);
+    }
+}

@@ -1,0 +1,266 @@
+//! The sink and its writer against a scripted HTTP server on loopback: what
+//! is retried, what is quarantined, what the request looks like, and that the
+//! spool cursor moves only after a 2xx or a synced quarantine entry.
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wardgate_model::{DeviceKind, DeviceRef, Event, Metric, Reading, TimeSource};
+
+use super::*;
+use crate::config::SecretSource;
+use crate::spool::{Lane, Spool, SpoolLimits, SpoolReader};
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Answers each connection with the next scripted response (the last one
+/// repeats) and records the requests.
+async fn server(script: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let head_end = loop {
+                let k = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..k]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+            let mut lines = head.split("\r\n");
+            let target = lines.next().unwrap().split(' ').nth(1).unwrap().to_owned();
+            let headers: Vec<(String, String)> = lines
+                .filter_map(|l| l.split_once(": "))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            while buf.len() < head_end + len {
+                let k = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..k]);
+            }
+            let response = if target.starts_with("/api/v2/write") {
+                let r = script[n.min(script.len() - 1)];
+                n += 1;
+                r
+            } else {
+                // The start-up readiness probe (GET /ready).
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            {
+                let mut seen = log.lock().unwrap();
+                seen.push(Seen {
+                    target: target.clone(),
+                    headers,
+                    body: buf[head_end..head_end + len].to_vec(),
+                });
+                // Only write requests are asserted on.
+                seen.retain(|r| r.target.starts_with("/api/v2/write"));
+            }
+            let _ = s.write_all(response.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    });
+    (url, seen)
+}
+
+const STORED: &str = "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n";
+const BUSY: &str = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const TOO_MANY: &str = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const BAD: &str = "HTTP/1.1 400 Bad Request\r\nContent-Length: 24\r\nConnection: close\r\n\r\nunable to parse 'x y z'\n";
+
+fn config(url: &str, dir: &std::path::Path) -> InfluxDbConfig {
+    let token = dir.join("token");
+    std::fs::write(&token, "t0k\n").unwrap();
+    let mut c: InfluxDbConfig =
+        toml::from_str(&format!("url = \"{url}\"\norg = \"o\"\nbucket = \"b\"")).unwrap();
+    c.token = Some(SecretSource::File(token));
+    c.flush_interval = Duration::from_millis(10);
+    c
+}
+
+fn identity() -> Identity {
+    Identity {
+        site: "s".into(),
+        ward: "w".into(),
+        gateway: "g".into(),
+    }
+}
+
+fn readings(n: usize) -> Vec<Event> {
+    let at: wardgate_model::Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
+    (0..n)
+        .map(|i| {
+            Event::Reading(
+                Reading::new(
+                    at + chrono::Duration::seconds(i as i64),
+                    TimeSource::Device,
+                    "bed-1".into(),
+                    Some(DeviceRef::new("ox-1".into(), DeviceKind::Ble)),
+                    Metric::Spo2,
+                    95.0,
+                )
+                .unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn spool(dir: &std::path::Path, events: &[Event]) -> Arc<Spool> {
+    let limits = SpoolLimits {
+        max_bytes: 1 << 20,
+        max_age: Duration::from_secs(3600),
+    };
+    let spool = Arc::new(Spool::open(&dir.join("spool.redb"), limits, &["influx".into()]).unwrap());
+    spool.append(chrono::Utc::now(), events).unwrap();
+    spool
+}
+
+#[tokio::test]
+async fn retries_503_and_429_then_stores_a_gzip_body_with_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = server(vec![BUSY, TOO_MANY, STORED]).await;
+    let writer = InfluxWriter::new("influx", &config(&url, dir.path())).unwrap();
+    let metrics = DeliveryMetrics::new();
+    let text = "spo2,subject=bed-1 value=95.0 1795773600000000000\n";
+    let outcome = writer
+        .write_until_done(text, 1, &metrics, &CancellationToken::new())
+        .await;
+    assert!(matches!(outcome, Delivery::Stored), "{outcome:?}");
+    let s = metrics.snapshot(chrono::Utc::now());
+    assert_eq!((s.sent, s.retried), (3, 2));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    for req in seen.iter() {
+        assert_eq!(req.target, "/api/v2/write?org=o&bucket=b&precision=ns");
+        assert_eq!(req.header("authorization"), Some("Token t0k"));
+        assert_eq!(req.header("content-encoding"), Some("gzip"));
+        let mut body = String::new();
+        flate2::read::GzDecoder::new(req.body.as_slice())
+            .read_to_string(&mut body)
+            .unwrap();
+        assert_eq!(body, text);
+    }
+}
+
+#[tokio::test]
+async fn a_400_quarantines_the_batch_and_moves_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = server(vec![BAD]).await;
+    let spool = spool(dir.path(), &readings(3));
+    let reader = SpoolReader::new(Arc::clone(&spool), "influx").unwrap();
+    let quarantine = dir.path().join("q.jsonl");
+    let sink = InfluxDbSink::new(
+        "influx",
+        config(&url, dir.path()),
+        identity(),
+        quarantine.clone(),
+    )
+    .unwrap();
+    let metrics = sink.metrics();
+    // Drain from the start: deliver what is spooled, then stop.
+    let drain = CancellationToken::new();
+    drain.cancel();
+    let acked = sink.run(reader, Arc::clone(&spool), drain).await.unwrap();
+    assert_eq!(acked, 0);
+    assert_eq!(seen.lock().unwrap().len(), 1, "a 400 is not retried");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&quarantine)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for (l, e) in lines.iter().zip(readings(3)) {
+        assert_eq!(l["status"], 400);
+        assert_eq!(l["reason"], "unable to parse 'x y z'\n");
+        assert_eq!(l["by"], "influx");
+        assert_eq!(l["event"], serde_json::to_value(&e).unwrap());
+    }
+    // The device_status-free spool holds readings 1..=3 in the telemetry lane.
+    assert_eq!(spool.cursor("influx", Lane::Telemetry).unwrap(), 3);
+    assert_eq!(metrics.snapshot(chrono::Utc::now()).quarantined, 3);
+}
+
+#[tokio::test]
+async fn stopping_while_the_server_is_down_keeps_everything_in_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on any more.
+    let url = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let spool = spool(dir.path(), &readings(2));
+    let reader = SpoolReader::new(Arc::clone(&spool), "influx").unwrap();
+    let quarantine = dir.path().join("q.jsonl");
+    let sink = InfluxDbSink::new(
+        "influx",
+        config(&url, dir.path()),
+        identity(),
+        quarantine.clone(),
+    )
+    .unwrap();
+    let metrics = sink.metrics();
+    let drain = CancellationToken::new();
+    drain.cancel();
+    sink.run(reader, Arc::clone(&spool), drain).await.unwrap();
+    assert_eq!(spool.cursor("influx", Lane::Telemetry).unwrap(), 0);
+    assert!(!quarantine.exists());
+    let s = metrics.snapshot(chrono::Utc::now());
+    // Already stopping: the first failure ends it, nothing is acknowledged.
+    assert_eq!((s.acknowledged, s.retried, s.queued), (0, 1, 2));
+}
+
+#[tokio::test]
+async fn a_full_batch_is_stored_and_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = server(vec![STORED]).await;
+    let spool = spool(dir.path(), &readings(5));
+    let reader = SpoolReader::new(Arc::clone(&spool), "influx").unwrap();
+    let mut c = config(&url, dir.path());
+    c.batch_max = 2;
+    c.gzip = false;
+    let sink = InfluxDbSink::new("influx", c, identity(), dir.path().join("q.jsonl")).unwrap();
+    let drain = CancellationToken::new();
+    drain.cancel();
+    let acked = sink.run(reader, Arc::clone(&spool), drain).await.unwrap();
+    assert_eq!(acked, 5);
+    let seen = seen.lock().unwrap();
+    // 5 records in batches of at most 2: 2 + 2 + 1 lines.
+    let sizes: Vec<usize> = seen
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).lines().count())
+        .collect();
+    assert_eq!(sizes, [2, 2, 1]);
+    assert_eq!(seen[0].header("content-encoding"), None);
+    assert_eq!(spool.cursor("influx", Lane::Telemetry).unwrap(), 5);
+}

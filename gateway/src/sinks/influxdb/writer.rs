@@ -1,0 +1,258 @@
+//! The one InfluxDB writer, used by the InfluxDB sink and by `wardgate bridge`:
+//! a v2 write request (nanosecond precision, optional gzip body) and the retry
+//! loop around it.
+//!
+//! Why reqwest and not `influxdb2::Client::write_line_protocol`: influxdb2 0.5
+//! sends line protocol bodies uncompressed (its gzip path only covers its own
+//! `DataPoint` streams), counts only 204 as success and drops the response
+//! headers, so `Retry-After` on 429/503 cannot be honoured through it. The
+//! request is built here with the very reqwest version influxdb2 depends on;
+//! influxdb2 still answers the start-up readiness probe ([`InfluxWriter::probe`]).
+
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use tokio_util::sync::CancellationToken;
+
+use super::config::InfluxDbConfig;
+use super::encode::{self, Verdict};
+use super::metrics::DeliveryMetrics;
+use crate::config::{Secret, SecretError, SecretSource};
+
+/// Longest `Retry-After` obeyed; a server asking for more is asked again sooner.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InfluxSetupError {
+    #[error("InfluxDB token: {0}")]
+    Token(#[from] SecretError),
+    #[error("InfluxDB url {url}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot read the InfluxDB CA file {path}: {reason}")]
+    Ca { path: String, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Why one write request did not store the points.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("InfluxDB answered {status}: {body}")]
+    Status {
+        status: u16,
+        body: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("cannot reach InfluxDB: {0}")]
+    Network(#[source] reqwest::Error),
+}
+
+impl WriteError {
+    /// Network errors, 429 and 5xx are worth retrying; other 4xx are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            WriteError::Network(_) => true,
+            WriteError::Status { status, .. } => encode::verdict(*status) == Verdict::Retry,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            WriteError::Status { retry_after, .. } => *retry_after,
+            WriteError::Network(_) => None,
+        }
+    }
+}
+
+/// How a batch ended.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The server answered 2xx.
+    Stored,
+    /// The server rejected the request for good (a 4xx other than 429).
+    Rejected { status: u16, body: String },
+    /// Stopping was requested while the server was failing; nothing stored.
+    Cancelled,
+}
+
+/// A configured write endpoint.
+#[derive(Debug, Clone)]
+pub struct InfluxWriter {
+    name: String,
+    http: reqwest::Client,
+    write_url: reqwest::Url,
+    base_url: String,
+    org: String,
+    token: Option<Secret>,
+    gzip: bool,
+    backoff: backon::ExponentialBuilder,
+}
+
+impl InfluxWriter {
+    /// Resolves the token and builds the HTTP client; `name` labels logs.
+    pub fn new(name: &str, config: &InfluxDbConfig) -> Result<Self, InfluxSetupError> {
+        let bad_url = |reason: String| InfluxSetupError::Url {
+            url: config.url.clone(),
+            reason,
+        };
+        let mut write_url = reqwest::Url::parse(&config.url).map_err(|e| bad_url(e.to_string()))?;
+        write_url
+            .path_segments_mut()
+            .map_err(|()| bad_url("cannot be a base URL".into()))?
+            .pop_if_empty()
+            .extend(["api", "v2", "write"]);
+        write_url
+            .query_pairs_mut()
+            .append_pair("org", &config.org)
+            .append_pair("bucket", &config.bucket)
+            .append_pair("precision", "ns");
+        let mut http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)));
+        if let Some(ca) = &config.ca {
+            let ca_err = |reason: String| InfluxSetupError::Ca {
+                path: ca.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(ca).map_err(|e| ca_err(e.to_string()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_err(e.to_string()))?;
+            http = http.add_root_certificate(cert);
+        }
+        let token = config
+            .token
+            .as_ref()
+            .map(SecretSource::resolve)
+            .transpose()?;
+        Ok(Self {
+            name: name.to_owned(),
+            http: http.build()?,
+            write_url,
+            base_url: config.url.clone(),
+            org: config.org.clone(),
+            token,
+            gzip: config.gzip,
+            backoff: backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(config.max_backoff)
+                .with_jitter()
+                .without_max_times(),
+        })
+    }
+
+    /// Logs whether the server answers its readiness endpoint; only
+    /// informational (the writes retry anyway).
+    pub async fn probe(&self) {
+        let client = influxdb2::Client::new(
+            self.base_url.clone(),
+            self.org.clone(),
+            self.token.as_ref().map_or("", Secret::expose),
+        );
+        match tokio::time::timeout(Duration::from_secs(5), client.ready()).await {
+            Ok(Ok(true)) => {
+                tracing::info!(sink = %self.name, url = %self.base_url, "InfluxDB is ready");
+            }
+            Ok(Ok(false)) | Err(_) => {
+                tracing::warn!(sink = %self.name, url = %self.base_url, "InfluxDB is not ready yet; writes will be retried");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(sink = %self.name, url = %self.base_url, error = %e, "InfluxDB is not reachable yet; writes will be retried");
+            }
+        }
+    }
+
+    /// One write request.
+    pub async fn write(&self, body: &str) -> Result<(), WriteError> {
+        let mut req = self
+            .http
+            .post(self.write_url.clone())
+            .header("Content-Type", "text/plain; charset=utf-8");
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Token {}", t.expose()));
+        }
+        req = if self.gzip {
+            req.header("Content-Encoding", "gzip")
+                .body(encode::gzip(body.as_bytes()))
+        } else {
+            req.body(body.to_owned())
+        };
+        let response = req.send().await.map_err(WriteError::Network)?;
+        let status = response.status().as_u16();
+        if encode::verdict(status) == Verdict::Stored {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| encode::retry_after(v, chrono::Utc::now()));
+        let mut body = response.text().await.unwrap_or_default();
+        if body.len() > 1000 {
+            let mut cut = 1000;
+            while !body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            body.truncate(cut);
+            body.push('…');
+        }
+        Err(WriteError::Status {
+            status,
+            body,
+            retry_after,
+        })
+    }
+
+    /// Writes `body` (`points` lines), retrying with capped exponential
+    /// backoff and jitter (or the server's `Retry-After`) until the server
+    /// stores or rejects it. Once `stop` is cancelled a failing write is
+    /// given up (the caller keeps the points for later); a backoff pause that
+    /// stopping cuts short is followed by one last attempt.
+    pub async fn write_until_done(
+        &self,
+        body: &str,
+        points: u64,
+        metrics: &DeliveryMetrics,
+        stop: &CancellationToken,
+    ) -> Delivery {
+        let mut delays = self.backoff.build();
+        let mut failures = 0u64;
+        loop {
+            metrics.add_sent(points);
+            match self.write(body).await {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(sink = %self.name, retries = failures, "InfluxDB writes succeed again");
+                    }
+                    return Delivery::Stored;
+                }
+                Err(WriteError::Status {
+                    status,
+                    body,
+                    retry_after: _,
+                }) if encode::verdict(status) == Verdict::Reject => {
+                    return Delivery::Rejected { status, body };
+                }
+                Err(e) => {
+                    failures += 1;
+                    metrics.add_retried(1);
+                    if failures == 1 {
+                        tracing::warn!(sink = %self.name, error = %e, "InfluxDB write failed; retrying with backoff (data is kept meanwhile)");
+                    } else {
+                        tracing::debug!(sink = %self.name, error = %e, attempt = failures, "InfluxDB write failed again");
+                    }
+                    if stop.is_cancelled() {
+                        return Delivery::Cancelled;
+                    }
+                    let delay = e.retry_after().map_or_else(
+                        || delays.next().unwrap_or(Duration::from_secs(30)),
+                        |d| d.min(MAX_RETRY_AFTER),
+                    );
+                    // Stopping cuts the pause short for one last attempt.
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+}
