@@ -13,7 +13,8 @@
 //! the measured window), its peak RSS (VmHWM from /proc/<pid>/status), and the
 //! alert latency p50 / p99 / max.
 
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -51,9 +52,10 @@ broker = {{ host = "127.0.0.1", port = {port}, keep_alive = "10s" }}
         } else {
             r#"{ metric = "heart_rate", base = 72, amplitude = 5, period = "60s" }"#
         };
-        c.push_str(&format!(
+        let _ = write!(
+            c,
             "\n[[subjects]]\nid = \"bed-{i}\"\nkind = \"bed\"\ndevices = [\"dev-{i}\"]\n\n[[devices]]\nid = \"dev-{i}\"\ntype = \"synthetic\"\ninterval = \"{interval_ms}ms\"\nsignals = [{signal}]\n"
-        ));
+        );
     }
     c
 }

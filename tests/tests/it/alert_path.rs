@@ -9,6 +9,7 @@
 //! within a generous bound of that reading time; the precise latency figures
 //! belong to the benchmark (`bench/run.sh`, docs/performance.md), not here.
 
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use wardgate_e2e::{Gateway, Mosquitto, Subscriber, free_port};
@@ -55,7 +56,8 @@ broker = {{ host = "127.0.0.1", port = {dead}, keep_alive = "5s", client_id = "g
 "#
     );
     for i in 0..FLOOD_DEVICES {
-        c.push_str(&format!(
+        let _ = write!(
+            c,
             r#"
 [[subjects]]
 id = "bed-{i}"
@@ -68,7 +70,7 @@ type = "synthetic"
 interval = "10ms"
 signals = [{{ metric = "heart_rate", base = 72, amplitude = 5, period = "7s" }}, {{ metric = "spo2", base = 97 }}, {{ metric = "resp_rate", base = 16 }}]
 "#
-        ));
+        );
     }
     c
 }
@@ -106,7 +108,7 @@ fn alerts_reach_mqtt_while_telemetry_piles_up_in_the_spool() {
                     .parse()
                     .expect("RFC 3339 time");
                 raised.push((at, received));
-                spool_sizes.push(std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0));
+                spool_sizes.push(std::fs::metadata(&spool).map_or(0, |m| m.len()));
             }
         }
         if raised.len() >= 4 {
