@@ -1,5 +1,6 @@
 //! End-to-end tests across processes: the real `wardgate` binary, a real
 //! mosquitto broker, a real victoria-metrics TSDB, all on loopback ports.
 
+mod alert_path;
 mod influx;
 mod mqtt;
