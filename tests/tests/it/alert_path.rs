@@ -1,7 +1,7 @@
 //! The alert path is never blocked by a telemetry backlog (issue 9). One
-//! gateway, two MQTT sinks fed from the same spool: one to a live broker, one
-//! to a port where no broker listens (the stand-in for "the TSDB is down":
-//! its spool cursor never moves, so telemetry piles up in the spool). A
+//! gateway, two sinks fed from the same spool: MQTT to a live broker, and
+//! InfluxDB to a port where no TSDB listens (the TSDB is down: that sink's
+//! spool cursor never moves, so telemetry piles up in the spool). A
 //! flood of synthetic telemetry runs alongside one subject whose glucose
 //! swings across the built-in hyperglycaemia threshold (raise above 250
 //! mg/dL, clear at or below 230), so an alert is raised every period at a
@@ -50,9 +50,11 @@ name = "mqtt_live"
 broker = {{ host = "127.0.0.1", port = {live}, keep_alive = "5s", client_id = "gw-live" }}
 
 [[sinks]]
-type = "mqtt"
-name = "mqtt_dead"
-broker = {{ host = "127.0.0.1", port = {dead}, keep_alive = "5s", client_id = "gw-dead" }}
+type = "influxdb"
+name = "tsdb_down"
+url = "http://127.0.0.1:{dead}"
+org = "ward"
+bucket = "vitals"
 "#
     );
     for i in 0..FLOOD_DEVICES {
