@@ -2,7 +2,10 @@
 //! The binary (`main.rs`) is a thin CLI over this library.
 
 pub mod cmd;
+pub mod commands;
 pub mod config;
+pub mod demo;
+pub mod http;
 pub mod lineproto;
 pub mod logging;
 pub mod mqtt;
