@@ -60,6 +60,17 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Try wardgate without hardware: a simulated ward of 8 beds, 4 infusion pumps and
+    /// Modbus room and fridge sensors with scripted events, the nurse-station page at
+    /// http://127.0.0.1:8080/ and a token printed for acknowledging. Stop with Ctrl-C.
+    Demo {
+        /// Where the page and API listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Also publish to this MQTT broker (`host:port`); buffered while unreachable.
+        #[arg(long)]
+        mqtt: Option<String>,
+    },
     /// Rule tools for hospital engineers.
     Rules {
         #[command(subcommand)]
@@ -83,6 +94,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
+        Command::Demo { listen, mqtt } => demo(wardgate::demo::DemoOptions { listen, mqtt }),
         Command::Replay { input, config } => wardgate::cmd::replay_file(&input, config.as_deref()),
         Command::Rules {
             command: RulesCommand::Test { file },
@@ -142,6 +154,33 @@ fn run(file: &std::path::Path) -> ExitCode {
             }
             Err(e) => {
                 tracing::error!(error = %e, "wardgate could not start");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn demo(opts: wardgate::demo::DemoOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        match wardgate::demo::run(opts, shutdown).await {
+            Ok(summary) => {
+                tracing::info!(events = ?summary.events, "demo stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "demo failed");
                 ExitCode::FAILURE
             }
         }
