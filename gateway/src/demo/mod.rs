@@ -43,8 +43,8 @@ fn sig(metric: &str, base: f64, amplitude: f64, period: &str, decimals: u8) -> S
     )
 }
 
-/// The ward. Beds 3 (desaturation: SpO2 swinging down to 84 % with a fast
-/// pulse and breathing, NEWS2 medium to high), 5 (hypertensive: systolic up
+/// The ward. Beds 3 (desaturation: SpO2 swinging down to 84 % on 2 L/min O2
+/// with a fast pulse and breathing, NEWS2 medium to high), 5 (hypertensive: systolic up
 /// to 195 mmHg) and 7 (wearable battery at 15 %) are the scripted ones.
 fn beds() -> Vec<Bed> {
     (1..=8u8)
@@ -92,6 +92,16 @@ fn beds() -> Vec<Bed> {
                         vec![
                             sig("bp_systolic", sys, sys_amp, "180s", 0),
                             sig("bp_diastolic", dia, 3.0, "180s", 0),
+                        ],
+                    ),
+                    // Charted observations (ACVPU, O2 flow) as an EHR would send
+                    // them: NEWS2 needs all seven parameters.
+                    (
+                        "obs",
+                        "30s",
+                        vec![
+                            sig("consciousness", 0.0, 0.0, "60s", 0),
+                            sig("o2_flow", if desat { 2.0 } else { 0.0 }, 0.0, "60s", 1),
                         ],
                     ),
                     (

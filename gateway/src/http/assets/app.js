@@ -81,13 +81,15 @@ function sparkline(points) {
   svg.setAttribute("viewBox", "0 0 100 30");
   svg.setAttribute("preserveAspectRatio", "none");
   if (points.length < 2) return svg;
-  const now = Date.now(), t0 = now - 3600 * 1000;
+  // The last hour, or less while there is less history (at least 5 minutes).
+  const now = Date.now(), t0 = Math.max(now - 3600 * 1000, Math.min(points[0][0], now - 300 * 1000));
+  const span = (now - t0) / 100;
   const vs = points.map((p) => p[1]);
   let lo = Math.min(...vs), hi = Math.max(...vs);
   if (hi - lo < 1) { hi += 0.5; lo -= 0.5; }
   const line = document.createElementNS(svgNS, "polyline");
   line.setAttribute("points", points.map(([t, v]) =>
-    `${(Math.max(0, t - t0) / 36000).toFixed(2)},${(28 - ((v - lo) / (hi - lo)) * 26).toFixed(2)}`).join(" "));
+    `${(Math.max(0, t - t0) / span).toFixed(2)},${(28 - ((v - lo) / (hi - lo)) * 26).toFixed(2)}`).join(" "));
   svg.append(line);
   return svg;
 }
