@@ -332,7 +332,7 @@ fn apply_command(engine: &mut Engine, cmd: AlertCommand) -> Vec<Event> {
                     tracing::info!(target = ?target, until = %until, by = %by, at = %now, "silenced");
                 }
                 Err(e) => {
-                    tracing::warn!(target = ?target, by = %by, error = %e, "silence not applied")
+                    tracing::warn!(target = ?target, by = %by, error = %e, "silence not applied");
                 }
             }
             let _ = reply.send(result.map_err(CommandRejected::from));

@@ -110,16 +110,13 @@ fn unauthorized(state: &HttpState) -> Response {
 }
 
 /// `by` from a request body: optional, 1 to 64 printable characters.
-fn identity(token_name: &str, by: Option<&str>) -> Result<String, Response> {
+fn identity(token_name: &str, by: Option<&str>) -> Result<String, &'static str> {
     match by.map(str::trim) {
         None | Some("") => Ok(token_name.to_owned()),
         Some(by) if by.chars().count() <= 64 && !by.chars().any(char::is_control) => {
             Ok(format!("{by}@{token_name}"))
         }
-        Some(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "`by` must be at most 64 printable characters",
-        )),
+        Some(_) => Err("`by` must be at most 64 printable characters"),
     }
 }
 
@@ -193,7 +190,7 @@ async fn acknowledge(
     };
     let by = match identity(&token, body.by.as_deref()) {
         Ok(by) => by,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let (reply, answer) = oneshot::channel();
     let cmd = AlertCommand::Acknowledge {
@@ -230,7 +227,7 @@ async fn silence(
     };
     let by = match identity(&token, body.by.as_deref()) {
         Ok(by) => by,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     if body.minutes == 0 || body.minutes > MAX_SILENCE_MIN {
         return error(
