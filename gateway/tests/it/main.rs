@@ -1,6 +1,7 @@
 //! Integration tests of the `wardgate` binary: one test binary, one module per area.
 
 mod check_config;
+mod http;
 mod modbus;
 mod pump;
 mod run;
