@@ -7,6 +7,7 @@
 //! counted and logged once; a lost connection is retried with backoff until
 //! shutdown.
 
+pub mod ble;
 mod context;
 pub mod modbus;
 pub mod pump;

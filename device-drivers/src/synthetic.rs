@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_range};
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_duration, check_range};
 use wardgate_model::{DeviceState, MetricRegistry, TimeSource};
 
 use crate::{DriverContext, PipelineClosed};
@@ -46,15 +46,12 @@ fn default_decimals() -> u8 {
 impl Validate for SyntheticConfig {
     fn validate(&self, metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        if self.interval < Duration::from_millis(10) || self.interval > Duration::from_secs(3600) {
-            issues.push(ConfigIssue::new(
-                [PathSeg::from("interval")],
-                format!(
-                    "interval must be between 10ms and 1h, got {}",
-                    humantime_serde::re::humantime::format_duration(self.interval)
-                ),
-            ));
-        }
+        check_duration(
+            &mut issues,
+            "interval",
+            self.interval,
+            Duration::from_millis(10)..=Duration::from_secs(3600),
+        );
         if self.signals.is_empty() {
             issues.push(ConfigIssue::new(
                 [PathSeg::from("signals")],

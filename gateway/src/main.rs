@@ -71,10 +71,27 @@ enum Command {
         #[arg(long)]
         mqtt: Option<String>,
     },
+    /// Decode what a device sent, for field engineers: prints the readings, units and
+    /// flags as one JSON object, or one line saying why the payload is malformed (exit 1).
+    Decode {
+        #[command(subcommand)]
+        command: DecodeCommand,
+    },
     /// Rule tools for hospital engineers.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DecodeCommand {
+    /// A Bluetooth LE health characteristic value, e.g. `wardgate decode ble 2a37 "16 48 00 04"`.
+    Ble {
+        /// The characteristic: `2a35`, `0x2A35` or the full 128-bit UUID.
+        characteristic: String,
+        /// The value as hex bytes (spaces, `:` or `-` between bytes are fine).
+        hex: String,
     },
 }
 
@@ -99,6 +116,13 @@ fn main() -> ExitCode {
         Command::Rules {
             command: RulesCommand::Test { file },
         } => wardgate::cmd::rules_test(&file),
+        Command::Decode {
+            command:
+                DecodeCommand::Ble {
+                    characteristic,
+                    hex,
+                },
+        } => wardgate::cmd::decode_ble(&characteristic, &hex),
     }
 }
 

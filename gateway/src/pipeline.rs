@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::{DriverContext, modbus, pump, synthetic};
+use wardgate_drivers::{DriverContext, ble, modbus, pump, synthetic};
 use wardgate_model::{AlertId, Event, MetricRegistry};
 use wardgate_rules::Engine;
 
@@ -429,6 +429,11 @@ fn spawn_drivers(
                 }),
                 DriverConfig::Pump(c) => Box::pin(async move {
                     let _ = pump::run(c, ctx).await;
+                }),
+                // Without Bluetooth on the host the driver reports the device
+                // offline, logs once and returns; the other devices go on.
+                DriverConfig::Ble(c) => Box::pin(async move {
+                    let _ = ble::driver::run(*c, ctx).await;
                 }),
                 DriverConfig::Modbus(c) => match c.bus_key() {
                     // RTU devices sharing a port are polled by one bus task, below.

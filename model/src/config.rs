@@ -92,3 +92,25 @@ pub fn check_range<T>(
         ));
     }
 }
+
+/// Pushes an issue when the duration `value` lies outside `range`, naming the
+/// allowed range in human units ("poll_interval must be between 10ms and 1h, got 2h").
+pub fn check_duration(
+    issues: &mut Vec<ConfigIssue>,
+    key: &'static str,
+    value: std::time::Duration,
+    range: std::ops::RangeInclusive<std::time::Duration>,
+) {
+    if !range.contains(&value) {
+        let f = humantime::format_duration;
+        issues.push(ConfigIssue::new(
+            [PathSeg::from(key)],
+            format!(
+                "{key} must be between {} and {}, got {}",
+                f(*range.start()),
+                f(*range.end()),
+                f(value)
+            ),
+        ));
+    }
+}

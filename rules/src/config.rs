@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wardgate_model::config::{ConfigIssue, PathSeg, Validate};
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_duration};
 use wardgate_model::{MetricRegistry, SubjectId};
 
 use crate::engine::EngineOptions;
@@ -67,25 +67,6 @@ impl Default for RulesConfig {
     }
 }
 
-fn check_duration(
-    issues: &mut Vec<ConfigIssue>,
-    key: &'static str,
-    d: Duration,
-    min: Duration,
-    max: Duration,
-    range: &str,
-) {
-    if d < min || d > max {
-        issues.push(ConfigIssue::new(
-            [PathSeg::from(key)],
-            format!(
-                "{key} must be between {range}, got {}",
-                humantime::format_duration(d)
-            ),
-        ));
-    }
-}
-
 impl Validate for RulesConfig {
     fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
@@ -119,25 +100,19 @@ impl Validate for RulesConfig {
             &mut issues,
             "news2_freshness",
             self.news2_freshness,
-            Duration::from_secs(60),
-            Duration::from_secs(24 * 3600),
-            "1m and 24h",
+            Duration::from_secs(60)..=Duration::from_secs(24 * 3600),
         );
         check_duration(
             &mut issues,
             "tick_interval",
             self.tick_interval,
-            Duration::from_millis(100),
-            Duration::from_secs(60),
-            "100ms and 60s",
+            Duration::from_millis(100)..=Duration::from_secs(60),
         );
         check_duration(
             &mut issues,
             "max_silence",
             self.max_silence,
-            Duration::from_secs(60),
-            Duration::from_secs(24 * 3600),
-            "1m and 24h",
+            Duration::from_secs(60)..=Duration::from_secs(24 * 3600),
         );
         for (k, v) in &self.params {
             if !v.is_finite() {
@@ -246,8 +221,8 @@ mod tests {
             vec![
                 "packs.[1]: unknown rule pack 'cardiac'; built-in packs: news2, chronic, infusion, technical",
                 "packs.[2]: pack 'chronic' is listed twice",
-                "news2_freshness: news2_freshness must be between 1m and 24h, got 10s",
-                "tick_interval: tick_interval must be between 100ms and 60s, got 5m",
+                "news2_freshness: news2_freshness must be between 1m and 1day, got 10s",
+                "tick_interval: tick_interval must be between 100ms and 1m, got 5m",
                 "subjects.bed-1.params.x: parameter x must be a finite number",
             ]
         );

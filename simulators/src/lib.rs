@@ -2,5 +2,6 @@
 //! specifications alone and never reuse the drivers' decoders, so a bug shared
 //! by both cannot hide.
 
+pub mod ble;
 pub mod modbus;
 pub mod pump;

@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A BLE health device (wearable, oximeter, cuff, glucometer, scale) on a local socket.
+    Ble(cli::ble::BleArgs),
     /// Modbus TCP and RTU (pseudo-terminal) ward sensors with scripted values and faults.
     Modbus(wardgate_sim::modbus::cli::ModbusArgs),
     /// Asena-style infusion pumps on pseudo-terminals.
@@ -34,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Ble(args) => cli::ble::run(args).await,
         Command::Modbus(args) => wardgate_sim::modbus::cli::run(args).await,
         Command::Pump(args) => cli::pump::run(args).await,
     }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_range};
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_duration, check_range};
 use wardgate_model::{Metric, MetricRegistry};
 
 use super::plan::{MAX_BITS_PER_READ, MAX_REGISTERS_PER_READ, PlanLimits, Span};
@@ -285,26 +285,6 @@ fn fmt_duration(d: Duration) -> String {
     humantime_serde::re::humantime::format_duration(d).to_string()
 }
 
-fn check_duration(
-    issues: &mut Vec<ConfigIssue>,
-    key: &'static str,
-    value: Duration,
-    min: Duration,
-    max: Duration,
-) {
-    if value < min || value > max {
-        issues.push(ConfigIssue::new(
-            [PathSeg::from(key)],
-            format!(
-                "{key} must be between {} and {}, got {}",
-                fmt_duration(min),
-                fmt_duration(max),
-                fmt_duration(value)
-            ),
-        ));
-    }
-}
-
 impl Validate for ModbusConfig {
     fn validate(&self, metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
@@ -333,15 +313,13 @@ impl Validate for ModbusConfig {
             &mut issues,
             "poll_interval",
             self.poll_interval,
-            Duration::from_millis(10),
-            Duration::from_secs(3600),
+            Duration::from_millis(10)..=Duration::from_secs(3600),
         );
         check_duration(
             &mut issues,
             "timeout",
             self.timeout,
-            Duration::from_millis(1),
-            Duration::from_secs(60),
+            Duration::from_millis(1)..=Duration::from_secs(60),
         );
         check_range(&mut issues, "retries", self.retries, 0..=10);
         check_range(
@@ -354,8 +332,7 @@ impl Validate for ModbusConfig {
             &mut issues,
             "backoff_min",
             self.backoff_min,
-            Duration::from_millis(1),
-            Duration::from_secs(3600),
+            Duration::from_millis(1)..=Duration::from_secs(3600),
         );
         if self.backoff_max < self.backoff_min || self.backoff_max > Duration::from_secs(3600) {
             issues.push(ConfigIssue::new(

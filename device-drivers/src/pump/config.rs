@@ -6,7 +6,7 @@ use std::time::Duration;
 use humantime_serde::re::humantime::format_duration;
 use serde::Deserialize;
 use wardgate_model::MetricRegistry;
-use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_range};
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_duration, check_range};
 
 use super::poll::PollSettings;
 
@@ -81,26 +81,6 @@ impl PumpConfig {
     }
 }
 
-fn duration_issue(
-    issues: &mut Vec<ConfigIssue>,
-    key: &'static str,
-    value: Duration,
-    min: Duration,
-    max: Duration,
-) {
-    if value < min || value > max {
-        issues.push(ConfigIssue::new(
-            [PathSeg::from(key)],
-            format!(
-                "{key} must be between {} and {}, got {}",
-                format_duration(min),
-                format_duration(max),
-                format_duration(value)
-            ),
-        ));
-    }
-}
-
 impl Validate for PumpConfig {
     fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
@@ -122,26 +102,23 @@ impl Validate for PumpConfig {
             ));
         }
         let ms = Duration::from_millis;
-        duration_issue(
+        check_duration(
             &mut issues,
             "poll_interval",
             self.poll_interval,
-            ms(100),
-            Duration::from_secs(3600),
+            ms(100)..=Duration::from_secs(3600),
         );
-        duration_issue(
+        check_duration(
             &mut issues,
             "reply_timeout",
             self.reply_timeout,
-            ms(10),
-            Duration::from_secs(60),
+            ms(10)..=Duration::from_secs(60),
         );
-        duration_issue(
+        check_duration(
             &mut issues,
             "reconnect_max",
             self.reconnect_max,
-            ms(100),
-            Duration::from_secs(3600),
+            ms(100)..=Duration::from_secs(3600),
         );
         if self.reply_timeout >= self.poll_interval {
             issues.push(ConfigIssue::new(

@@ -1,4 +1,5 @@
 //! Integration tests of wardgate-drivers: one binary, one module per family.
 
+mod ble;
 mod modbus;
 mod pump;

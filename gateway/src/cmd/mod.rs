@@ -111,3 +111,19 @@ pub fn rules_test(file: &Path) -> ExitCode {
         }
     }
 }
+
+/// `wardgate decode ble`: the DESIGN.md contract — one JSON object on stdout
+/// and exit 0, or one line naming the characteristic and the reason on stderr
+/// and exit 1.
+pub fn decode_ble(characteristic: &str, hex: &str) -> ExitCode {
+    match wardgate_drivers::ble::json::decode_to_json(characteristic, hex, chrono::Utc::now()) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

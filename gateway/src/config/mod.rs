@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
+use wardgate_drivers::ble::driver::BleConfig;
 use wardgate_drivers::modbus::{ModbusConfig, validate_bus};
 use wardgate_drivers::pump::PumpConfig;
 use wardgate_drivers::synthetic::SyntheticConfig;
@@ -116,16 +117,18 @@ pub enum DriverConfig {
     Synthetic(SyntheticConfig),
     Pump(PumpConfig),
     Modbus(Box<ModbusConfig>),
+    Ble(Box<BleConfig>),
 }
 
 impl DriverConfig {
-    const TYPES: &'static [&'static str] = &["synthetic", "pump", "modbus"];
+    const TYPES: &'static [&'static str] = &["synthetic", "pump", "modbus", "ble"];
 
     fn kind(&self) -> DeviceKind {
         match self {
             DriverConfig::Synthetic(_) => DeviceKind::Synthetic,
             DriverConfig::Pump(_) => DeviceKind::Pump,
             DriverConfig::Modbus(_) => DeviceKind::Modbus,
+            DriverConfig::Ble(_) => DeviceKind::Ble,
         }
     }
 }
@@ -673,6 +676,11 @@ impl<'i> Loader<'i> {
                 let c: ModbusConfig = self.de(rest, &path, &what)?;
                 self.issues(&path, c.validate(metrics));
                 DriverConfig::Modbus(Box::new(c))
+            }
+            "ble" => {
+                let c: BleConfig = self.de(rest, &path, &what)?;
+                self.issues(&path, c.validate(metrics));
+                DriverConfig::Ble(Box::new(c))
             }
             other => {
                 self.error(

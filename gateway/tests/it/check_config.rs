@@ -170,7 +170,7 @@ fn missing_sections_keys_and_unknown_types() {
             (
                 12,
                 8,
-                "unknown device type `bluetooth`; allowed types: synthetic",
+                "unknown device type `bluetooth`; allowed types: synthetic, pump, modbus, ble",
             ),
         ],
     );

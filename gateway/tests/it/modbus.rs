@@ -7,9 +7,8 @@ use tokio_util::sync::CancellationToken;
 use wardgate_model::{Event, Metric};
 use wardgate_sim::modbus::{SimConfig, start};
 
-use crate::pump::{PrintLogOnPanic, events, wait_event};
 use crate::run::wait_exit;
-use crate::wardgate;
+use crate::{PrintLogOnPanic, events, wait_event, wardgate};
 
 #[test]
 fn modbus_tcp_room_sensor_reaches_the_jsonl_sink() {
@@ -101,5 +100,123 @@ path = "{}"
     for t in temps {
         assert!((t - 22.4).abs() < 1e-9, "{t}");
     }
+    shutdown.cancel();
+}
+
+/// Two slaves on one RTU bus (a pseudo-terminal): a fridge probe (f32) and a
+/// room sensor (i16, tenths) both reach the JSONL sink, each bound to its own
+/// subject, polled by the gateway's single bus task.
+#[test]
+fn modbus_rtu_bus_with_two_slaves_reaches_the_jsonl_sink() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let shutdown = CancellationToken::new();
+    let sim: SimConfig = toml::from_str(
+        r#"
+[[rtu]]
+name = "bus"
+[[rtu.slaves]]
+name = "fridge"
+unit_id = 1
+[[rtu.slaves.registers]]
+table = "holding_register"
+address = 0
+type = "f32"
+script = { kind = "drift", base = 4.5, amplitude = 0.0, period = "10m" }
+[[rtu.slaves]]
+name = "room"
+unit_id = 2
+[[rtu.slaves.registers]]
+table = "input_register"
+address = 3
+type = "i16"
+scale = 0.1
+script = { kind = "drift", base = 21.0, amplitude = 0.0, period = "10m" }
+"#,
+    )
+    .unwrap();
+    let running = rt.block_on(start(sim, shutdown.clone())).unwrap();
+    let port = running.rtu[0].1.path.clone();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[gateway]
+site = "t"
+ward = "w"
+id = "gw"
+
+[[subjects]]
+id = "fridge-1"
+kind = "room"
+devices = ["fridge-probe"]
+
+[[subjects]]
+id = "bay-2"
+kind = "room"
+devices = ["bay-2-env"]
+
+[[devices]]
+id = "fridge-probe"
+type = "modbus"
+port = "{port}"
+unit_id = 1
+poll_interval = "200ms"
+timeout = "300ms"
+[[devices.registers]]
+table = "holding_register"
+address = 0
+type = "f32"
+metric = "fridge_temp"
+unit = "Cel"
+
+[[devices]]
+id = "bay-2-env"
+type = "modbus"
+port = "{port}"
+unit_id = 2
+poll_interval = "200ms"
+timeout = "300ms"
+[[devices.registers]]
+table = "input_register"
+address = 3
+type = "i16"
+scale = 0.1
+metric = "room_temp"
+unit = "Cel"
+
+[[sinks]]
+type = "jsonl"
+path = "{}"
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("gw.log");
+    let mut child = wardgate()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _guard = PrintLogOnPanic(log);
+    wait_event(
+        &mut child,
+        &out,
+        "fridge temperature",
+        |e| matches!(e, Event::Reading(r) if r.metric == Metric::FridgeTemp && r.subject.as_str() == "fridge-1" && r.value == 4.5),
+    );
+    wait_event(
+        &mut child,
+        &out,
+        "room temperature",
+        |e| matches!(e, Event::Reading(r) if r.metric == Metric::RoomTemp && r.subject.as_str() == "bay-2" && (r.value - 21.0).abs() < 1e-9),
+    );
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    assert!(wait_exit(&mut child).success());
     shutdown.cancel();
 }

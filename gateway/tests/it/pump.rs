@@ -2,54 +2,13 @@
 //! serialport: readings and alarm start/end events reach the JSONL sink bound
 //! to the configured subject.
 
-use std::time::{Duration, Instant};
-
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use wardgate_model::{AlarmPhase, Event, Metric};
 use wardgate_sim::pump::{PumpSimConfig, SimAlarm, spawn};
 
 use crate::run::wait_exit;
-use crate::wardgate;
-
-pub(crate) fn events(path: &std::path::Path) -> Vec<Event> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Polls the JSONL file until `pred` holds for some event.
-pub(crate) fn wait_event(
-    child: &mut std::process::Child,
-    path: &std::path::Path,
-    what: &str,
-    pred: impl Fn(&Event) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !events(path).iter().any(&pred) {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("wardgate exited early with {status}");
-        }
-        assert!(Instant::now() < deadline, "no {what} in {}", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Shows the gateway's log when the test fails.
-pub(crate) struct PrintLogOnPanic(pub(crate) std::path::PathBuf);
-
-impl Drop for PrintLogOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "gateway log:\n{}",
-                std::fs::read_to_string(&self.0).unwrap_or_default()
-            );
-        }
-    }
-}
+use crate::{PrintLogOnPanic, events, wait_event, wardgate};
 
 fn is_alarm(e: &Event, phase: AlarmPhase) -> bool {
     matches!(e, Event::DeviceAlarm(a)

@@ -1,3 +1,4 @@
 //! One module per `wardgate-sim` subcommand.
 
+pub(crate) mod ble;
 pub(crate) mod pump;

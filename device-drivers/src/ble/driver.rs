@@ -1,0 +1,935 @@
+//! The async BLE driver: one task per configured device. It scans for the
+//! device the config names, connects, subscribes to its health
+//! characteristics, turns every notification into readings bound to the
+//! subject, and reports technical events (connected / disconnected as
+//! `DeviceStatus`; battery low and sensor contact lost as `DeviceAlarm` start
+//! and end, on change only). A lost link is retried with capped exponential
+//! backoff and jitter until shutdown; only a host without Bluetooth (no
+//! adapter, no D-Bus system bus) ends the driver, with that error.
+//!
+//! Glucose meters: on every (re)connect the driver asks the Record Access
+//! Control Point for records newer than the last sequence number seen, and
+//! persists that number under `state_dir`, so readings taken while the
+//! patient was out of range arrive once and only once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_range};
+use wardgate_model::{AlarmPhase, AlertKind, DeviceState, Event, MetricRegistry, Timestamp};
+
+use super::backoff::Backoff;
+use super::racp::{self, RacpCode, RacpResponse};
+use super::transport::{
+    Address, BleLink, BleTransport, BtleplugTransport, Notification, ScanFilter, SimTransport,
+    TransportError, parse_uuid,
+};
+use super::{Characteristic, DecodeError, ExtraValue, StatusFlag, decode};
+use crate::{DriverContext, PipelineClosed};
+
+/// `[[devices]] type = "ble"`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BleConfig {
+    /// Address allow-list (`AA:BB:CC:DD:EE:FF`). With none listed, any device
+    /// advertising one of `services` is accepted.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Service UUIDs to scan for (`180d`, `0x1810`, or 128-bit).
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Characteristics to subscribe to; empty = every measurement
+    /// characteristic the device offers.
+    #[serde(default)]
+    pub characteristics: Vec<String>,
+    /// How long one scan + connect may take before it counts as failed.
+    #[serde(with = "humantime_serde", default = "default_scan_timeout")]
+    pub scan_timeout: Duration,
+    /// First reconnect delay; doubles per failure up to `backoff_max`.
+    #[serde(with = "humantime_serde", default = "default_backoff_initial")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde", default = "default_backoff_max")]
+    pub backoff_max: Duration,
+    /// Where glucose sequence numbers persist; unset = memory only (records
+    /// stored on the meter are fetched again after a gateway restart).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// A battery level below this percentage raises `battery_low`.
+    #[serde(default = "default_battery_low")]
+    pub battery_low_percent: u8,
+    /// Talk to `wardgate-sim ble` on this socket instead of the radio.
+    #[serde(default)]
+    pub simulator: Option<SocketAddr>,
+}
+
+fn default_scan_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_backoff_initial() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_battery_low() -> u8 {
+    20
+}
+
+impl BleConfig {
+    /// A config for `addresses` with every default.
+    pub fn for_addresses(addresses: &[&str]) -> Self {
+        Self {
+            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            services: Vec::new(),
+            characteristics: Vec::new(),
+            scan_timeout: default_scan_timeout(),
+            backoff_initial: default_backoff_initial(),
+            backoff_max: default_backoff_max(),
+            state_dir: None,
+            battery_low_percent: default_battery_low(),
+            simulator: None,
+        }
+    }
+
+    /// The scan filter (entries that do not parse were reported by `validate`).
+    pub fn scan_filter(&self) -> ScanFilter {
+        ScanFilter {
+            addresses: self
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            services: self
+                .services
+                .iter()
+                .filter_map(|s| parse_uuid(s).ok())
+                .collect(),
+        }
+    }
+
+    /// The characteristics to subscribe to when offered.
+    pub fn wanted(&self) -> Vec<Characteristic> {
+        if self.characteristics.is_empty() {
+            Characteristic::ALL
+                .into_iter()
+                .filter(|c| *c != Characteristic::RecordAccessControlPoint)
+                .collect()
+        } else {
+            self.characteristics
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect()
+        }
+    }
+}
+
+impl Validate for BleConfig {
+    fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let at = |key: &'static str, i: usize, message: String| {
+            ConfigIssue::new([PathSeg::from(key), PathSeg::from(i)], message)
+        };
+        for (i, a) in self.addresses.iter().enumerate() {
+            if let Err(e) = a.parse::<Address>() {
+                issues.push(at("addresses", i, e));
+            }
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            if let Err(e) = parse_uuid(s) {
+                issues.push(at("services", i, e));
+            }
+        }
+        for (i, c) in self.characteristics.iter().enumerate() {
+            match c.parse::<Characteristic>() {
+                Err(e) => issues.push(at("characteristics", i, e.to_string())),
+                Ok(Characteristic::RecordAccessControlPoint) => issues.push(at(
+                    "characteristics",
+                    i,
+                    "2a52 (RACP) is used automatically with glucose; list 2a18 instead".into(),
+                )),
+                Ok(_) => {}
+            }
+        }
+        if self.addresses.is_empty() && self.services.is_empty() {
+            issues.push(ConfigIssue::new(
+                [PathSeg::from("addresses")],
+                "name the device: give `addresses` (an allow-list) and/or `services` to scan for; otherwise any nearby device could be bound to this subject",
+            ));
+        }
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        check_duration(&mut issues, "scan_timeout", self.scan_timeout, s(1), s(600));
+        check_duration(
+            &mut issues,
+            "backoff_initial",
+            self.backoff_initial,
+            ms(10),
+            s(60),
+        );
+        check_duration(
+            &mut issues,
+            "backoff_max",
+            self.backoff_max,
+            ms(10),
+            s(3600),
+        );
+        if self.backoff_max < self.backoff_initial {
+            issues.push(ConfigIssue::new(
+                [PathSeg::from("backoff_max")],
+                "backoff_max must not be shorter than backoff_initial",
+            ));
+        }
+        check_range(
+            &mut issues,
+            "battery_low_percent",
+            self.battery_low_percent,
+            1..=100,
+        );
+        issues
+    }
+}
+
+fn check_duration(
+    issues: &mut Vec<ConfigIssue>,
+    key: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) {
+    if value < min || value > max {
+        let f = humantime_serde::re::humantime::format_duration;
+        issues.push(ConfigIssue::new(
+            [PathSeg::from(key)],
+            format!(
+                "{key} must be between {} and {}, got {}",
+                f(min),
+                f(max),
+                f(value)
+            ),
+        ));
+    }
+}
+
+/// Why the driver stopped before shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum BleError {
+    #[error(transparent)]
+    PipelineClosed(#[from] PipelineClosed),
+    #[error("Bluetooth is unavailable on this host: {0}")]
+    Unavailable(TransportError),
+}
+
+/// Runs the device until shutdown, over the simulator socket if configured,
+/// otherwise over the host's Bluetooth stack.
+pub async fn run(config: BleConfig, ctx: DriverContext) -> Result<(), BleError> {
+    if let Some(addr) = config.simulator {
+        return run_with(SimTransport::new(addr), config, ctx).await;
+    }
+    let transport = tokio::select! {
+        () = ctx.shutdown().cancelled() => return Ok(()),
+        t = BtleplugTransport::new() => t,
+    };
+    match transport {
+        Ok(t) => run_with(t, config, ctx).await,
+        Err(e) => {
+            tracing::error!(device = %ctx.device().id, error = %e, "BLE driver cannot start");
+            ctx.emit(ctx.status(
+                chrono::Utc::now(),
+                DeviceState::Offline,
+                Some(&e.to_string()),
+            ))
+            .await?;
+            Err(BleError::Unavailable(e))
+        }
+    }
+}
+
+/// The driver over any transport (tests use a fake).
+pub async fn run_with<T: BleTransport>(
+    mut transport: T,
+    config: BleConfig,
+    ctx: DriverContext,
+) -> Result<(), BleError> {
+    let filter = config.scan_filter();
+    let wanted = config.wanted();
+    let store = config
+        .state_dir
+        .as_ref()
+        .map(|dir| SeqStore::new(dir, ctx.device().id.as_str()));
+    let mut tracker = Tracker::new(f64::from(config.battery_low_percent));
+    if let Some(store) = &store {
+        tracker.last_glucose_seq = store.load().await;
+    }
+    let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
+    // Report "offline" once per outage, not once per failed attempt.
+    let mut offline_reported = false;
+    loop {
+        let attempt = tokio::select! {
+            () = ctx.shutdown().cancelled() => return Ok(()),
+            r = transport.connect(&filter, config.scan_timeout) => r,
+        };
+        match attempt {
+            Ok(mut link) => {
+                backoff.handle_connected(tokio::time::Instant::now());
+                let address = link.address();
+                tracing::info!(device = %ctx.device().id, %address, "BLE device connected");
+                ctx.emit(ctx.status(
+                    chrono::Utc::now(),
+                    DeviceState::Online,
+                    Some(&format!("connected to {address}")),
+                ))
+                .await?;
+                let end = session(&mut link, &wanted, &mut tracker, store.as_ref(), &ctx).await?;
+                link.disconnect().await;
+                let Some(why) = end else { return Ok(()) };
+                backoff.handle_disconnected(tokio::time::Instant::now());
+                tracing::warn!(device = %ctx.device().id, %address, reason = %why, "BLE device lost");
+                ctx.emit(ctx.status(
+                    chrono::Utc::now(),
+                    DeviceState::Offline,
+                    Some(&why.to_string()),
+                ))
+                .await?;
+                offline_reported = true;
+            }
+            Err(e) if e.is_fatal() => {
+                tracing::error!(device = %ctx.device().id, error = %e, "BLE driver stops");
+                ctx.emit(ctx.status(
+                    chrono::Utc::now(),
+                    DeviceState::Offline,
+                    Some(&e.to_string()),
+                ))
+                .await?;
+                return Err(BleError::Unavailable(e));
+            }
+            Err(e) => {
+                backoff.handle_disconnected(tokio::time::Instant::now());
+                if !offline_reported {
+                    // Log and report on change only: a device out of range fails every attempt.
+                    tracing::info!(device = %ctx.device().id, error = %e, "BLE device not reachable");
+                    ctx.emit(ctx.status(
+                        chrono::Utc::now(),
+                        DeviceState::Offline,
+                        Some(&e.to_string()),
+                    ))
+                    .await?;
+                    offline_reported = true;
+                }
+            }
+        }
+        let delay = backoff.poll_delay(rand::random::<f64>());
+        tokio::select! {
+            () = ctx.shutdown().cancelled() => return Ok(()),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// One connection: subscribe, fetch stored glucose records, then relay
+/// notifications. `Ok(None)` on shutdown, `Ok(Some(why))` when the link ended.
+async fn session<L: BleLink>(
+    link: &mut L,
+    wanted: &[Characteristic],
+    tracker: &mut Tracker,
+    store: Option<&SeqStore>,
+    ctx: &DriverContext,
+) -> Result<Option<TransportError>, PipelineClosed> {
+    let offered = link.characteristics().to_vec();
+    let glucose = wanted.contains(&Characteristic::GlucoseMeasurement)
+        && offered.contains(&Characteristic::GlucoseMeasurement)
+        && offered.contains(&Characteristic::RecordAccessControlPoint);
+    let mut subscribe: Vec<Characteristic> = wanted
+        .iter()
+        .copied()
+        .filter(|c| offered.contains(c))
+        .collect();
+    if glucose {
+        subscribe.push(Characteristic::RecordAccessControlPoint);
+    }
+    let setup = async {
+        for c in subscribe {
+            link.subscribe(c).await?;
+        }
+        link.subscribed().await?;
+        if glucose {
+            let from = tracker.last_glucose_seq.map(|s| s.wrapping_add(1));
+            link.write(
+                Characteristic::RecordAccessControlPoint,
+                &racp::report_records_request(from),
+            )
+            .await?;
+        }
+        Ok::<_, TransportError>(())
+    };
+    let setup = tokio::select! {
+        () = ctx.shutdown().cancelled() => return Ok(None),
+        r = setup => r,
+    };
+    if let Err(e) = setup {
+        return Ok(Some(e));
+    }
+    loop {
+        let n = tokio::select! {
+            () = ctx.shutdown().cancelled() => return Ok(None),
+            n = link.next() => n,
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => return Ok(Some(e)),
+        };
+        if n.characteristic == Characteristic::RecordAccessControlPoint {
+            match racp::decode_response(&n.bytes) {
+                Ok(RacpResponse::Response {
+                    code: RacpCode::Success | RacpCode::NoRecordsFound,
+                    ..
+                }) => {
+                    tracing::debug!(device = %ctx.device().id, "stored glucose records fetched");
+                }
+                Ok(other) => {
+                    tracing::warn!(device = %ctx.device().id, response = ?other, "glucose meter refused the record request");
+                }
+                Err(e) => {
+                    tracing::warn!(device = %ctx.device().id, error = %e, "bad RACP indication");
+                }
+            }
+            continue;
+        }
+        let before = tracker.last_glucose_seq;
+        match tracker.handle_notification(ctx, chrono::Utc::now(), &n) {
+            Ok(events) => {
+                for e in events {
+                    ctx.emit(e).await?;
+                }
+            }
+            Err(e) => {
+                tracker.decode_errors += 1;
+                // Count always, log the first and then every 100th: a broken
+                // device must not flood the log.
+                if tracker.decode_errors % 100 == 1 {
+                    tracing::warn!(device = %ctx.device().id, error = %e, count = tracker.decode_errors, "undecodable BLE payload");
+                }
+            }
+        }
+        if let (Some(store), Some(seq)) = (store, tracker.last_glucose_seq)
+            && before != Some(seq)
+        {
+            store.save(seq).await;
+        }
+    }
+}
+
+/// The driver's memory of one device across notifications and connections:
+/// which technical alarms are active, the last glucose record seen. Pure: it
+/// is given the time and the bytes.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    battery_low_below: f64,
+    battery_low: bool,
+    contact_lost: bool,
+    /// The highest glucose sequence number delivered.
+    pub last_glucose_seq: Option<u16>,
+    /// Payloads that did not decode.
+    pub decode_errors: u64,
+}
+
+impl Tracker {
+    pub fn new(battery_low_below: f64) -> Self {
+        Self {
+            battery_low_below,
+            battery_low: false,
+            contact_lost: false,
+            last_glucose_seq: None,
+            decode_errors: 0,
+        }
+    }
+
+    /// Decodes one notification into the events to emit: readings (glucose
+    /// records already delivered are dropped) and alarm starts/ends.
+    pub fn handle_notification(
+        &mut self,
+        ctx: &DriverContext,
+        now: Timestamp,
+        n: &Notification,
+    ) -> Result<Vec<Event>, DecodeError> {
+        let d = decode(n.characteristic, &n.bytes, now)?;
+        let mut events = Vec::with_capacity(d.measurements.len() + 1);
+        if n.characteristic == Characteristic::GlucoseMeasurement
+            && let Some(ExtraValue::Int(seq)) = d.extra("sequence_number")
+        {
+            let seq = *seq as u16;
+            if self.last_glucose_seq.is_some_and(|last| seq <= last) {
+                return Ok(events);
+            }
+            self.last_glucose_seq = Some(seq);
+        }
+        let contact_lost_now = d.flags.contains(StatusFlag::SensorContactLost)
+            || d.flags.contains(StatusFlag::SensorUnconnected)
+            || d.flags.contains(StatusFlag::SensorDisconnected);
+        // Values measured without skin contact (a strap's 0 /min, an oximeter's
+        // last guess) are not the patient's: the alarm is reported, not them.
+        if !contact_lost_now {
+            for m in &d.measurements {
+                // Decoders only produce finite values; Reading::new re-checks.
+                if let Ok(e) = ctx.reading(d.at, d.time_source, m.metric.clone(), m.value) {
+                    events.push(e);
+                }
+            }
+        }
+        let battery_low = match n.characteristic {
+            Characteristic::BatteryLevel => d
+                .value(&wardgate_model::Metric::BatteryLevel)
+                .map(|v| v < self.battery_low_below),
+            _ if d.flags.contains(StatusFlag::BatteryLow) => Some(true),
+            _ => None,
+        };
+        let contact_lost = match n.characteristic {
+            Characteristic::HeartRateMeasurement
+            | Characteristic::PlxSpotCheck
+            | Characteristic::PlxContinuous => Some(contact_lost_now),
+            _ => None,
+        };
+        let mut change = |active: &mut bool, now_active: Option<bool>, alarm: &str| {
+            if let Some(a) = now_active
+                && a != *active
+            {
+                *active = a;
+                let phase = if a {
+                    AlarmPhase::Start
+                } else {
+                    AlarmPhase::End
+                };
+                events.push(ctx.alarm(d.at, alarm, phase, AlertKind::Technical, None));
+            }
+        };
+        change(&mut self.battery_low, battery_low, "battery_low");
+        change(&mut self.contact_lost, contact_lost, "sensor_contact_lost");
+        Ok(events)
+    }
+}
+
+/// The last glucose sequence number of one device, in `<dir>/<device>.glucose-seq`.
+#[derive(Debug, Clone)]
+struct SeqStore {
+    path: PathBuf,
+}
+
+impl SeqStore {
+    fn new(dir: &Path, device: &str) -> Self {
+        Self {
+            path: dir.join(format!("{device}.glucose-seq")),
+        }
+    }
+
+    async fn load(&self) -> Option<u16> {
+        let text = tokio::fs::read_to_string(&self.path).await.ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Write-then-rename, so a crash leaves the old number or the new one.
+    async fn save(&self, seq: u16) {
+        let tmp = self.path.with_extension("glucose-seq.tmp");
+        let result = async {
+            if let Some(dir) = self.path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            tokio::fs::write(&tmp, format!("{seq}\n")).await?;
+            tokio::fs::rename(&tmp, &self.path).await
+        };
+        if let Err(e) = result.await {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot persist glucose sequence number");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+    use wardgate_model::{DeviceKind, DeviceRef};
+
+    use super::*;
+
+    const ADDR: Address = Address([0xAA, 0xBB, 0xCC, 0x00, 0x00, 0x01]);
+
+    /// What the fake saw the driver do.
+    #[derive(Debug, Default)]
+    struct Log {
+        attempts: Vec<Instant>,
+        subscribed: Vec<Characteristic>,
+        writes: Vec<(Characteristic, Vec<u8>)>,
+    }
+
+    /// Each connect pops the next scripted outcome; an empty script is "not found".
+    struct FakeTransport {
+        script: VecDeque<Result<FakeLink, TransportError>>,
+        log: Arc<Mutex<Log>>,
+    }
+
+    struct FakeLink {
+        offered: Vec<Characteristic>,
+        values: VecDeque<Result<Notification, TransportError>>,
+        log: Arc<Mutex<Log>>,
+    }
+
+    impl BleTransport for FakeTransport {
+        type Link = FakeLink;
+        async fn connect(
+            &mut self,
+            _: &ScanFilter,
+            timeout: Duration,
+        ) -> Result<FakeLink, TransportError> {
+            self.log.lock().unwrap().attempts.push(Instant::now());
+            self.script
+                .pop_front()
+                .unwrap_or(Err(TransportError::NotFound(timeout)))
+        }
+    }
+
+    impl BleLink for FakeLink {
+        fn address(&self) -> Address {
+            ADDR
+        }
+        fn characteristics(&self) -> &[Characteristic] {
+            &self.offered
+        }
+        async fn subscribe(&mut self, c: Characteristic) -> Result<(), TransportError> {
+            self.log.lock().unwrap().subscribed.push(c);
+            Ok(())
+        }
+        async fn write(&mut self, c: Characteristic, bytes: &[u8]) -> Result<(), TransportError> {
+            self.log.lock().unwrap().writes.push((c, bytes.to_vec()));
+            Ok(())
+        }
+        async fn next(&mut self) -> Result<Notification, TransportError> {
+            match self.values.pop_front() {
+                Some(v) => v,
+                // The script is over: the link stays up, silent.
+                None => std::future::pending().await,
+            }
+        }
+        async fn disconnect(self) {}
+    }
+
+    #[allow(clippy::unnecessary_wraps)] // scripts hold Ok values beside Err(Disconnected)
+    fn ntf(characteristic: Characteristic, bytes: &[u8]) -> Result<Notification, TransportError> {
+        Ok(Notification {
+            address: ADDR,
+            characteristic,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    fn link(
+        log: &Arc<Mutex<Log>>,
+        offered: &[Characteristic],
+        values: Vec<Result<Notification, TransportError>>,
+    ) -> FakeLink {
+        FakeLink {
+            offered: offered.to_vec(),
+            values: values.into(),
+            log: log.clone(),
+        }
+    }
+
+    fn setup() -> (DriverContext, mpsc::Receiver<Event>, CancellationToken) {
+        let (tx, rx) = mpsc::channel(64);
+        let shutdown = CancellationToken::new();
+        let ctx = DriverContext::new(
+            DeviceRef::new("hr-1".into(), DeviceKind::Ble),
+            "bed-7".into(),
+            tx,
+            shutdown.clone(),
+        );
+        (ctx, rx, shutdown)
+    }
+
+    fn config() -> BleConfig {
+        BleConfig::for_addresses(&["AA:BB:CC:00:00:01"])
+    }
+
+    fn describe(e: &Event) -> String {
+        match e {
+            Event::Reading(r) => format!("{}={}@{}", r.metric, r.value, r.subject),
+            Event::DeviceStatus(s) => {
+                format!("{:?}:{}", s.state, s.reason.as_deref().unwrap_or(""))
+            }
+            Event::DeviceAlarm(a) => format!("{}:{:?}", a.alarm, a.phase),
+            Event::Alert(_) => "alert".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconnects_with_capped_jittered_backoff_and_reports_status_on_change() {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let hr = Characteristic::HeartRateMeasurement;
+        let script = VecDeque::from([
+            Err(TransportError::NotFound(Duration::from_secs(30))),
+            Err(TransportError::NotFound(Duration::from_secs(30))),
+            Err(TransportError::NotFound(Duration::from_secs(30))),
+            Ok(link(
+                &log,
+                &[hr, Characteristic::BatteryLevel],
+                vec![
+                    ntf(hr, &[0x06, 0x48]), // contact detected, 72 /min
+                    Err(TransportError::Disconnected),
+                ],
+            )),
+            // further attempts: not found (empty script)
+        ]);
+        let transport = FakeTransport {
+            script,
+            log: log.clone(),
+        };
+        let (ctx, mut rx, shutdown) = setup();
+        let mut cfg = config();
+        cfg.backoff_initial = Duration::from_secs(1);
+        cfg.backoff_max = Duration::from_secs(4);
+        let task = tokio::spawn(run_with(transport, cfg, ctx));
+
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(describe(&rx.recv().await.unwrap()));
+        }
+        assert_eq!(
+            seen,
+            [
+                "Offline:no matching device found within 30s",
+                "Online:connected to AA:BB:CC:00:00:01",
+                "heart_rate=72@bed-7",
+                "Offline:the device disconnected",
+            ]
+        );
+        // Let a few more failing attempts happen, then stop.
+        while log.lock().unwrap().attempts.len() < 9 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        assert!(
+            rx.try_recv().is_err(),
+            "failed attempts after an outage are not re-reported"
+        );
+
+        let log = log.lock().unwrap();
+        assert_eq!(log.subscribed, [hr, Characteristic::BatteryLevel]);
+        let gaps: Vec<Duration> = log.attempts.windows(2).map(|w| w[1] - w[0]).collect();
+        // Steps 1, 2, 4 s, then a short session (no reset) and the cap of 4 s.
+        let steps = [1, 2, 4, 4, 4, 4, 4, 4];
+        for (gap, step) in gaps.iter().zip(steps) {
+            let step = Duration::from_secs(step);
+            assert!(
+                *gap >= step / 2 && *gap <= step,
+                "gap {gap:?} outside [{:?}, {step:?}]",
+                step / 2
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_adapter_is_returned_once_not_retried() {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let transport = FakeTransport {
+            script: VecDeque::from([Err(TransportError::NoAdapter)]),
+            log: log.clone(),
+        };
+        let (ctx, mut rx, _shutdown) = setup();
+        let result = run_with(transport, config(), ctx).await;
+        assert!(matches!(
+            result,
+            Err(BleError::Unavailable(TransportError::NoAdapter))
+        ));
+        let status = describe(&rx.recv().await.unwrap());
+        assert!(
+            status.starts_with("Offline:no Bluetooth adapter found"),
+            "{status}"
+        );
+        assert_eq!(log.lock().unwrap().attempts.len(), 1);
+    }
+
+    /// A glucose record: flags 0x02 (concentration, kg/L), sequence `seq`,
+    /// base time 2026-11-27 07:00:00, `mgdl` × 10^-5 kg/L, capillary whole blood / finger.
+    fn glucose(seq: u16, mgdl: u8) -> Vec<u8> {
+        let [lo, hi] = seq.to_le_bytes();
+        vec![0x02, lo, hi, 0xEA, 0x07, 11, 27, 7, 0, 0, mgdl, 0xB0, 0x11]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn glucose_fetches_records_after_the_persisted_sequence_number_on_every_connect() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hr-1.glucose-seq"), "5\n").unwrap();
+        let log = Arc::new(Mutex::new(Log::default()));
+        let g = Characteristic::GlucoseMeasurement;
+        let racp = Characteristic::RecordAccessControlPoint;
+        let offered = [g, racp];
+        let script = VecDeque::from([
+            Ok(link(
+                &log,
+                &offered,
+                vec![
+                    ntf(g, &glucose(5, 90)), // already delivered before: dropped
+                    ntf(g, &glucose(6, 100)),
+                    ntf(g, &glucose(7, 52)),
+                    ntf(racp, &[0x06, 0x00, 0x01, 0x01]), // success
+                    Err(TransportError::Disconnected),
+                ],
+            )),
+            Ok(link(
+                &log,
+                &offered,
+                vec![ntf(racp, &[0x06, 0x00, 0x01, 0x06])],
+            )), // none found
+        ]);
+        let transport = FakeTransport {
+            script,
+            log: log.clone(),
+        };
+        let (ctx, mut rx, shutdown) = setup();
+        let mut cfg = config();
+        cfg.state_dir = Some(dir.path().to_owned());
+        let task = tokio::spawn(run_with(transport, cfg, ctx));
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.push(describe(&rx.recv().await.unwrap()));
+        }
+        assert_eq!(
+            seen,
+            [
+                "Online:connected to AA:BB:CC:00:00:01",
+                "glucose=100@bed-7",
+                "glucose=52@bed-7",
+                "Offline:the device disconnected",
+                "Online:connected to AA:BB:CC:00:00:01",
+            ]
+        );
+        // The second connection's request was written before its Online event was read.
+        while log.lock().unwrap().writes.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let log = log.lock().unwrap();
+        assert_eq!(log.subscribed, [g, racp, g, racp]);
+        assert_eq!(
+            log.writes,
+            [
+                // report stored records, ≥, by sequence number, 6
+                (racp, vec![0x01, 0x03, 0x01, 0x06, 0x00]),
+                // after reconnect: ≥ 8
+                (racp, vec![0x01, 0x03, 0x01, 0x08, 0x00]),
+            ]
+        );
+        let persisted = std::fs::read_to_string(dir.path().join("hr-1.glucose-seq")).unwrap();
+        assert_eq!(persisted, "7\n");
+    }
+
+    #[test]
+    fn alarms_start_and_end_on_change_only() {
+        let (ctx, _rx, _s) = setup();
+        let now: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
+        let mut t = Tracker::new(20.0);
+        let mut feed = |c, bytes: &[u8]| -> Vec<String> {
+            let n = Notification {
+                address: ADDR,
+                characteristic: c,
+                bytes: bytes.to_vec(),
+            };
+            t.handle_notification(&ctx, now, &n)
+                .unwrap()
+                .iter()
+                .map(describe)
+                .collect()
+        };
+        let bat = Characteristic::BatteryLevel;
+        let hr = Characteristic::HeartRateMeasurement;
+        assert_eq!(feed(bat, &[50]), ["battery_level=50@bed-7"]);
+        assert_eq!(
+            feed(bat, &[19]),
+            ["battery_level=19@bed-7", "battery_low:Start"]
+        );
+        assert_eq!(feed(bat, &[18]), ["battery_level=18@bed-7"]);
+        assert_eq!(
+            feed(bat, &[20]),
+            ["battery_level=20@bed-7", "battery_low:End"]
+        );
+        // flags 0x04: contact supported, not detected
+        // readings without contact are withheld
+        assert_eq!(feed(hr, &[0x04, 0x48]), ["sensor_contact_lost:Start"]);
+        assert!(feed(hr, &[0x04, 0x48]).is_empty());
+        // flags 0x06: detected
+        assert_eq!(
+            feed(hr, &[0x06, 0x49]),
+            ["heart_rate=73@bed-7", "sensor_contact_lost:End"]
+        );
+        // PLX continuous, flags 0x08 device status, bit 11 sensor unconnected
+        assert_eq!(
+            feed(
+                Characteristic::PlxContinuous,
+                &[0x08, 0x61, 0x00, 0x48, 0x00, 0x00, 0x08, 0x00]
+            ),
+            ["sensor_contact_lost:Start"]
+        );
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let mut cfg = BleConfig::for_addresses(&["AA:BB"]);
+        cfg.services = vec!["18".into()];
+        cfg.characteristics = vec!["2a52".into(), "nope".into()];
+        cfg.backoff_initial = Duration::from_secs(120);
+        cfg.backoff_max = Duration::from_secs(30);
+        cfg.battery_low_percent = 0;
+        let issues = cfg.validate(&MetricRegistry::default());
+        let paths: Vec<String> = issues
+            .iter()
+            .map(|i| {
+                i.path
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "addresses.[0]",
+                "services.[0]",
+                "characteristics.[0]",
+                "characteristics.[1]",
+                "backoff_initial",
+                "backoff_max",
+                "battery_low_percent"
+            ]
+        );
+        let mut empty = BleConfig::for_addresses(&[]);
+        empty.scan_timeout = Duration::from_millis(10);
+        let issues = empty.validate(&MetricRegistry::default());
+        assert!(issues[0].message.contains("name the device"));
+        assert_eq!(
+            issues[1].message,
+            "scan_timeout must be between 1s and 10m, got 10ms"
+        );
+        assert!(
+            BleConfig::for_addresses(&["aa:bb:cc:dd:ee:ff"])
+                .validate(&MetricRegistry::default())
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn config_deserialises_with_defaults() {
+        let cfg: BleConfig = toml::from_str(
+            "addresses = [\"AA:BB:CC:DD:EE:FF\"]\nbackoff_max = \"2m\"\nsimulator = \"127.0.0.1:7001\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.backoff_max, Duration::from_secs(120));
+        assert_eq!(cfg.scan_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.simulator, Some("127.0.0.1:7001".parse().unwrap()));
+        assert_eq!(cfg.wanted().len(), 10);
+    }
+}

@@ -1,0 +1,33 @@
+//! Bluetooth LE health devices: heart-rate straps, pulse oximeters, blood
+//! pressure cuffs, thermometers, glucometers, scales.
+//!
+//! - [`gatt`] and [`ieee11073`]: sans-IO decoders, one pure function per GATT
+//!   characteristic; no I/O, no clock (the gateway's `now` is an argument).
+//! - [`json`]: the `wardgate decode ble` output ([`json::decode_to_json`]).
+//! - [`racp`] (glucose record requests) and [`backoff`]: sans-IO too.
+//! - [`transport`]: the `BleTransport`/`BleLink` traits, btleplug and the
+//!   simulator socket; [`driver`]: `BleConfig` and `run`, the only async code.
+//!
+//! Decoders never panic on any input: a payload that breaks its spec is a
+//! [`DecodeError`] naming the characteristic and the reason. Nothing here
+//! except the driver's thin shell reads the clock. See `docs/devices/ble.md`.
+
+pub mod backoff;
+mod characteristic;
+mod decoded;
+pub mod driver;
+pub mod gatt;
+pub mod ieee11073;
+pub mod json;
+pub mod racp;
+pub mod transport;
+
+pub use characteristic::{Characteristic, UnknownCharacteristic, sig_uuid128};
+pub use decoded::{
+    DecodeError, DecodeReason, Decoded, Extra, ExtraValue, INLINE_MEASUREMENTS, Measurement,
+    StatusFlag, StatusFlags, TimeFallback, Unavailability, Unavailable,
+};
+pub use gatt::decode;
+
+#[cfg(test)]
+mod vectors;
