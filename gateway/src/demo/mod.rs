@@ -1,6 +1,6 @@
 //! `wardgate demo`: the whole gateway on one machine without hardware. A
-//! ward of 8 beds (wearables, oximeters, BP cuffs and thermometers from the
-//! synthetic driver until the BLE simulator lands), 4 infusion pumps
+//! ward of 8 beds (BLE wearables, oximeters and cuffs from the in-process
+//! BLE simulator, the rest synthetic), 4 infusion pumps
 //! simulated on pseudo-terminals, Modbus room and fridge sensors from the
 //! in-process Modbus simulator on free ports, and scripted events. The
 //! demo writes an ordinary configuration file into a temporary directory and
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
+use wardgate_sim::ble::{BleSimConfig, Scenario};
 use wardgate_sim::modbus::SimConfig;
 use wardgate_sim::pump::{Action, PumpProgram, PumpSim, PumpSimConfig, ScriptStep, SimAlarm};
 
@@ -29,11 +30,27 @@ pub struct DemoOptions {
     pub mqtt: Option<String>,
 }
 
-/// One bed: its number and the synthetic signals of its devices.
+/// One device of a bed.
+enum DeviceSpec {
+    /// `(id suffix, interval, signals as TOML inline tables)`.
+    Synthetic(&'static str, &'static str, Vec<String>),
+    /// `(id suffix, scenario, speed, repeat)`: a BLE device simulated
+    /// in-process on a loopback socket, read by the real BLE driver.
+    Ble(&'static str, Scenario, Option<f64>, bool),
+}
+
+impl DeviceSpec {
+    fn suffix(&self) -> &'static str {
+        match self {
+            DeviceSpec::Synthetic(s, _, _) | DeviceSpec::Ble(s, _, _, _) => s,
+        }
+    }
+}
+
+/// One bed: its number, its devices and its pump.
 struct Bed {
     n: u8,
-    /// `(device suffix, interval, signals)`; signals are TOML inline tables.
-    devices: Vec<(&'static str, &'static str, Vec<String>)>,
+    devices: Vec<DeviceSpec>,
     pump: Option<u8>,
 }
 
@@ -43,79 +60,86 @@ fn sig(metric: &str, base: f64, amplitude: f64, period: &str, decimals: u8) -> S
     )
 }
 
-/// The ward. Beds 3 (desaturation: SpO2 swinging down to 84 % on 2 L/min O2
-/// with a fast pulse and breathing, NEWS2 medium to high), 5 (hypertensive: systolic up
-/// to 195 mmHg) and 7 (wearable battery at 15 %) are the scripted ones.
+/// The ward. BLE devices (the simulator's scenarios): a vital-signs patch
+/// (heart rate, SpO2, temperature, battery) on most beds; bed 3 desaturates
+/// (an oximeter taking SpO2 from 97 % to 85 % and back, every 3 minutes)
+/// while a chest strap shows its heart rate climbing (NEWS2 up to high); bed
+/// 5's cuff measures 182/112 mmHg (hypertensive crisis); bed 7's chest strap
+/// battery drains from 30 % to 10 % and stays there. Synthetic devices fill
+/// in what has no BLE scenario: respiration rate, ACVPU and O2 flow (charted
+/// observations, as an EHR would send them: NEWS2 needs all seven
+/// parameters), routine BP cuffs, and oximeters and thermometers where the
+/// wearable is a chest strap.
 fn beds() -> Vec<Bed> {
     (1..=8u8)
         .map(|n| {
-            let desat = n == 3;
-            let hyper = n == 5;
-            let (hr, rr, spo2, spo2_amp) = if desat {
-                (112.0, 23.0, 90.0, 6.0)
-            } else {
-                (68.0 + f64::from(n) * 2.0, 15.0, 97.0, 1.0)
-            };
-            let battery = if n == 7 {
-                15.0
-            } else {
-                60.0 + f64::from(n) * 4.0
-            };
-            let (sys, sys_amp, dia) = if hyper {
-                (175.0, 20.0, 104.0)
-            } else {
-                (118.0 + f64::from(n), 6.0, 76.0)
-            };
-            Bed {
-                n,
-                devices: vec![
-                    (
+            let rr = if n == 3 { 23.0 } else { 15.0 };
+            let o2 = if n == 3 { 2.0 } else { 0.0 };
+            let mut devices = vec![DeviceSpec::Synthetic(
+                "obs",
+                "10s",
+                vec![
+                    sig("resp_rate", rr, 1.0, "120s", 0),
+                    sig("consciousness", 0.0, 0.0, "60s", 0),
+                    sig("o2_flow", o2, 0.0, "60s", 1),
+                ],
+            )];
+            match n {
+                3 => {
+                    devices.push(DeviceSpec::Ble(
+                        "oximeter",
+                        Scenario::Desaturation,
+                        None,
+                        true,
+                    ));
+                    devices.push(DeviceSpec::Ble(
                         "wearable",
-                        "2s",
-                        vec![
-                            sig("heart_rate", hr, 4.0, "90s", 0),
-                            sig("resp_rate", rr, 1.0, "120s", 0),
-                            sig("battery_level", battery, 0.0, "60s", 0),
-                        ],
-                    ),
-                    (
+                        Scenario::Tachycardia,
+                        None,
+                        true,
+                    ));
+                }
+                7 => {
+                    devices.push(DeviceSpec::Ble(
+                        "wearable",
+                        Scenario::BatteryDrain,
+                        Some(5.0),
+                        false,
+                    ));
+                    devices.push(DeviceSpec::Synthetic(
                         "oximeter",
                         "2s",
                         vec![
-                            sig("spo2", spo2, spo2_amp, "120s", 0),
-                            sig("pulse_rate", hr, 4.0, "90s", 0),
+                            sig("spo2", 96.0, 1.0, "120s", 0),
+                            sig("pulse_rate", 70.0, 3.0, "90s", 0),
                         ],
-                    ),
-                    (
-                        "cuff",
-                        "15s",
-                        vec![
-                            sig("bp_systolic", sys, sys_amp, "180s", 0),
-                            sig("bp_diastolic", dia, 3.0, "180s", 0),
-                        ],
-                    ),
-                    // Charted observations (ACVPU, O2 flow) as an EHR would send
-                    // them: NEWS2 needs all seven parameters.
-                    (
-                        "obs",
-                        "30s",
-                        vec![
-                            sig("consciousness", 0.0, 0.0, "60s", 0),
-                            sig("o2_flow", if desat { 2.0 } else { 0.0 }, 0.0, "60s", 1),
-                        ],
-                    ),
-                    (
-                        "thermometer",
-                        "20s",
-                        vec![sig(
-                            "body_temp",
-                            36.8 + f64::from(n % 3) * 0.2,
-                            0.1,
-                            "300s",
-                            1,
-                        )],
-                    ),
-                ],
+                    ));
+                }
+                _ => devices.push(DeviceSpec::Ble("wearable", Scenario::Normal, None, true)),
+            }
+            if matches!(n, 3 | 7) {
+                devices.push(DeviceSpec::Synthetic(
+                    "thermometer",
+                    "20s",
+                    vec![sig("body_temp", 36.9, 0.1, "300s", 1)],
+                ));
+            }
+            if n == 5 {
+                devices.push(DeviceSpec::Ble("cuff", Scenario::Hypertensive, None, true));
+            } else {
+                let sys = 118.0 + f64::from(n);
+                devices.push(DeviceSpec::Synthetic(
+                    "cuff",
+                    "15s",
+                    vec![
+                        sig("bp_systolic", sys, 6.0, "180s", 0),
+                        sig("bp_diastolic", 76.0, 3.0, "180s", 0),
+                    ],
+                ));
+            }
+            Bed {
+                n,
+                devices,
                 pump: match n {
                     1 => Some(1),
                     2 => Some(2),
@@ -131,6 +155,8 @@ fn beds() -> Vec<Bed> {
 /// Addresses of the running simulators, for the configuration.
 struct Peers<'a> {
     dir: &'a Path,
+    /// `(device id, BLE address, simulator socket)` of every BLE device.
+    ble: Vec<(String, String, SocketAddr)>,
     pumps: Vec<PathBuf>,
     room_tcp: SocketAddr,
     rtu_port: String,
@@ -167,7 +193,7 @@ fn config_text(p: &Peers<'_>) -> String {
         let mut devices: Vec<String> = bed
             .devices
             .iter()
-            .map(|(d, _, _)| format!("\"bed-{}-{d}\"", bed.n))
+            .map(|d| format!("\"bed-{}-{}\"", bed.n, d.suffix()))
             .collect();
         if let Some(pump) = bed.pump {
             devices.push(format!("\"pump-{pump}\""));
@@ -178,13 +204,25 @@ fn config_text(p: &Peers<'_>) -> String {
             devices.join(", "),
             n = bed.n
         );
-        for (d, interval, signals) in &bed.devices {
-            let _ = writeln!(
-                t,
-                "[[devices]]\nid = \"bed-{n}-{d}\"\ntype = \"synthetic\"\ninterval = \"{interval}\"\nsignals = [\n  {}\n]\n",
-                signals.join(",\n  "),
-                n = bed.n
-            );
+        for d in &bed.devices {
+            let id = format!("bed-{}-{}", bed.n, d.suffix());
+            match d {
+                DeviceSpec::Synthetic(_, interval, signals) => {
+                    let _ = writeln!(
+                        t,
+                        "[[devices]]\nid = \"{id}\"\ntype = \"synthetic\"\ninterval = \"{interval}\"\nsignals = [\n  {}\n]\n",
+                        signals.join(",\n  "),
+                    );
+                }
+                DeviceSpec::Ble(..) => {
+                    if let Some((_, address, sim)) = p.ble.iter().find(|(i, _, _)| *i == id) {
+                        let _ = writeln!(
+                            t,
+                            "[[devices]]\nid = \"{id}\"\ntype = \"ble\"\naddresses = [\"{address}\"]\nsimulator = \"{sim}\"\n",
+                        );
+                    }
+                }
+            }
         }
     }
     for (i, path) in p.pumps.iter().enumerate() {
@@ -396,8 +434,44 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
         links.push(link);
     }
 
+    // One BLE simulator per BLE device, each on its own loopback socket.
+    let mut ble = Vec::new();
+    let mut ble_tasks = tokio::task::JoinSet::new();
+    for bed in beds() {
+        for d in &bed.devices {
+            let DeviceSpec::Ble(suffix, scenario, speed, repeat) = d else {
+                continue;
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("binding a BLE simulator socket")?;
+            let addr = listener.local_addr().context("BLE simulator socket")?;
+            let k = ble.len() as u8;
+            let address = [0xAA, 0xBB, 0xCC, 0x00, bed.n, k];
+            let text = address
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            ble.push((format!("bed-{}-{suffix}", bed.n), text, addr));
+            let config = BleSimConfig {
+                scenario: *scenario,
+                address,
+                speed: *speed,
+                start: chrono::Utc::now().naive_utc(),
+                repeat: *repeat,
+            };
+            ble_tasks.spawn(async move {
+                if let Err(e) = wardgate_sim::ble::serve(listener, config).await {
+                    tracing::warn!(error = %e, "BLE simulator stopped");
+                }
+            });
+        }
+    }
+
     let text = config_text(&Peers {
         dir: dir.path(),
+        ble,
         pumps: links,
         room_tcp,
         rtu_port,
@@ -413,7 +487,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
     tracing::info!(
         beds = 8,
         pumps = 4,
-        "demo ward: wearables, oximeters, BP cuffs and thermometers are synthetic devices (BLE simulation not yet wired); pumps on pseudo-terminals; Modbus room and fridge sensors simulated in-process"
+        "demo ward: BLE wearables, oximeters and cuffs simulated in-process (read by the BLE driver over its simulator transport); routine cuffs, thermometers and charted observations synthetic; pumps on pseudo-terminals; Modbus room and fridge sensors simulated in-process"
     );
     tracing::info!(
         config = %config_path.display(),
@@ -422,7 +496,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
         "demo files (removed when the demo stops)"
     );
     tracing::info!(
-        "scripted: bed 3 desaturates (NEWS2 medium/high), bed 5 hypertensive, bed 7 wearable battery low, pump 2 occlusion at 30 s, pump 3 near end of infusion, pump 4 offline at 60 s, bay 2 sensor offline, fridge warming past 8 °C after about 3 minutes"
+        "scripted: bed 3 desaturates with a rising heart rate (NEWS2 up to high), bed 5 hypertensive (182/112), bed 7 chest-strap battery draining to 10 %, pump 2 occlusion at 30 s, pump 3 near end of infusion, pump 4 offline at 60 s, bay 2 sensor offline, fridge warming past 8 °C after about 3 minutes"
     );
     if opts.mqtt.is_none() {
         tracing::info!("no --mqtt given: events go to the JSONL file only");
@@ -436,6 +510,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
     for p in pumps {
         p.stop().await;
     }
+    ble_tasks.abort_all();
     drop(modbus);
     Ok(result?)
 }
