@@ -313,3 +313,52 @@ pub fn state_name(s: AlertState) -> &'static str {
         AlertState::Cleared => "cleared",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        chrono::DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn history_keeps_one_point_per_step_for_one_hour() {
+        let mut h = VecDeque::new();
+        push_history(&mut h, t(0), 1.0);
+        // 10 s later: same 15 s step, the newer value replaces the older.
+        push_history(&mut h, t(10), 2.0);
+        // 20 s after the first point: a new point.
+        push_history(&mut h, t(20), 3.0);
+        // Out of order: ignored.
+        push_history(&mut h, t(5), 9.0);
+        let base = t(0).timestamp_millis();
+        assert_eq!(
+            h.iter().copied().collect::<Vec<_>>(),
+            vec![(base, 2.0), (base + 20_000, 3.0)]
+        );
+        // One hour and 10 s after the first point, the first has aged out
+        // (older than an hour), the second (59 min 50 s old) stays.
+        push_history(&mut h, t(3610), 4.0);
+        assert_eq!(
+            h.iter().copied().collect::<Vec<_>>(),
+            vec![(base + 20_000, 3.0), (base + 3_610_000, 4.0)]
+        );
+    }
+
+    #[test]
+    fn news2_bands_follow_the_rcp_thresholds() {
+        // RCP NEWS2 (2017) clinical risk: 0, 1–4 low, 5–6 medium, 7+ high.
+        for (score, band) in [
+            (0.0, "zero"),
+            (1.0, "low"),
+            (4.0, "low"),
+            (5.0, "medium"),
+            (6.0, "medium"),
+            (7.0, "high"),
+            (20.0, "high"),
+        ] {
+            assert_eq!(news2_band(score), band, "{score}");
+        }
+    }
+}
