@@ -177,22 +177,39 @@ fn nurse_acknowledges_an_alert_in_the_browser() {
                 .send_keys(&token)
                 .await?;
             c.find(Locator::Id("save-token")).await?.click().await?;
-            let button =
-                format!("li.alert.active[data-alert-id=\"{alert_id}\"] button.ack:not([disabled])");
-            c.wait()
-                .at_most(Duration::from_secs(30))
-                .for_element(Locator::Css(&button))
-                .await?
-                .click()
-                .await?;
-            let row = c
-                .wait()
-                .at_most(Duration::from_secs(30))
-                .for_element(Locator::Css(&format!(
-                    "li.alert.acknowledged[data-alert-id=\"{alert_id}\"] .state"
-                )))
-                .await?;
-            let text = row.text().await?;
+            let button = format!(
+                "li.alert.active[data-alert-id=\"{alert_id}\"] button.ack:not([disabled])"
+            );
+            // The page rebuilds the list when alerts change: an element found
+            // a moment ago may be gone; find it again then.
+            let mut attempts = 0;
+            loop {
+                let found = c
+                    .wait()
+                    .at_most(Duration::from_secs(30))
+                    .for_element(Locator::Css(&button))
+                    .await?;
+                match found.click().await {
+                    Ok(()) => break,
+                    Err(e) if e.is_stale_element_reference() && attempts < 10 => attempts += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            let state = format!("li.alert.acknowledged[data-alert-id=\"{alert_id}\"] .state");
+            let mut text = String::new();
+            for _ in 0..1500 {
+                let v = c
+                    .execute(
+                        "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                        vec![serde_json::Value::String(state.clone())],
+                    )
+                    .await?;
+                if let Some(t) = v.as_str() {
+                    text = t.to_owned();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             let png = c.screenshot().await?;
             std::fs::write(&shot, png).expect("write the screenshot");
             Ok::<_, fantoccini::error::CmdError>(text)

@@ -52,7 +52,16 @@ function renderToken() {
   $("signed-in").hidden = !has;
 }
 
+// Rows are rebuilt only when the alerts change, so a button is never swapped
+// under a nurse's finger; elapsed times are updated in place.
+let alertsKey = null;
 function renderAlerts() {
+  const key = JSON.stringify(state.alerts) + "|" + !!token() + "|" + state.subjects.length;
+  if (key === alertsKey) {
+    for (const e of document.querySelectorAll("#alerts .ago")) e.textContent = elapsed(e.dataset.since);
+    return;
+  }
+  alertsKey = key;
   const list = $("alerts");
   list.replaceChildren();
   const names = Object.fromEntries(state.subjects.map((s) => [s.id, s.name || s.id]));
@@ -68,7 +77,8 @@ function renderAlerts() {
       button,
       el("span", { class: "meta" },
         el("span", { class: "state", textContent: stateText }),
-        ` · ${elapsed(a.raised_at)} ago · escalation level ${a.escalation_level} · ${a.rule}`)));
+        " · ", el("span", { class: "ago", textContent: elapsed(a.raised_at), "data-since": a.raised_at }),
+        ` ago · escalation level ${a.escalation_level} · ${a.rule}`)));
   }
   $("no-alerts").hidden = state.alerts.length > 0;
   $("alert-count").textContent = state.alerts.length ? `(${state.alerts.length})` : "";
