@@ -3,7 +3,10 @@
 
 pub mod bridge;
 pub mod cmd;
+pub mod commands;
 pub mod config;
+pub mod demo;
+pub mod http;
 pub mod lineproto;
 pub mod logging;
 pub mod mqtt;

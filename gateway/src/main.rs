@@ -78,6 +78,17 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Try wardgate without hardware: a simulated ward of 8 beds, 4 infusion pumps and
+    /// Modbus room and fridge sensors with scripted events, the nurse-station page at
+    /// http://127.0.0.1:8080/ and a token printed for acknowledging. Stop with Ctrl-C.
+    Demo {
+        /// Where the page and API listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Also publish to this MQTT broker (`host:port`); buffered while unreachable.
+        #[arg(long)]
+        mqtt: Option<String>,
+    },
     /// Decode what a device sent, for field engineers: prints the readings, units and
     /// flags as one JSON object, or one line saying why the payload is malformed (exit 1).
     Decode {
@@ -119,6 +130,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
         Command::Bridge { config, check } => bridge(&config, check),
+        Command::Demo { listen, mqtt } => demo(wardgate::demo::DemoOptions { listen, mqtt }),
         Command::Replay { input, config } => wardgate::cmd::replay_file(&input, config.as_deref()),
         Command::Rules {
             command: RulesCommand::Test { file },
@@ -164,19 +176,7 @@ fn run(file: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+    until_stopped(|shutdown| async move {
         match wardgate::pipeline::run(config, shutdown).await {
             Ok(summary) => {
                 tracing::info!(events = ?summary.events, written = ?summary.written, "wardgate stopped");
@@ -213,6 +213,39 @@ fn bridge(file: &std::path::Path, check_only: bool) -> ExitCode {
     }
     // Without a configured quarantine file, it goes next to the config file.
     let quarantine = file.with_file_name("bridge-quarantine.jsonl");
+    until_stopped(|shutdown| async move {
+        match wardgate::bridge::run(config, quarantine, shutdown).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "wardgate bridge could not start");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn demo(opts: wardgate::demo::DemoOptions) -> ExitCode {
+    until_stopped(|shutdown| async move {
+        match wardgate::demo::run(opts, shutdown).await {
+            Ok(summary) => {
+                tracing::info!(events = ?summary.events, "demo stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "demo failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Runs `job` on a multi-threaded runtime with a shutdown token that the first
+/// SIGINT/SIGTERM cancels.
+fn until_stopped<F, Fut>(job: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -226,13 +259,7 @@ fn bridge(file: &std::path::Path, check_only: bool) -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        match wardgate::bridge::run(config, quarantine, shutdown).await {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "wardgate bridge could not start");
-                ExitCode::FAILURE
-            }
-        }
+        job(shutdown).await
     })
 }
 

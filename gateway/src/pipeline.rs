@@ -13,13 +13,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wardgate_drivers::{DriverContext, ble, modbus, pump, synthetic};
 use wardgate_model::{AlertId, Event, MetricRegistry};
 use wardgate_rules::Engine;
 
+use crate::commands::{AlertCommand, CommandRejected};
 use crate::config::{Config, DeviceConfig, DriverConfig, SinkKind};
 use crate::lineproto::Identity;
 use crate::sinks::influxdb::{InfluxDbSink, InfluxSetupError};
@@ -53,6 +54,17 @@ pub enum PipelineError {
     Rules(wardgate_rules::EngineError),
     #[error("cannot create a temporary spool directory: {0}")]
     TempDir(std::io::Error),
+    #[error("HTTP server: {0}")]
+    Http(#[from] crate::http::HttpError),
+}
+
+/// What the HTTP layer hangs on the pipeline: every committed batch is
+/// published on `committed` (after the spool append, so what a page shows is
+/// durable), and its commands arrive on `commands`.
+#[derive(Debug, Default)]
+struct Hooks {
+    committed: Option<broadcast::Sender<Arc<[Event]>>>,
+    commands: Option<mpsc::Receiver<AlertCommand>>,
 }
 
 /// What passed through, reported at shutdown.
@@ -170,6 +182,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
         tracing::info!(sink = %sink.name, "sink ready");
     }
 
+    let mut hooks = Hooks::default();
+    let http = match &config.http {
+        Some(http) => {
+            let started = crate::http::start(http, &config, Arc::clone(&spool)).await?;
+            hooks.committed = Some(started.committed.clone());
+            hooks.commands = Some(started.commands_rx);
+            Some(started.server)
+        }
+        None => None,
+    };
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let metrics = Arc::new(config.metrics.clone());
     let drivers = spawn_drivers(&config.devices, &metrics, &events_tx, &shutdown);
@@ -186,9 +208,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
 
     let mut summary = Summary::default();
     if !startup_events.is_empty() {
-        append(&spool, startup_events, &mut summary).await;
+        append(&spool, startup_events, &mut summary, &hooks).await;
     }
-    process(events_rx, commands_rx, engine, &spool, &mut summary).await;
+    process(events_rx, commands_rx, engine, &spool, &mut summary, hooks).await;
     if let Err(e) = supervisor.await {
         tracing::error!(error = %e, "driver supervisor failed");
     }
@@ -222,6 +244,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
         }
     }
     drop(commands_tx);
+    if let Some(server) = http {
+        server.abort();
+    }
     Ok(summary)
 }
 
@@ -236,7 +261,9 @@ async fn process(
     mut engine: Engine,
     spool: &Arc<Spool>,
     summary: &mut Summary,
+    mut hooks: Hooks,
 ) {
+    let mut http_commands = hooks.commands.take();
     let mut batch = Vec::with_capacity(COMMIT_BATCH);
     let mut out = Vec::with_capacity(COMMIT_BATCH * 2);
     let mut commands_open = true;
@@ -272,9 +299,64 @@ async fn process(
                 }
                 None => commands_open = false,
             },
+            Some(cmd) = recv_some(http_commands.as_mut()) => {
+                out.extend(apply_command(&mut engine, cmd));
+            }
         }
         if !out.is_empty() {
-            append(spool, std::mem::take(&mut out), summary).await;
+            append(spool, std::mem::take(&mut out), summary, &hooks).await;
+        }
+    }
+}
+
+/// The next command, or never when there is no command channel (or it closed).
+async fn recv_some<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => match rx.recv().await {
+            Some(v) => Some(v),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies one HTTP command and answers its caller; every acknowledgement
+/// and silence is logged with who and when (the engine's audit trail holds
+/// them too).
+fn apply_command(engine: &mut Engine, cmd: AlertCommand) -> Vec<Event> {
+    let now = chrono::Utc::now();
+    match cmd {
+        AlertCommand::Acknowledge { alert, by, reply } => {
+            let (events, result) = match engine.acknowledge(now, &alert, &by) {
+                Ok(t) => {
+                    tracing::info!(alert = %alert.0, by = %by, at = %now, "alert acknowledged");
+                    (t, Ok(()))
+                }
+                Err(e) => {
+                    tracing::warn!(alert = %alert.0, by = %by, error = %e, "acknowledgement not applied");
+                    (Vec::new(), Err(CommandRejected::from(e)))
+                }
+            };
+            let _ = reply.send(result);
+            events
+        }
+        AlertCommand::Silence {
+            target,
+            until,
+            by,
+            reply,
+        } => {
+            let result = engine.silence(now, target.clone(), until, &by);
+            match &result {
+                Ok(()) => {
+                    tracing::info!(target = ?target, until = %until, by = %by, at = %now, "silenced");
+                }
+                Err(e) => {
+                    tracing::warn!(target = ?target, by = %by, error = %e, "silence not applied");
+                }
+            }
+            let _ = reply.send(result.map_err(CommandRejected::from));
+            Vec::new()
         }
     }
 }
@@ -288,14 +370,14 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Commits one batch, retrying while the spool fails: the drivers wait
 /// meanwhile (the event channel is bounded), nothing is dropped.
-async fn append(spool: &Arc<Spool>, events: Vec<Event>, summary: &mut Summary) {
+async fn append(spool: &Arc<Spool>, events: Vec<Event>, summary: &mut Summary, hooks: &Hooks) {
     for event in &events {
         *summary.events.entry(kind_name(event)).or_default() += 1;
         if let Event::Alert(a) = event {
             tracing::info!(alert = %a.id.0, subject = %a.subject, rule = %a.rule, priority = a.priority.as_str(), transition = ?a.transition, "alert");
         }
     }
-    let events = Arc::new(events);
+    let events: Arc<[Event]> = events.into();
     let mut attempt = 0u32;
     loop {
         let spool = Arc::clone(spool);
@@ -306,6 +388,10 @@ async fn append(spool: &Arc<Spool>, events: Vec<Event>, summary: &mut Summary) {
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         match result {
             Ok(appended) => {
+                if let Some(tx) = &hooks.committed {
+                    // No subscriber is fine: nobody is looking.
+                    let _ = tx.send(Arc::clone(&events));
+                }
                 if appended.evicted > 0 {
                     summary.evicted += appended.evicted;
                     tracing::warn!(

@@ -32,6 +32,7 @@ use wardgate_rules::{RuleSet, RuleSource, RulesConfig};
 pub use secret::{Secret, SecretError, SecretSource};
 pub use source::Position;
 
+use crate::http::HttpConfig;
 use crate::sinks::influxdb::InfluxDbConfig;
 use crate::sinks::jsonl::JsonlConfig;
 use crate::sinks::mqtt::MqttSinkConfig;
@@ -53,6 +54,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// The compiled rules of `rules` (built-in packs and extra files).
     pub rule_set: RuleSet,
+    /// `[http]`: the API and nurse-station page; absent = no HTTP server.
+    pub http: Option<HttpConfig>,
 }
 
 /// `[spool]`: where accepted readings and alerts wait until every sink's peer
@@ -169,7 +172,7 @@ struct SubjectDecl {
 }
 
 const SECTIONS: &[&str] = &[
-    "gateway", "metrics", "subjects", "devices", "sinks", "spool", "rules",
+    "gateway", "metrics", "subjects", "devices", "sinks", "spool", "rules", "http",
 ];
 
 /// One problem in a configuration file.
@@ -398,6 +401,7 @@ impl<'i> Loader<'i> {
         let all_subjects_parsed = subjects.iter().all(Option::is_some);
         let sinks = self.sinks();
         let spool = self.spool();
+        let http = self.http();
         let rules = self.rules(file, &metrics, &subjects);
 
         // Bind each device to the one subject that lists it.
@@ -442,6 +446,7 @@ impl<'i> Loader<'i> {
             spool: spool.unwrap_or_default(),
             rules,
             rule_set,
+            http,
         })
     }
 
@@ -550,6 +555,14 @@ impl<'i> Loader<'i> {
             return None;
         }
         Some((config, rule_set))
+    }
+
+    fn http(&mut self) -> Option<HttpConfig> {
+        let (_, value) = get(self.root_table(), "http").map(|(s, v)| (s, v.clone()))?;
+        let path = [PathSeg::from("http")];
+        let c: HttpConfig = self.de(value, &path, "[http]")?;
+        self.issues(&path, c.issues());
+        Some(c)
     }
 
     fn spool(&mut self) -> Option<SpoolConfig> {

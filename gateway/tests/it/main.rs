@@ -2,6 +2,7 @@
 
 mod ble;
 mod check_config;
+mod http;
 mod modbus;
 mod pump;
 mod run;

@@ -2,5 +2,6 @@
 //! mosquitto broker, a real victoria-metrics TSDB, all on loopback ports.
 
 mod alert_path;
+mod browser;
 mod influx;
 mod mqtt;

@@ -1,0 +1,479 @@
+//! Routes and handlers. Reads answer from the [`View`](super::View); writes
+//! need `Authorization: Bearer <token>` and go to the rules stage, whose
+//! answer becomes the status code.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::BroadcastStream;
+use wardgate_model::{AlertId, RuleId, SubjectId};
+use wardgate_rules::{AckError, SilenceError, SilenceTarget};
+
+use super::HttpState;
+use super::view::kind_name;
+use crate::commands::{AlertCommand, CommandRejected};
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
+
+/// Readiness fails when the spool holds more telemetry than this share of its limit.
+const SPOOL_READY_SHARE: f64 = 0.9;
+/// Longest silence the API accepts, in minutes (the engine has its own limit too).
+const MAX_SILENCE_MIN: u32 = 24 * 60;
+
+/// Every route of the server.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/subjects", get(subjects))
+        .route("/api/devices", get(devices))
+        .route("/api/alerts", get(alerts))
+        .route("/api/alerts/{id}/ack", post(acknowledge))
+        .route("/api/silence", post(silence))
+        .route("/api/events", get(events))
+        .with_state(state)
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The name of the token presented, compared in constant time per token.
+fn authenticate(state: &HttpState, headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let presented = value.strip_prefix("Bearer ")?.trim().as_bytes();
+    let mut found = None;
+    for (name, secret) in state.tokens.iter() {
+        if constant_time_eq(secret.expose().as_bytes(), presented) {
+            found = Some(name.clone());
+        }
+    }
+    found
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized(state: &HttpState) -> Response {
+    state.rejected_writes.fetch_add(1, Ordering::Relaxed);
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "a valid `Authorization: Bearer <token>` header is required",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"wardgate\""),
+    );
+    r
+}
+
+/// `by` from a request body: optional, 1 to 64 printable characters.
+fn identity(token_name: &str, by: Option<&str>) -> Result<String, &'static str> {
+    match by.map(str::trim) {
+        None | Some("") => Ok(token_name.to_owned()),
+        Some(by) if by.chars().count() <= 64 && !by.chars().any(char::is_control) => {
+            Ok(format!("{by}@{token_name}"))
+        }
+        Some(_) => Err("`by` must be at most 64 printable characters"),
+    }
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let Some(probe) = state.spool.clone() else {
+        return "ready\n".into_response();
+    };
+    let stats =
+        tokio::task::spawn_blocking(move || probe.spool.stats().map(|s| (s, probe.max_bytes)))
+            .await;
+    match stats {
+        Ok(Ok((s, max))) if (s.telemetry_bytes as f64) < max as f64 * SPOOL_READY_SHARE => {
+            "ready\n".into_response()
+        }
+        Ok(Ok((s, max))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("spool nearly full: {} of {max} bytes\n", s.telemetry_bytes),
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("spool: {e}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "spool check failed\n").into_response(),
+    }
+}
+
+async fn subjects(State(state): State<HttpState>) -> Response {
+    let view = state
+        .view
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(json!({ "subjects": view.subjects() })).into_response()
+}
+
+async fn devices(State(state): State<HttpState>) -> Response {
+    let view = state
+        .view
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(json!({ "devices": view.devices() })).into_response()
+}
+
+async fn alerts(State(state): State<HttpState>) -> Response {
+    let view = state
+        .view
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(json!({ "alerts": view.alerts() })).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    by: Option<String>,
+}
+
+async fn acknowledge(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(token) = authenticate(&state, &headers) else {
+        return unauthorized(&state);
+    };
+    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+        }
+    };
+    let by = match identity(&token, body.by.as_deref()) {
+        Ok(by) => by,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let (reply, answer) = oneshot::channel();
+    let cmd = AlertCommand::Acknowledge {
+        alert: AlertId(id.as_str().into()),
+        by: by.clone(),
+        reply,
+    };
+    match send(&state, cmd, answer).await {
+        Ok(()) => Json(json!({ "acknowledged": id, "by": by })).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceBody {
+    subject: Option<String>,
+    rule: Option<String>,
+    minutes: u32,
+    by: Option<String>,
+}
+
+async fn silence(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(token) = authenticate(&state, &headers) else {
+        return unauthorized(&state);
+    };
+    let body: SilenceBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+    };
+    let by = match identity(&token, body.by.as_deref()) {
+        Ok(by) => by,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if body.minutes == 0 || body.minutes > MAX_SILENCE_MIN {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`minutes` must be 1 to {MAX_SILENCE_MIN}"),
+        );
+    }
+    let target = match (body.subject, body.rule) {
+        (Some(s), None) => {
+            let known = state
+                .view
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .has_subject(&s);
+            if !known {
+                return error(StatusCode::NOT_FOUND, format!("unknown subject `{s}`"));
+            }
+            SilenceTarget::Subject(SubjectId::from(s.as_str()))
+        }
+        (None, Some(r)) => SilenceTarget::Rule(RuleId::from(r.as_str())),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of `subject` and `rule`",
+            );
+        }
+    };
+    let until = chrono::Utc::now() + chrono::TimeDelta::minutes(i64::from(body.minutes));
+    let (reply, answer) = oneshot::channel();
+    let cmd = AlertCommand::Silence {
+        target,
+        until,
+        by: by.clone(),
+        reply,
+    };
+    match send(&state, cmd, answer).await {
+        Ok(()) => Json(json!({ "silenced_until": until, "by": by })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn send(
+    state: &HttpState,
+    cmd: AlertCommand,
+    answer: oneshot::Receiver<Result<(), CommandRejected>>,
+) -> Result<(), Response> {
+    let stopped = || error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is stopping");
+    state.commands.send(cmd).await.map_err(|_| stopped())?;
+    match answer.await.map_err(|_| stopped())? {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let status = match &e {
+                CommandRejected::Ack(AckError::UnknownAlert(_))
+                | CommandRejected::Silence(SilenceError::UnknownRule(_)) => StatusCode::NOT_FOUND,
+                CommandRejected::Ack(AckError::AlreadyAcknowledged(_)) => StatusCode::CONFLICT,
+                CommandRejected::Silence(_) => StatusCode::BAD_REQUEST,
+            };
+            Err(error(status, e.to_string()))
+        }
+    }
+}
+
+/// `text/event-stream`: one SSE event per committed event, named by its
+/// type (`reading`, `device_status`, `device_alarm`, `alert`), the data
+/// being the event's JSON; `lagged` when this client fell behind.
+async fn events(
+    State(state): State<HttpState>,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let lagged = state.lagged.clone();
+    let stream = BroadcastStream::new(state.events.subscribe()).flat_map(move |batch| {
+        let out: Vec<Result<SseEvent, Infallible>> = match batch {
+            Ok(batch) => batch
+                .iter()
+                .filter_map(|e| SseEvent::default().event(kind_name(e)).json_data(e).ok())
+                .map(Ok)
+                .collect(),
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                lagged.fetch_add(n, Ordering::Relaxed);
+                vec![Ok(SseEvent::default().event("lagged").data(n.to_string()))]
+            }
+        };
+        futures_util::stream::iter(out)
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Prometheus text format 0.0.4.
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let mut out = String::new();
+    {
+        let view = state
+            .view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(
+            out,
+            "# HELP wardgate_events_total Events committed to the spool, by type."
+        );
+        let _ = writeln!(out, "# TYPE wardgate_events_total counter");
+        for (k, v) in &view.counters.events {
+            let _ = writeln!(out, "wardgate_events_total{{type=\"{k}\"}} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wardgate_alert_transitions_total Alert transitions, by transition."
+        );
+        let _ = writeln!(out, "# TYPE wardgate_alert_transitions_total counter");
+        for (k, v) in &view.counters.transitions {
+            let _ = writeln!(
+                out,
+                "wardgate_alert_transitions_total{{transition=\"{k}\"}} {v}"
+            );
+        }
+        let _ = writeln!(out, "# HELP wardgate_alerts Open alerts, by state.");
+        let _ = writeln!(out, "# TYPE wardgate_alerts gauge");
+        let counts = view.alert_counts();
+        for s in ["active", "latched", "acknowledged"] {
+            let _ = writeln!(
+                out,
+                "wardgate_alerts{{state=\"{s}\"}} {}",
+                counts.get(s).copied().unwrap_or(0)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wardgate_device_readings_total Readings committed, by device."
+        );
+        let _ = writeln!(out, "# TYPE wardgate_device_readings_total counter");
+        for d in view.devices() {
+            let _ = writeln!(
+                out,
+                "wardgate_device_readings_total{{device=\"{}\"}} {}",
+                escape(&d.id),
+                d.readings
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wardgate_device_last_seen_seconds Unix time of the device's last reading, alarm or online status."
+        );
+        let _ = writeln!(out, "# TYPE wardgate_device_last_seen_seconds gauge");
+        for d in view.devices() {
+            if let Some(t) = d.last_seen {
+                let _ = writeln!(
+                    out,
+                    "wardgate_device_last_seen_seconds{{device=\"{}\"}} {:.3}",
+                    escape(&d.id),
+                    t.timestamp_millis() as f64 / 1000.0
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wardgate_device_online 1 when the device's last status is online."
+        );
+        let _ = writeln!(out, "# TYPE wardgate_device_online gauge");
+        for d in view.devices() {
+            let _ = writeln!(
+                out,
+                "wardgate_device_online{{device=\"{}\"}} {}",
+                escape(&d.id),
+                u8::from(d.state == "online")
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wardgate_http_sse_lagged_total Committed batches an SSE client or the page view skipped."
+    );
+    let _ = writeln!(out, "# TYPE wardgate_http_sse_lagged_total counter");
+    let _ = writeln!(
+        out,
+        "wardgate_http_sse_lagged_total {}",
+        state.lagged.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP wardgate_http_unauthorized_total Writes refused for want of a valid token."
+    );
+    let _ = writeln!(out, "# TYPE wardgate_http_unauthorized_total counter");
+    let _ = writeln!(
+        out,
+        "wardgate_http_unauthorized_total {}",
+        state.rejected_writes.load(Ordering::Relaxed)
+    );
+    if let Some(probe) = state.spool.clone() {
+        let max = probe.max_bytes;
+        if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || probe.spool.stats()).await {
+            for (name, help, kind, v) in [
+                (
+                    "wardgate_spool_alerts",
+                    "Alert events waiting in the spool.",
+                    "gauge",
+                    s.alerts,
+                ),
+                (
+                    "wardgate_spool_telemetry",
+                    "Telemetry events waiting in the spool.",
+                    "gauge",
+                    s.telemetry,
+                ),
+                (
+                    "wardgate_spool_telemetry_bytes",
+                    "Bytes of telemetry in the spool.",
+                    "gauge",
+                    s.telemetry_bytes,
+                ),
+                (
+                    "wardgate_spool_max_bytes",
+                    "The spool's telemetry limit in bytes.",
+                    "gauge",
+                    max,
+                ),
+                (
+                    "wardgate_spool_evicted_total",
+                    "Telemetry evicted to stay within the limits.",
+                    "counter",
+                    s.evicted_total,
+                ),
+                (
+                    "wardgate_spool_corrupt_records_total",
+                    "Spool records that could not be read.",
+                    "counter",
+                    s.corrupt_records,
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+                );
+            }
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// Label values: backslash, quote and newline escaped.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

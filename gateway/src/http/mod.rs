@@ -1,0 +1,180 @@
+//! The HTTP server: health and readiness, Prometheus metrics, the JSON API,
+//! a Server-Sent Events stream and the nurse-station page (embedded in the
+//! binary: nothing is fetched from elsewhere at runtime).
+//!
+//! It owns a [`View`] fed from the events the pipeline has committed to the
+//! spool (a broadcast channel), and sends nurses' commands to the rules
+//! stage with a reply channel. It never touches the rules engine or a sink
+//! itself, and it never logs a token.
+
+mod api;
+mod config;
+pub mod view;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
+use wardgate_model::Event;
+
+pub use api::router;
+pub use config::{HttpConfig, HttpToken};
+pub use view::View;
+
+use crate::commands::AlertCommand;
+use crate::config::{Config, Secret, SecretError};
+use crate::spool::Spool;
+
+/// Committed batches buffered for slow SSE clients before they lag.
+const BROADCAST: usize = 1024;
+/// Commands from HTTP waiting for the rules stage.
+const COMMANDS: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("token `{name}`: {source}")]
+    Token { name: String, source: SecretError },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Spool figures for `/readyz` and `/metrics`.
+#[derive(Debug, Clone)]
+pub struct SpoolProbe {
+    pub spool: Arc<Spool>,
+    pub max_bytes: u64,
+}
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    pub(crate) view: Arc<Mutex<View>>,
+    pub(crate) tokens: Arc<[(String, Secret)]>,
+    pub(crate) commands: mpsc::Sender<AlertCommand>,
+    pub(crate) events: broadcast::Sender<Arc<[Event]>>,
+    pub(crate) spool: Option<SpoolProbe>,
+    pub(crate) lagged: Arc<AtomicU64>,
+    pub(crate) rejected_writes: Arc<AtomicU64>,
+}
+
+impl HttpState {
+    /// State with no spool (tests): returns the command receiver the rules
+    /// stage (or a test) answers.
+    pub fn new(
+        view: View,
+        tokens: Vec<(String, Secret)>,
+        spool: Option<SpoolProbe>,
+    ) -> (Self, mpsc::Receiver<AlertCommand>) {
+        let (commands, rx) = mpsc::channel(COMMANDS);
+        let (events, _) = broadcast::channel(BROADCAST);
+        (
+            HttpState {
+                view: Arc::new(Mutex::new(view)),
+                tokens: tokens.into(),
+                commands,
+                events,
+                spool,
+                lagged: Arc::new(AtomicU64::new(0)),
+                rejected_writes: Arc::new(AtomicU64::new(0)),
+            },
+            rx,
+        )
+    }
+
+    /// Applies committed events to the view (the pipeline's hook calls this
+    /// through the broadcast channel; tests call it directly).
+    pub fn apply(&self, events: &[Event]) {
+        let mut view = self
+            .view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for e in events {
+            view.handle_event(e);
+        }
+    }
+
+    /// Where committed batches are published (for SSE and the view).
+    pub fn committed(&self) -> broadcast::Sender<Arc<[Event]>> {
+        self.events.clone()
+    }
+}
+
+/// A running server, as the pipeline holds it.
+#[derive(Debug)]
+pub struct Started {
+    pub committed: broadcast::Sender<Arc<[Event]>>,
+    pub commands_rx: mpsc::Receiver<AlertCommand>,
+    pub server: tokio::task::JoinHandle<()>,
+    pub addr: std::net::SocketAddr,
+}
+
+/// Resolves the tokens, binds and serves until the returned task is aborted.
+pub async fn start(
+    http: &HttpConfig,
+    config: &Config,
+    spool: Arc<Spool>,
+) -> Result<Started, HttpError> {
+    let mut tokens = Vec::new();
+    for t in &http.tokens {
+        let secret = t.token.resolve().map_err(|source| HttpError::Token {
+            name: t.name.clone(),
+            source,
+        })?;
+        tokens.push((t.name.clone(), secret));
+    }
+    if tokens.is_empty() {
+        tracing::warn!("[http] has no tokens: acknowledging and silencing are refused");
+    }
+    let view = View::new(&config.subjects, &config.devices);
+    let probe = SpoolProbe {
+        spool,
+        max_bytes: config.spool.max_bytes,
+    };
+    let (state, commands_rx) = HttpState::new(view, tokens, Some(probe));
+    let listener = tokio::net::TcpListener::bind(http.listen)
+        .await
+        .map_err(|source| HttpError::Bind {
+            addr: http.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(http.listen);
+    // The view follows the committed events in its own task.
+    let mut rx = state.events.subscribe();
+    let feeder = state.clone();
+    let committed = state.committed();
+    let app = router(state);
+    let server = tokio::spawn(async move {
+        let feed = async {
+            loop {
+                match rx.recv().await {
+                    Ok(batch) => feeder.apply(&batch),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        feeder.lagged.fetch_add(n, Ordering::Relaxed);
+                        tracing::warn!(
+                            batches = n,
+                            "HTTP view fell behind; some updates were skipped"
+                        );
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        };
+        let serve = axum::serve(listener, app);
+        tokio::select! {
+            () = feed => {}
+            r = serve => if let Err(e) = r {
+                tracing::error!(error = %e, "HTTP server stopped");
+            },
+        }
+    });
+    tracing::info!(url = %format!("http://{addr}/"), "nurse-station page and API listening");
+    Ok(Started {
+        committed,
+        commands_rx,
+        server,
+        addr,
+    })
+}

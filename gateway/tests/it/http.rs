@@ -1,0 +1,280 @@
+//! The HTTP API without a socket (`Router::oneshot`), with a real rules
+//! engine answering the commands the way the pipeline's rules stage does.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use tower::ServiceExt as _;
+use wardgate::config::{Config, SecretSource};
+use wardgate::http::{HttpState, View, router};
+use wardgate_model::{DeviceId, DeviceKind, DeviceRef, Event, Metric, Reading, TimeSource};
+use wardgate_rules::Engine;
+
+const TOKEN: &str = "t0ken-for-tests";
+
+const CONFIG: &str = r#"
+[gateway]
+site = "s"
+ward = "w"
+id = "gw"
+
+[[subjects]]
+id = "bed-1"
+kind = "bed"
+name = "Bed 1"
+devices = ["bed-1-wearable"]
+
+[[devices]]
+id = "bed-1-wearable"
+type = "synthetic"
+signals = [{ metric = "heart_rate", base = 70 }]
+
+[[sinks]]
+type = "jsonl"
+path = "-"
+"#;
+
+struct Fixture {
+    state: HttpState,
+    engine: Arc<Mutex<Engine>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A state with one token (`station-1`), the view of [`CONFIG`], and a task
+/// that applies commands to a real engine and feeds its events back.
+fn fixture() -> Fixture {
+    let config: Config =
+        wardgate::config::parse(std::path::Path::new("test.toml"), CONFIG).expect("valid config");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+    let secret = SecretSource::File(path).resolve().unwrap();
+    let view = View::new(&config.subjects, &config.devices);
+    let (state, mut commands) = HttpState::new(view, vec![("station-1".into(), secret)], None);
+    let engine = Arc::new(Mutex::new(
+        config.rules.engine(config.rule_set.clone()).unwrap(),
+    ));
+    let (e, s) = (Arc::clone(&engine), state.clone());
+    tokio::spawn(async move {
+        use wardgate::commands::{AlertCommand, CommandRejected};
+        while let Some(cmd) = commands.recv().await {
+            let now = chrono::Utc::now();
+            let mut engine = e.lock().unwrap();
+            match cmd {
+                AlertCommand::Acknowledge { alert, by, reply } => {
+                    let r = engine.acknowledge(now, &alert, &by);
+                    if let Ok(events) = &r {
+                        s.apply(events);
+                    }
+                    let _ = reply.send(r.map(|_| ()).map_err(CommandRejected::from));
+                }
+                AlertCommand::Silence {
+                    target,
+                    until,
+                    by,
+                    reply,
+                } => {
+                    let r = engine.silence(now, target, until, &by);
+                    let _ = reply.send(r.map_err(CommandRejected::from));
+                }
+            }
+        }
+    });
+    Fixture {
+        state,
+        engine,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    /// One reading from bed 1's wearable through the engine into the view,
+    /// as the pipeline commits it (the reading and what the engine derived).
+    fn reading(&self, metric: Metric, value: f64) {
+        let device = DeviceRef::new(DeviceId::from("bed-1-wearable"), DeviceKind::Synthetic);
+        let now = chrono::Utc::now();
+        let r = Reading::new(
+            now,
+            TimeSource::Gateway,
+            "bed-1".into(),
+            Some(device),
+            metric,
+            value,
+        )
+        .unwrap();
+        let event = Event::Reading(r);
+        let mut out = self.engine.lock().unwrap().handle_event(now, &event);
+        out.push(event);
+        self.state.apply(&out);
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let response = router(self.state.clone())
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, json)
+    }
+
+    async fn alerts(&self) -> Vec<serde_json::Value> {
+        let (status, v) = self.call("GET", "/api/alerts", None, "").await;
+        assert_eq!(status, StatusCode::OK);
+        v["alerts"].as_array().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn writes_need_a_valid_bearer_token() {
+    let f = fixture();
+    let silence = r#"{"subject":"bed-1","minutes":5}"#;
+    for token in [None, Some("wrong"), Some("")] {
+        let (status, _) = f.call("POST", "/api/alerts/x/ack", token, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "ack with {token:?}");
+        let (status, _) = f.call("POST", "/api/silence", token, silence).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "silence with {token:?}");
+    }
+    // Reads need no token.
+    let (status, _) = f.call("GET", "/api/alerts", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn acknowledge_records_the_token_name_and_by() {
+    let f = fixture();
+    // technical pack: battery_level < battery_low_pct (20) raises battery_low.
+    f.reading(Metric::BatteryLevel, 12.0);
+    let alerts = f.alerts().await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["rule"], "battery_low");
+    assert_eq!(alerts[0]["state"], "active");
+    let id = alerts[0]["id"].as_str().unwrap().to_owned();
+    // Alert ids contain `/`: a client percent-encodes them in the path.
+    let path = format!("/api/alerts/{}/ack", id.replace('/', "%2F"));
+
+    let (status, body) = f
+        .call("POST", &path, Some(TOKEN), r#"{"by":"nurse-a"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["by"], "nurse-a@station-1");
+    let alerts = f.alerts().await;
+    assert_eq!(alerts[0]["state"], "acknowledged");
+    assert_eq!(alerts[0]["acknowledged"]["by"], "nurse-a@station-1");
+
+    let (status, _) = f.call("POST", &path, Some(TOKEN), "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "acknowledged twice");
+    let (status, body) = f
+        .call("POST", "/api/alerts/no-such-alert/ack", Some(TOKEN), "")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("no-such-alert"));
+    let (status, _) = f.call("POST", &path, Some(TOKEN), "not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn silence_checks_its_target_and_duration() {
+    let f = fixture();
+    let cases = [
+        (r#"{"subject":"bed-1","minutes":15}"#, StatusCode::OK),
+        (r#"{"rule":"battery_low","minutes":15}"#, StatusCode::OK),
+        (
+            r#"{"subject":"bed-99","minutes":15}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            r#"{"rule":"no_such_rule","minutes":15}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            r#"{"subject":"bed-1","minutes":0}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"{"subject":"bed-1","rule":"battery_low","minutes":5}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (r#"{"minutes":5}"#, StatusCode::BAD_REQUEST),
+    ];
+    for (body, want) in cases {
+        let (status, answer) = f.call("POST", "/api/silence", Some(TOKEN), body).await;
+        assert_eq!(status, want, "{body}: {answer}");
+    }
+    // While bed 1 is silenced, a low battery raises nothing.
+    f.reading(Metric::BatteryLevel, 12.0);
+    assert!(f.alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn subjects_devices_and_metrics_show_the_latest_readings() {
+    let f = fixture();
+    f.reading(Metric::HeartRate, 72.0);
+    f.reading(Metric::BatteryLevel, 15.0);
+    let (status, v) = f.call("GET", "/api/subjects", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let bed = &v["subjects"][0];
+    assert_eq!(bed["id"], "bed-1");
+    assert_eq!(bed["name"], "Bed 1");
+    assert_eq!(bed["vitals"]["heart_rate"]["value"], 72.0);
+    assert_eq!(bed["vitals"]["heart_rate"]["unit"], "/min");
+    assert_eq!(bed["history"]["heart_rate"].as_array().unwrap().len(), 1);
+
+    let (_, v) = f.call("GET", "/api/devices", None, "").await;
+    let d = &v["devices"][0];
+    assert_eq!(d["id"], "bed-1-wearable");
+    assert_eq!(d["readings"], 2);
+    assert_eq!(d["battery"], 15.0);
+    assert_eq!(d["battery_low"], true);
+
+    let (status, text) = f.call("GET", "/metrics", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("wardgate_device_readings_total{device=\"bed-1-wearable\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wardgate_events_total{type=\"reading\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wardgate_alerts{state=\"active\"} 1\n"),
+        "{text}"
+    );
+
+    let (status, text) = f.call("GET", "/healthz", None, "").await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, Some("ok\n")));
+    let (status, text) = f.call("GET", "/readyz", None, "").await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, Some("ready\n")));
+}
+
+#[tokio::test]
+async fn the_page_is_served_without_any_token_in_it() {
+    let f = fixture();
+    for path in ["/", "/app.js", "/style.css"] {
+        let (status, body) = f.call("GET", path, None, "").await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let body = body.as_str().unwrap();
+        assert!(!body.contains(TOKEN), "{path}");
+        assert!(
+            !body.contains("http://") || path == "/app.js",
+            "{path} links elsewhere"
+        );
+    }
+}

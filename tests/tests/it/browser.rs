@@ -1,0 +1,258 @@
+//! The nurse-station page in headless Chromium (driven over WebDriver by
+//! chromedriver) against `wardgate demo`: an alert shows up, the nurse enters
+//! the station token, clicks Acknowledge and sees the alert acknowledged;
+//! writes without a token are refused (401). The screenshot is kept in
+//! `target/browser-test/nurse-station.png`.
+//!
+//! Chromium is required, not optional: without it this test fails with a
+//! message saying how to install it (`.ci/run` installs it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use nix::sys::signal::Signal;
+use wardgate_e2e::{free_port, signal, wait_exit, wait_for, wait_port, wardgate_bin};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Kills a child process when the test ends, passing or not.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the demo");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn require(path: &str, what: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{what} not found at {path}: install Debian's `chromium` and `chromium-driver` \
+         (apt-get install chromium chromium-driver; .ci/run does this)"
+    );
+}
+
+fn artifact_dir() -> PathBuf {
+    // target/<profile>/wardgate → target/browser-test
+    let bin = wardgate_bin();
+    let target = bin
+        .parent()
+        .and_then(Path::parent)
+        .expect("the binary lives in target/<profile>");
+    let dir = target.join("browser-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn nurse_acknowledges_an_alert_in_the_browser() {
+    require(CHROMIUM, "chromium");
+    require(CHROMEDRIVER, "chromedriver");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("demo.log");
+    let mut demo = Guard(
+        Command::new(wardgate_bin())
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start wardgate demo"),
+    );
+    // The demo prints the station token on standard output.
+    let stdout = demo.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(token) = line.split("enter this token: ").nth(1) {
+                let _ = tx.send(token.trim().to_owned());
+            }
+        }
+    });
+    let token = wait_for("the demo's token line", || rx.try_recv().ok());
+    wait_port(port);
+
+    // Writes without a valid token are refused.
+    for auth in [None, Some("not-the-token")] {
+        let (status, _) = http(port, "POST", "/api/alerts/x/ack", auth, "{}");
+        assert_eq!(status, 401, "acknowledge with {auth:?}");
+        let (status, _) = http(
+            port,
+            "POST",
+            "/api/silence",
+            auth,
+            r#"{"subject":"bed-1","minutes":5}"#,
+        );
+        assert_eq!(status, 401, "silence with {auth:?}");
+    }
+
+    // Bed 7's wearable reports 15 % battery: battery_low (threshold 20 %) is
+    // raised and stays while the battery stays low.
+    let alert_id: String = wait_for("bed 7's battery_low alert in /api/alerts", || {
+        let (status, body) = http(port, "GET", "/api/alerts", None, "");
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["alerts"].as_array()?.iter().find_map(|a| {
+            let id = a["id"].as_str()?;
+            id.starts_with("bed-7/battery_low/").then(|| id.to_owned())
+        })
+    });
+
+    let wd_port = free_port();
+    let _driver = Guard(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={wd_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_port(wd_port);
+    let profile = dir.path().join("chromium-profile");
+    let shot = artifact_dir().join("nurse-station.png");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let acknowledged_text = rt.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--window-size=1280,1500",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{wd_port}"))
+            .await
+            .expect("a WebDriver session in headless Chromium");
+        let result = async {
+            c.goto(&format!("http://127.0.0.1:{port}/")).await?;
+            // The page is live over SSE.
+            c.wait()
+                .at_most(Duration::from_secs(30))
+                .for_element(Locator::XPath("//span[@id='live' and contains(., 'LIVE')]"))
+                .await?;
+            c.find(Locator::Id("token"))
+                .await?
+                .send_keys(&token)
+                .await?;
+            c.find(Locator::Id("save-token")).await?.click().await?;
+            let button = format!(
+                "li.alert.active[data-alert-id=\"{alert_id}\"] button.ack:not([disabled])"
+            );
+            // The page rebuilds the list when alerts change: an element found
+            // a moment ago may be gone; find it again then.
+            let mut attempts = 0;
+            loop {
+                let found = c
+                    .wait()
+                    .at_most(Duration::from_secs(30))
+                    .for_element(Locator::Css(&button))
+                    .await?;
+                match found.click().await {
+                    Ok(()) => break,
+                    Err(e) if e.is_stale_element_reference() && attempts < 10 => attempts += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            let state = format!("li.alert.acknowledged[data-alert-id=\"{alert_id}\"] .state");
+            let mut text = String::new();
+            for _ in 0..1500 {
+                let v = c
+                    .execute(
+                        "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                        vec![serde_json::Value::String(state.clone())],
+                    )
+                    .await?;
+                if let Some(t) = v.as_str() {
+                    text = t.to_owned();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let png = c.screenshot().await?;
+            std::fs::write(&shot, png).expect("write the screenshot");
+            Ok::<_, fantoccini::error::CmdError>(text)
+        }
+        .await;
+        let _ = c.close().await;
+        result.expect("the acknowledge flow in the browser")
+    });
+    eprintln!("screenshot: {}", shot.display());
+
+    // The page shows who acknowledged: the station token's name.
+    assert_eq!(acknowledged_text, "ACKNOWLEDGED by demo-station");
+    // And the API agrees.
+    let (_, body) = http(port, "GET", "/api/alerts", None, "");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let alert = v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == alert_id.as_str())
+        .expect("the alert is still open (its battery is still low)");
+    assert_eq!(alert["state"], "acknowledged");
+    assert_eq!(alert["acknowledged"]["by"], "demo-station");
+    // Acknowledging twice is a conflict, an unknown id is 404.
+    let path = format!("/api/alerts/{}/ack", alert_id.replace('/', "%2F"));
+    assert_eq!(http(port, "POST", &path, Some(&token), "{}").0, 409);
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/api/alerts/no-such-alert/ack",
+            Some(&token),
+            "{}"
+        )
+        .0,
+        404
+    );
+
+    signal(&demo.0, Signal::SIGINT);
+    let status = wait_exit(&mut demo.0);
+    assert!(
+        status.success(),
+        "demo exit: {status}; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
