@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, PathSeg};
+use wardgate_model::config::{ConfigIssue, PathSeg, check_duration};
 
 use crate::config::{SecretError, SecretSource};
 
@@ -25,6 +25,10 @@ pub struct BrokerConfig {
     pub password: Option<SecretSource>,
     #[serde(with = "humantime_serde", default = "default_keep_alive")]
     pub keep_alive: Duration,
+    /// Longest wait between reconnection attempts (exponential backoff with
+    /// jitter, from 200 ms up to this).
+    #[serde(with = "humantime_serde", default = "default_reconnect_max")]
+    pub reconnect_max: Duration,
     /// TLS (rustls). Present = TLS on.
     pub tls: Option<TlsConfig>,
 }
@@ -37,6 +41,10 @@ pub struct TlsConfig {
     /// PEM client certificate and key, for brokers that require client auth.
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+}
+
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_keep_alive() -> Duration {
@@ -84,6 +92,12 @@ impl BrokerConfig {
                 "client_cert and client_key go together: give both or neither",
             ));
         }
+        check_duration(
+            &mut issues,
+            "reconnect_max",
+            self.reconnect_max,
+            Duration::from_secs(1)..=Duration::from_secs(600),
+        );
         if self.keep_alive < Duration::from_secs(5) {
             issues.push(ConfigIssue::new(
                 [PathSeg::from("keep_alive")],
@@ -91,6 +105,16 @@ impl BrokerConfig {
             ));
         }
         issues
+    }
+
+    /// Delays between reconnection attempts: exponential from 200 ms up to
+    /// `reconnect_max`, with jitter.
+    pub fn reconnect_backoff(&self) -> backon::ExponentialBuilder {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(self.reconnect_max)
+            .with_jitter()
+            .without_max_times()
     }
 
     /// rumqttc options: persistent session (`clean_session = false`), the

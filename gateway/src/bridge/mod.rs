@@ -90,6 +90,7 @@ pub async fn run(
         Arc::clone(&connection),
         tx,
         mqtt_done.clone(),
+        config.mqtt.broker.reconnect_backoff(),
     ));
     let probe = writer.clone();
     tokio::spawn(async move { probe.probe().await });
@@ -140,12 +141,8 @@ async fn poll_mqtt(
     connection: Arc<AtomicU64>,
     tx: mpsc::Sender<Held>,
     done: CancellationToken,
+    backoff: backon::ExponentialBuilder,
 ) {
-    let backoff = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .without_max_times();
     let mut delays = backoff.build();
     let mut connected = false;
     loop {

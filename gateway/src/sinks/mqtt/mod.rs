@@ -115,11 +115,7 @@ impl MqttSink {
         // Room for a full window plus the largest batch: `try_publish` never
         // finds the request channel full.
         let (client, mut eventloop) = AsyncClient::new(options, window + 2 * batch_max + 16);
-        let backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(30))
-            .with_jitter()
-            .without_max_times();
+        let backoff = self.config.broker.reconnect_backoff();
         let mut delays = backoff.build();
 
         let mut connected = false;
