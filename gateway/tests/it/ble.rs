@@ -2,13 +2,10 @@
 //! `wardgate run` with a `type = "ble"` device → JSONL: the oximeter's
 //! desaturation reaches the sink bound to the configured subject.
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use wardgate_model::{Event, Metric};
 use wardgate_sim::ble::{BleSimConfig, Scenario, serve};
 
-use crate::run::wait_exit;
-use crate::{PrintLogOnPanic, events, wait_event, wardgate};
+use crate::Running;
 
 #[test]
 fn ble_oximeter_desaturation_reaches_the_jsonl_sink() {
@@ -28,18 +25,8 @@ fn ble_oximeter_desaturation_reaches_the_jsonl_sink() {
         },
     ));
 
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("events.jsonl");
-    let cfg = dir.path().join("gw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[gateway]
-site = "t"
-ward = "w"
-id = "gw"
-
+    let mut gw = Running::start(&format!(
+        r#"
 [[subjects]]
 id = "bed-3"
 kind = "bed"
@@ -50,33 +37,14 @@ id = "ox-3"
 type = "ble"
 addresses = ["AA:BB:CC:00:00:09"]
 simulator = "{addr}"
-
-[[sinks]]
-type = "jsonl"
-path = "{}"
-"#,
-            out.display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("gw.log");
-    let mut child = wardgate()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let _guard = PrintLogOnPanic(log);
+"#
+    ));
     // The scenario takes SpO2 from 97 % down to 85 %.
-    wait_event(
-        &mut child,
-        &out,
+    gw.wait_event(
         "SpO2 at or below 86 %",
         |e| matches!(e, Event::Reading(r) if r.metric == Metric::Spo2 && r.value <= 86.0),
     );
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    assert!(wait_exit(&mut child).success());
-    let all = events(&out);
+    let all = gw.stop();
     assert!(
         all.iter()
             .any(|e| matches!(e, Event::DeviceStatus(s) if s.device.id.as_str() == "ox-3"))

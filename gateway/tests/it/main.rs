@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use wardgate_model::Event;
 
 /// The `wardgate` binary Cargo built for these tests.
@@ -34,33 +36,67 @@ fn events(path: &Path) -> Vec<Event> {
         .collect()
 }
 
-/// Polls the JSONL file until `pred` holds for some event.
-fn wait_event(
-    child: &mut std::process::Child,
-    path: &Path,
-    what: &str,
-    pred: impl Fn(&Event) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !events(path).iter().any(&pred) {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("wardgate exited early with {status}");
+/// `wardgate run` in a temporary directory: the test's devices and subjects,
+/// with a gateway identity and a JSONL sink (`events.jsonl`) added. Its log
+/// is printed if the test fails; the process is killed if still running.
+struct Running {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn start(devices_and_subjects: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("events.jsonl");
+        let cfg = dir.path().join("gw.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[gateway]\nsite = \"t\"\nward = \"w\"\nid = \"gw\"\n{devices_and_subjects}\n[[sinks]]\ntype = \"jsonl\"\npath = \"{}\"\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let child = wardgate()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stderr(std::fs::File::create(dir.path().join("gw.log")).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, dir }
+    }
+
+    fn events(&self) -> Vec<Event> {
+        events(&self.dir.path().join("events.jsonl"))
+    }
+
+    /// Polls the JSONL file until `pred` holds for some event.
+    fn wait_event(&mut self, what: &str, pred: impl Fn(&Event) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.events().iter().any(&pred) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("wardgate exited early with {status}");
+            }
+            assert!(Instant::now() < deadline, "no {what} in the JSONL sink");
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(Instant::now() < deadline, "no {what} in {}", path.display());
-        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    /// SIGINT, then a clean exit within the bound; returns every event written.
+    fn stop(&mut self) -> Vec<Event> {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT).unwrap();
+        assert!(run::wait_exit(&mut self.child).success());
+        self.events()
     }
 }
 
-/// Shows the gateway's log when the test fails.
-struct PrintLogOnPanic(PathBuf);
-
-impl Drop for PrintLogOnPanic {
+impl Drop for Running {
     fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!(
-                "gateway log:\n{}",
-                std::fs::read_to_string(&self.0).unwrap_or_default()
-            );
+            let log = std::fs::read_to_string(self.dir.path().join("gw.log")).unwrap_or_default();
+            eprintln!("gateway log:\n{log}");
         }
     }
 }

@@ -1,14 +1,11 @@
 //! A Modbus TCP sensor simulated in-process, read by `wardgate run`: scaled
 //! register values reach the JSONL sink bound to the room's subject.
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 use wardgate_model::{Event, Metric};
 use wardgate_sim::modbus::{SimConfig, start};
 
-use crate::run::wait_exit;
-use crate::{PrintLogOnPanic, events, wait_event, wardgate};
+use crate::Running;
 
 #[test]
 fn modbus_tcp_room_sensor_reaches_the_jsonl_sink() {
@@ -33,18 +30,8 @@ script = { kind = "drift", base = 22.4, amplitude = 0.0, period = "10m" }
     let running = rt.block_on(start(sim, shutdown.clone())).unwrap();
     let addr = running.tcp[0].1.addr;
 
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("events.jsonl");
-    let cfg = dir.path().join("gw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[gateway]
-site = "t"
-ward = "w"
-id = "gw"
-
+    let mut gw = Running::start(&format!(
+        r#"
 [[subjects]]
 id = "room-1"
 kind = "room"
@@ -64,32 +51,13 @@ type = "i16"
 scale = 0.1
 metric = "room_temp"
 unit = "Cel"
-
-[[sinks]]
-type = "jsonl"
-path = "{}"
-"#,
-            out.display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("gw.log");
-    let mut child = wardgate()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let _guard = PrintLogOnPanic(log);
-    wait_event(
-        &mut child,
-        &out,
-        "room temperature",
-        |e| matches!(e, Event::Reading(r) if r.metric == Metric::RoomTemp && r.subject.as_str() == "room-1"),
-    );
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    assert!(wait_exit(&mut child).success());
-    let temps: Vec<f64> = events(&out)
+"#
+    ));
+    gw.wait_event("room temperature", |e| {
+        matches!(e, Event::Reading(r) if r.metric == Metric::RoomTemp && r.subject.as_str() == "room-1")
+    });
+    let temps: Vec<f64> = gw
+        .stop()
         .iter()
         .filter_map(|e| match e {
             Event::Reading(r) if r.metric == Metric::RoomTemp => Some(r.value),
@@ -137,18 +105,8 @@ script = { kind = "drift", base = 21.0, amplitude = 0.0, period = "10m" }
     let running = rt.block_on(start(sim, shutdown.clone())).unwrap();
     let port = running.rtu[0].1.path.clone();
 
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("events.jsonl");
-    let cfg = dir.path().join("gw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[gateway]
-site = "t"
-ward = "w"
-id = "gw"
-
+    let mut gw = Running::start(&format!(
+        r#"
 [[subjects]]
 id = "fridge-1"
 kind = "room"
@@ -188,35 +146,14 @@ scale = 0.1
 metric = "room_temp"
 unit = "Cel"
 
-[[sinks]]
-type = "jsonl"
-path = "{}"
-"#,
-            out.display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("gw.log");
-    let mut child = wardgate()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let _guard = PrintLogOnPanic(log);
-    wait_event(
-        &mut child,
-        &out,
-        "fridge temperature",
-        |e| matches!(e, Event::Reading(r) if r.metric == Metric::FridgeTemp && r.subject.as_str() == "fridge-1" && r.value == 4.5),
-    );
-    wait_event(
-        &mut child,
-        &out,
-        "room temperature",
-        |e| matches!(e, Event::Reading(r) if r.metric == Metric::RoomTemp && r.subject.as_str() == "bay-2" && (r.value - 21.0).abs() < 1e-9),
-    );
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    assert!(wait_exit(&mut child).success());
+"#
+    ));
+    gw.wait_event("fridge temperature", |e| {
+        matches!(e, Event::Reading(r) if r.metric == Metric::FridgeTemp && r.subject.as_str() == "fridge-1" && r.value == 4.5)
+    });
+    gw.wait_event("room temperature", |e| {
+        matches!(e, Event::Reading(r) if r.metric == Metric::RoomTemp && r.subject.as_str() == "bay-2" && (r.value - 21.0).abs() < 1e-9)
+    });
+    gw.stop();
     shutdown.cancel();
 }

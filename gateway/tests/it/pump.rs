@@ -2,13 +2,10 @@
 //! serialport: readings and alarm start/end events reach the JSONL sink bound
 //! to the configured subject.
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use wardgate_model::{AlarmPhase, Event, Metric};
 use wardgate_sim::pump::{PumpSimConfig, SimAlarm, spawn};
 
-use crate::run::wait_exit;
-use crate::{PrintLogOnPanic, events, wait_event, wardgate};
+use crate::Running;
 
 fn is_alarm(e: &Event, phase: AlarmPhase) -> bool {
     matches!(e, Event::DeviceAlarm(a)
@@ -28,17 +25,8 @@ fn pump_readings_and_occlusion_reach_the_jsonl_sink() {
             })
         })
         .unwrap();
-    let out = dir.path().join("events.jsonl");
-    let cfg = dir.path().join("gw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[gateway]
-site = "t"
-ward = "w"
-id = "gw"
-
+    let mut gw = Running::start(&format!(
+        r#"
 [[subjects]]
 id = "bed-4"
 kind = "bed"
@@ -50,46 +38,19 @@ type = "pump"
 port = "{}"
 poll_interval = "200ms"
 reply_timeout = "100ms"
-
-[[sinks]]
-type = "jsonl"
-path = "{}"
 "#,
-            link.display(),
-            out.display()
-        ),
-    )
-    .unwrap();
-    let mut child = wardgate()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stderr(std::fs::File::create(dir.path().join("gw.log")).unwrap())
-        .spawn()
-        .unwrap();
-
-    let log = dir.path().join("gw.log");
-    let _guard = PrintLogOnPanic(log);
-    wait_event(
-        &mut child,
-        &out,
-        "infusion rate reading",
-        |e| matches!(e, Event::Reading(r) if r.metric == Metric::InfusionRate && r.subject.as_str() == "bed-4"),
-    );
+        link.display()
+    ));
+    gw.wait_event("infusion rate reading", |e| {
+        matches!(e, Event::Reading(r) if r.metric == Metric::InfusionRate && r.subject.as_str() == "bed-4")
+    });
     rt.block_on(sim.handle.set_alarm(SimAlarm::OcclusionDownstream, true))
         .unwrap();
-    wait_event(&mut child, &out, "occlusion start", |e| {
-        is_alarm(e, AlarmPhase::Start)
-    });
+    gw.wait_event("occlusion start", |e| is_alarm(e, AlarmPhase::Start));
     rt.block_on(sim.handle.set_alarm(SimAlarm::OcclusionDownstream, false))
         .unwrap();
-    wait_event(&mut child, &out, "occlusion end", |e| {
-        is_alarm(e, AlarmPhase::End)
-    });
-
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let status = wait_exit(&mut child);
-    assert!(status.success());
-    let all = events(&out);
+    gw.wait_event("occlusion end", |e| is_alarm(e, AlarmPhase::End));
+    let all = gw.stop();
     let metrics: std::collections::BTreeSet<&str> = all
         .iter()
         .filter_map(|e| match e {
