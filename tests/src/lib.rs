@@ -108,130 +108,107 @@ fn find(program: &str) -> PathBuf {
     panic!("{program} is not installed; `bash .ci/run` installs it (apt-get install {program})");
 }
 
-/// A mosquitto broker on a free loopback port, with persistence in a
-/// temporary directory so a restart keeps sessions and queued messages.
+/// A server process of the tests on a free loopback port, with a data
+/// directory that survives its restarts. Stopped with SIGTERM (so it saves its
+/// state), killed when dropped.
 #[derive(Debug)]
-pub struct Mosquitto {
+pub struct Server {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Builds the command line for (port, data directory).
+    command: fn(u16, &Path) -> Command,
 }
 
-impl Mosquitto {
-    pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut m = Self {
+impl Server {
+    fn start(command: fn(u16, &Path) -> Command) -> Self {
+        let mut s = Self {
             port: free_port(),
-            dir,
+            dir: tempfile::tempdir().expect("tempdir"),
             child: None,
+            command,
         };
-        m.spawn();
-        m
+        s.spawn();
+        s
     }
 
     fn spawn(&mut self) {
-        let conf = self.dir.path().join("mosquitto.conf");
-        let mut f = std::fs::File::create(&conf).expect("conf");
-        writeln!(
-            f,
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\nlog_dest stderr\nlog_type error",
-            port = self.port,
-            dir = self.dir.path().display()
-        )
-        .expect("write conf");
-        let child = spawn_listening(self.port, || {
+        let (port, dir, command) = (self.port, self.dir.path().to_owned(), self.command);
+        self.child = Some(spawn_listening(port, || command(port, &dir)));
+    }
+
+    /// Stops the server (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, Signal::SIGTERM);
+            wait_exit(&mut c);
+        }
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A mosquitto broker, with persistence so a restart keeps sessions and
+/// queued messages.
+#[derive(Debug)]
+pub struct Mosquitto;
+
+impl Mosquitto {
+    pub fn start() -> Server {
+        Server::start(|port, dir| {
+            let conf = dir.join("mosquitto.conf");
+            let mut f = std::fs::File::create(&conf).expect("conf");
+            writeln!(
+                f,
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\nlog_dest stderr\nlog_type error",
+                dir = dir.display()
+            )
+            .expect("write conf");
             let mut c = Command::new(find("mosquitto"));
             c.arg("-c")
                 .arg(&conf)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             c
-        });
-        self.child = Some(child);
-    }
-
-    /// Stops the broker (SIGTERM: it saves its persistence file).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            signal(&c, Signal::SIGTERM);
-            wait_exit(&mut c);
-        }
-    }
-
-    /// Starts it again on the same port with the same persistence.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
+        })
     }
 }
 
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A victoria-metrics server on a free loopback port: it accepts the InfluxDB
-/// v2 write API at `/api/v2/write` and answers queries at `/api/v1/export`.
+/// A victoria-metrics server: it accepts the InfluxDB v2 write API at
+/// `/api/v2/write` and answers queries at `/api/v1/export`.
 #[derive(Debug)]
-pub struct VictoriaMetrics {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
+pub struct VictoriaMetrics;
 
 impl VictoriaMetrics {
-    pub fn start() -> Self {
-        let mut vm = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("tempdir"),
-            child: None,
-        };
-        vm.spawn();
-        vm
-    }
-
-    fn spawn(&mut self) {
-        let child = spawn_listening(self.port, || {
+    pub fn start() -> Server {
+        Server::start(|port, dir| {
             let mut c = Command::new(find("victoria-metrics"));
-            c.arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
-                .arg(format!("-storageDataPath={}", self.dir.path().display()))
+            c.arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+                .arg(format!("-storageDataPath={}", dir.display()))
                 .arg("-retentionPeriod=100y")
                 .arg("-search.disableCache")
                 .arg("-loggerLevel=ERROR")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             c
-        });
-        self.child = Some(child);
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            signal(&c, Signal::SIGTERM);
-            wait_exit(&mut c);
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-}
-
-impl Drop for VictoriaMetrics {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        })
     }
 }
 

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 
 use nix::sys::signal::Signal;
 use wardgate_e2e::{
-    Gateway, Mosquitto, VictoriaMetrics, signal, wait_exit, wait_for, wardgate_bin,
+    Gateway, Mosquitto, Server, VictoriaMetrics, signal, wait_exit, wait_for, wardgate_bin,
 };
 use wardgate_model::Event;
 
@@ -74,7 +74,7 @@ path = "{dir}/events.jsonl"
     text
 }
 
-fn influx_sink(vm: &VictoriaMetrics, extra: &str) -> String {
+fn influx_sink(vm: &Server, extra: &str) -> String {
     format!(
         r#"
 [[sinks]]
@@ -131,7 +131,7 @@ fn http_get(port: u16, path_and_query: &str) -> Option<String> {
 }
 
 /// Every reading sample in the TSDB: point → how many times.
-fn stored(vm: &VictoriaMetrics) -> Option<BTreeMap<Point, usize>> {
+fn stored(vm: &Server) -> Option<BTreeMap<Point, usize>> {
     // match[]={__name__=~".+_value"} (every reading), percent-encoded.
     let body = http_get(
         vm.port,
@@ -159,7 +159,7 @@ fn stored(vm: &VictoriaMetrics) -> Option<BTreeMap<Point, usize>> {
 
 /// Waits until the TSDB holds every point of `expected` and returns what it
 /// holds then.
-fn wait_stored(vm: &VictoriaMetrics, expected: &BTreeSet<Point>) -> BTreeMap<Point, usize> {
+fn wait_stored(vm: &Server, expected: &BTreeSet<Point>) -> BTreeMap<Point, usize> {
     wait_for("every accepted reading in the TSDB", || {
         let got = stored(vm)?;
         expected.iter().all(|p| got.contains_key(p)).then_some(got)
@@ -225,7 +225,7 @@ struct Bridge {
 }
 
 impl Bridge {
-    fn start(dir: &std::path::Path, name: &str, mqtt_port: u16, vm: &VictoriaMetrics) -> Self {
+    fn start(dir: &std::path::Path, name: &str, mqtt_port: u16, vm: &Server) -> Self {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
