@@ -88,6 +88,10 @@ enum Command {
         /// Also publish to this MQTT broker (`host:port`); buffered while unreachable.
         #[arg(long)]
         mqtt: Option<String>,
+        /// Also write to this InfluxDB v2 API (`http://host:8086`; org `demo`, bucket
+        /// `wardgate`, token from $WARDGATE_INFLUX_TOKEN); buffered while unreachable.
+        #[arg(long)]
+        influx: Option<String>,
     },
     /// Decode what a device sent, for field engineers: prints the readings, units and
     /// flags as one JSON object, or one line saying why the payload is malformed (exit 1).
@@ -130,7 +134,15 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
         Command::Bridge { config, check } => bridge(&config, check),
-        Command::Demo { listen, mqtt } => demo(wardgate::demo::DemoOptions { listen, mqtt }),
+        Command::Demo {
+            listen,
+            mqtt,
+            influx,
+        } => demo(wardgate::demo::DemoOptions {
+            listen,
+            mqtt,
+            influx,
+        }),
         Command::Replay { input, config } => wardgate::cmd::replay_file(&input, config.as_deref()),
         Command::Rules {
             command: RulesCommand::Test { file },

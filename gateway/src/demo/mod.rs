@@ -28,6 +28,10 @@ pub struct DemoOptions {
     /// `host:port` of an MQTT broker to publish to (buffered in the spool
     /// while it is unreachable).
     pub mqtt: Option<String>,
+    /// InfluxDB v2 write API base URL (e.g. `http://127.0.0.1:8086`, org
+    /// `demo`, bucket `wardgate`, token from `$WARDGATE_INFLUX_TOKEN` when set);
+    /// buffered in the spool while unreachable.
+    pub influx: Option<String>,
 }
 
 /// One device of a bed.
@@ -161,6 +165,7 @@ struct Peers<'a> {
     room_tcp: SocketAddr,
     rtu_port: String,
     mqtt: Option<&'a str>,
+    influx: Option<&'a str>,
     listen: SocketAddr,
     token_file: PathBuf,
 }
@@ -322,6 +327,18 @@ path = {jsonl}
             port.parse::<u16>().unwrap_or(1883)
         );
     }
+    if let Some(url) = p.influx {
+        let token = if std::env::var_os("WARDGATE_INFLUX_TOKEN").is_some() {
+            "token = { env = \"WARDGATE_INFLUX_TOKEN\" }\n"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            t,
+            "[[sinks]]\ntype = \"influxdb\"\nurl = {}\norg = \"demo\"\nbucket = \"wardgate\"\n{token}",
+            toml_str(url)
+        );
+    }
     t
 }
 
@@ -476,6 +493,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
         room_tcp,
         rtu_port,
         mqtt: opts.mqtt.as_deref(),
+        influx: opts.influx.as_deref(),
         listen: opts.listen,
         token_file,
     });
@@ -498,8 +516,8 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
     tracing::info!(
         "scripted: bed 3 desaturates with a rising heart rate (NEWS2 up to high), bed 5 hypertensive (182/112), bed 7 chest-strap battery draining to 10 %, pump 2 occlusion at 30 s, pump 3 near end of infusion, pump 4 offline at 60 s, bay 2 sensor offline, fridge warming past 8 °C after about 3 minutes"
     );
-    if opts.mqtt.is_none() {
-        tracing::info!("no --mqtt given: events go to the JSONL file only");
+    if opts.mqtt.is_none() && opts.influx.is_none() {
+        tracing::info!("no --mqtt or --influx given: events go to the JSONL file only");
     }
     println!(
         "wardgate demo: open http://{}/ — to acknowledge alerts enter this token: {token}",
