@@ -214,18 +214,18 @@ impl RegisterConfig {
                 ),
             ),
             Some(m) => {
-                if let Some(unit) = &self.unit {
-                    if unit != m.unit() {
-                        push(
-                            "unit",
-                            format!(
-                                "metric {} is in {:?}, not {unit:?}; use scale/offset to convert and give {:?} or leave unit out",
-                                m.name(),
-                                m.unit(),
-                                m.unit()
-                            ),
-                        );
-                    }
+                if let Some(unit) = &self.unit
+                    && unit != m.unit()
+                {
+                    push(
+                        "unit",
+                        format!(
+                            "metric {} is in {:?}, not {unit:?}; use scale/offset to convert and give {:?} or leave unit out",
+                            m.name(),
+                            m.unit(),
+                            m.unit()
+                        ),
+                    );
                 }
             }
         }

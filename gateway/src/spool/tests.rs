@@ -111,11 +111,11 @@ proptest! {
                     let lane = if is_alert { Lane::Alert } else { Lane::Telemetry };
                     let cursor = *model.cursors.get(&(s, l)).unwrap_or(&0);
                     let unacked: Vec<u64> = model.lanes[l].range(cursor + 1..).map(|(k, _)| *k).collect();
-                    if let Some(&upto) = unacked.get(n.min(unacked.len().saturating_sub(1))) {
-                        if n > 0 {
-                            spool.ack(&names[s], lane, upto).unwrap();
-                            model.cursors.insert((s, l), upto);
-                        }
+                    if let Some(&upto) = unacked.get(n.min(unacked.len().saturating_sub(1)))
+                        && n > 0
+                    {
+                        spool.ack(&names[s], lane, upto).unwrap();
+                        model.cursors.insert((s, l), upto);
                     }
                 }
                 Op::Reopen => {

@@ -65,10 +65,10 @@ proptest! {
             }
             out.extend(e.handle_event(now, &ev));
             // Acknowledge some open alerts as a nurse would.
-            if value % 7 == 0 {
-                if let Some((id, ..)) = e.open_alerts().into_iter().find(|a| a.3 != AlertState::Acknowledged) {
-                    out.extend(e.acknowledge(now, &id, "n").unwrap());
-                }
+            if value % 7 == 0
+                && let Some((id, ..)) = e.open_alerts().into_iter().find(|a| a.3 != AlertState::Acknowledged)
+            {
+                out.extend(e.acknowledge(now, &id, "n").unwrap());
             }
         }
         // One open episode per (subject, rule); ids unique per episode; every

@@ -67,10 +67,10 @@ impl Device {
         let t = self.start.elapsed();
         let mut out = vec![false; usize::from(count)];
         for r in self.registers.iter().filter(|r| r.table == table) {
-            if let Some(i) = r.address.checked_sub(start).map(usize::from) {
-                if i < out.len() {
-                    out[i] = r.script.value_at(t) != 0.0;
-                }
+            if let Some(i) = r.address.checked_sub(start).map(usize::from)
+                && i < out.len()
+            {
+                out[i] = r.script.value_at(t) != 0.0;
             }
         }
         Ok(out)
