@@ -181,16 +181,7 @@ mod tests {
             ],
         };
         let issues = config.validate(&MetricRegistry::default());
-        let paths: Vec<String> = issues
-            .iter()
-            .map(|i| {
-                i.path
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(".")
-            })
-            .collect();
+        let paths: Vec<String> = issues.iter().map(ConfigIssue::dotted_path).collect();
         assert_eq!(
             paths,
             [

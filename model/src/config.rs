@@ -47,6 +47,15 @@ impl ConfigIssue {
         }
     }
 
+    /// The path as people write it: `signals.[0].metric`.
+    pub fn dotted_path(&self) -> String {
+        self.path
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
     /// The same issue seen from an enclosing table.
     pub fn within(mut self, prefix: impl IntoIterator<Item = PathSeg>) -> Self {
         let mut path: Vec<PathSeg> = prefix.into_iter().collect();

@@ -204,17 +204,7 @@ mod tests {
         let issues = c.validate(&MetricRegistry::default());
         let text: Vec<String> = issues
             .iter()
-            .map(|i| {
-                format!(
-                    "{}: {}",
-                    i.path
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("."),
-                    i.message
-                )
-            })
+            .map(|i| format!("{}: {}", i.dotted_path(), i.message))
             .collect();
         assert_eq!(
             text,

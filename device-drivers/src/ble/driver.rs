@@ -884,16 +884,7 @@ mod tests {
         cfg.backoff_max = Duration::from_secs(30);
         cfg.battery_low_percent = 0;
         let issues = cfg.validate(&MetricRegistry::default());
-        let paths: Vec<String> = issues
-            .iter()
-            .map(|i| {
-                i.path
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(".")
-            })
-            .collect();
+        let paths: Vec<String> = issues.iter().map(ConfigIssue::dotted_path).collect();
         assert_eq!(
             paths,
             [

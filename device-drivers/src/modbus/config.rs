@@ -416,16 +416,7 @@ mod tests {
     }
 
     fn paths(issues: &[ConfigIssue]) -> Vec<String> {
-        issues
-            .iter()
-            .map(|i| {
-                i.path
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(".")
-            })
-            .collect()
+        issues.iter().map(ConfigIssue::dotted_path).collect()
     }
 
     #[test]

@@ -150,8 +150,7 @@ pub fn parse(text: &str) -> Result<BridgeConfig, Vec<String>> {
                     .map(|i| i.within([PathSeg::from("influxdb")])),
             );
         for i in issues {
-            let key: Vec<String> = i.path.iter().map(ToString::to_string).collect();
-            errors.push(format!("{}: {}", key.join("."), i.message));
+            errors.push(format!("{}: {}", i.dotted_path(), i.message));
         }
     }
     match config {

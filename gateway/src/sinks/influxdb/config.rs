@@ -140,11 +140,7 @@ mod tests {
         let mut c = parse("batch_max = 0\nflush_interval = \"2m\"\ntoken = { env = \"T\" }");
         c.url = "influx.example.org:8086".into();
         c.bucket = " ".into();
-        let keys: Vec<String> = c
-            .issues()
-            .iter()
-            .map(|i| i.path.iter().map(ToString::to_string).collect::<String>())
-            .collect();
+        let keys: Vec<String> = c.issues().iter().map(ConfigIssue::dotted_path).collect();
         assert_eq!(keys, ["url", "bucket", "batch_max", "flush_interval"]);
     }
 }
