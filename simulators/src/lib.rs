@@ -3,5 +3,6 @@
 //! by both cannot hide.
 
 pub mod ble;
+pub mod load;
 pub mod modbus;
 pub mod pump;

@@ -25,6 +25,8 @@ enum Command {
     Modbus(wardgate_sim::modbus::cli::ModbusArgs),
     /// Asena-style infusion pumps on pseudo-terminals.
     Pump(cli::pump::PumpArgs),
+    /// Many devices of mixed kinds (BLE, Modbus TCP, pumps) with scripted alert events.
+    Load(cli::load::LoadArgs),
 }
 
 #[tokio::main]
@@ -39,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Ble(args) => cli::ble::run(args).await,
         Command::Modbus(args) => wardgate_sim::modbus::cli::run(args).await,
         Command::Pump(args) => cli::pump::run(args).await,
+        Command::Load(args) => cli::load::run(args).await,
     }
 }

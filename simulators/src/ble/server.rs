@@ -28,21 +28,37 @@ pub struct BleSimConfig {
     pub repeat: bool,
 }
 
-fn address_text(a: [u8; 6]) -> String {
+pub(crate) fn address_text(a: [u8; 6]) -> String {
     a.iter()
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
 }
 
-struct Conn {
-    lines: Lines<BufReader<OwnedReadHalf>>,
-    write: OwnedWriteHalf,
-    subscribed: HashSet<u16>,
-    ready: bool,
+/// One driver's link: the command lines it sends, the write half for
+/// notifications, what it subscribed to and whether it said `READY`. Shared
+/// with the load simulator's devices (`crate::load`).
+pub(crate) struct Conn {
+    pub(crate) lines: Lines<BufReader<OwnedReadHalf>>,
+    pub(crate) write: OwnedWriteHalf,
+    pub(crate) subscribed: HashSet<u16>,
+    pub(crate) ready: bool,
 }
 
 impl Conn {
+    /// Sends the `DEVICE` line on a freshly accepted stream.
+    pub(crate) async fn accept(stream: tokio::net::TcpStream, hello: &str) -> io::Result<Self> {
+        let _ = stream.set_nodelay(true);
+        let (read, mut write) = stream.into_split();
+        write.write_all(hello.as_bytes()).await?;
+        Ok(Conn {
+            lines: BufReader::new(read).lines(),
+            write,
+            subscribed: HashSet::new(),
+            ready: false,
+        })
+    }
+
     async fn send(&mut self, address: &str, characteristic: u16, payload: &[u8]) -> io::Result<()> {
         let line = format!(
             "NTF {address} {characteristic:04x} {}\n",
@@ -86,11 +102,7 @@ pub async fn serve(listener: TcpListener, config: BleSimConfig) -> io::Result<()
         tokio::select! {
             accepted = listener.accept(), if conn.is_none() => {
                 let (stream, _) = accepted?;
-                let _ = stream.set_nodelay(true);
-                let (read, mut write) = stream.into_split();
-                if write.write_all(hello.as_bytes()).await.is_ok() {
-                    conn = Some(Conn { lines: BufReader::new(read).lines(), write, subscribed: HashSet::new(), ready: false });
-                }
+                conn = Conn::accept(stream, &hello).await.ok();
             }
             line = async { conn.as_mut().map(|c| c.lines.next_line()).expect("guarded").await }, if conn.is_some() => {
                 let Ok(Some(line)) = line else {
@@ -145,7 +157,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// `SUB <char>`, `READY`, `WRITE <char> <hex>`.
-async fn handle_command(
+pub(crate) async fn handle_command(
     c: &mut Conn,
     line: &str,
     address: &str,

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -110,6 +111,8 @@ fn check_range(start: u16, count: u16, max: u16) -> Result<(), ExceptionCode> {
 struct SimService {
     devices: Arc<Vec<Device>>,
     any_unit: bool,
+    /// Requests answered with data (for the load simulator's summary).
+    answered: Arc<AtomicU64>,
 }
 
 type Answer = Result<Option<Response>, ExceptionCode>;
@@ -123,6 +126,7 @@ impl Service for SimService {
     fn call(&self, req: Self::Request) -> Self::Future {
         let devices = Arc::clone(&self.devices);
         let any_unit = self.any_unit;
+        let answered = Arc::clone(&self.answered);
         Box::pin(async move {
             let Some(dev) = devices.iter().find(|d| any_unit || d.unit_id == req.slave) else {
                 return Ok(None); // addressed to another slave on the bus
@@ -137,7 +141,9 @@ impl Service for SimService {
             if let Some(code) = faults.exception {
                 return Err(ExceptionCode::new(code));
             }
-            dev.answer(&req.request).map(Some)
+            let response = dev.answer(&req.request)?;
+            answered.fetch_add(1, Ordering::Relaxed);
+            Ok(Some(response))
         })
     }
 }
@@ -150,9 +156,15 @@ pub struct TcpSim {
     /// Its faults, switchable while it runs.
     pub faults: Faults,
     connections: Arc<Mutex<CancellationToken>>,
+    answered: Arc<AtomicU64>,
 }
 
 impl TcpSim {
+    /// Requests answered with data so far.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
     /// Closes every open connection now (a device reboot, a switch flap);
     /// new connections are accepted as before.
     pub fn drop_connections(&self) {
@@ -218,9 +230,11 @@ pub async fn start_tcp(
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let faults = device.faults.clone();
+    let answered = Arc::new(AtomicU64::new(0));
     let service = SimService {
         devices: Arc::new(vec![Device::new(device, Instant::now())]),
         any_unit: true,
+        answered: Arc::clone(&answered),
     };
     let connections = Arc::new(Mutex::new(CancellationToken::new()));
     let conns = Arc::clone(&connections);
@@ -252,6 +266,7 @@ pub async fn start_tcp(
         addr,
         faults,
         connections,
+        answered,
     })
 }
 
@@ -280,6 +295,7 @@ pub async fn start_rtu(devices: Vec<SimDevice>, shutdown: CancellationToken) -> 
     let service = SimService {
         devices: Arc::new(devices.into_iter().map(|d| Device::new(d, now)).collect()),
         any_unit: false,
+        answered: Arc::default(),
     };
     tokio::spawn(async move {
         let server = tokio_modbus::server::rtu::Server::new(master);
