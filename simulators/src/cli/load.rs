@@ -146,6 +146,6 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
         "load finished: {notifications} BLE notifications sent, {} polls answered ({modbus_polls} Modbus, {pump_replies} pump), {events} events injected",
         modbus_polls + pump_replies
     );
-    sim.stop().await;
+    sim.stop();
     Ok(())
 }

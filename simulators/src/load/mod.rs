@@ -285,6 +285,8 @@ impl LoadSim {
         if config.interval < Duration::from_millis(100) {
             return Err(LoadError::Interval(config.interval));
         }
+        // Ours to cancel on drop without touching the caller's token.
+        let shutdown = shutdown.child_token();
         let [n_ble, n_modbus, _] = config.mix.split(config.devices);
         let counters = Arc::new(Counters::default());
         let payloads = Arc::new(ble::Payloads::new());
@@ -410,12 +412,18 @@ impl LoadSim {
         Injector::new(self, out)
     }
 
-    /// Stops every device (pumps close their ports).
-    pub async fn stop(self) {
+    /// Stops every device (pumps close their ports); dropping does the same.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for LoadSim {
+    fn drop(&mut self) {
         self.shutdown.cancel();
-        for c in self.controls {
+        for c in &self.controls {
             if let Control::Pump(sim, _) = c {
-                sim.stop().await;
+                sim.task.abort();
             }
         }
     }

@@ -1,0 +1,3 @@
+//! Integration tests of wardgate-sim, one binary (see STYLE.md).
+
+mod load;
