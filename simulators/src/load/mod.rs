@@ -463,6 +463,27 @@ mod tests {
         assert!(matches!("ble".parse::<Mix>(), Err(MixError::Syntax(_))));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_mix_text_parses_or_is_refused(text in ".{0,40}") {
+            let _ = text.parse::<Mix>();
+        }
+
+        #[test]
+        fn the_split_adds_up_and_skips_zero_weights(
+            ble in 0u32..5, modbus in 0u32..5, pump in 1u32..5, n in 0usize..20_000
+        ) {
+            let mix = Mix { ble, modbus, pump };
+            let counts = mix.split(n);
+            proptest::prop_assert_eq!(counts.iter().sum::<usize>(), n);
+            for (count, weight) in counts.iter().zip([ble, modbus, pump]) {
+                if weight == 0 {
+                    proptest::prop_assert_eq!(*count, 0);
+                }
+            }
+        }
+    }
+
     #[test]
     fn ble_addresses_hold_the_index() {
         assert_eq!(
