@@ -281,3 +281,61 @@ async fn the_config_fragment_has_one_subject_per_device() {
         }
     }
 }
+
+/// The CLI contract the benchmark relies on: the fragment is written before
+/// `READY <N>` (the only stdout line), SIGTERM and `--duration` both end the
+/// run with exit 0 and a final summary on stderr.
+#[tokio::test]
+async fn the_cli_writes_the_fragment_then_says_ready_and_stops_cleanly() {
+    use std::process::Stdio;
+    use tokio::io::AsyncReadExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fragment.toml");
+    let run = |duration: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_wardgate-sim"))
+            .args([
+                "load",
+                "--devices",
+                "2",
+                "--mix",
+                "ble=1",
+                "--duration",
+                duration,
+            ])
+            .arg("--config-out")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+
+    let mut child = run("0s");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "READY 2\n");
+    let fragment: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    assert_eq!(fragment["devices"].as_array().unwrap().len(), 2);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(child.wait().await.unwrap().success(), "{stderr}");
+    assert!(stderr.contains("load finished"), "{stderr}");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(rest, "", "stdout holds only the READY line");
+
+    let output = run("100ms").wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(output.stdout, b"READY 2\n");
+}
