@@ -733,6 +733,9 @@ impl Engine {
                             ep.state = AlertState::Latched;
                             self.emit(now, si, ri, Transition::Latched, out);
                         }
+                        // Still latched: it waits for an acknowledgement
+                        // however often its condition comes and goes.
+                        AlertState::Latched => {}
                         _ => self.end_episode(now, si, ri, out),
                     }
                 } else if when {

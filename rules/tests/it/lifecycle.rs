@@ -227,6 +227,34 @@ fn latching_alert_waits_for_acknowledgement() {
 }
 
 #[test]
+fn latched_alert_stays_latched_when_its_condition_comes_and_goes_again() {
+    let mut e = engine();
+    // Raised, latched, the condition returns and goes again: no acknowledgement
+    // yet, so the alert must still be latched, not cleared.
+    let mut got = drive(
+        &mut e,
+        &[
+            occlusion(0, AlarmPhase::Start),
+            occlusion(10, AlarmPhase::End),
+            occlusion(20, AlarmPhase::Start),
+            occlusion(30, AlarmPhase::End),
+        ],
+    );
+    let id = e.open_alert(&"bed-1".into(), &"occlusion".into()).unwrap();
+    got.extend(summarize(&e.acknowledge(t(40), &id, "nurse-b").unwrap()));
+    assert_eq!(
+        got,
+        vec![
+            r(0, "occlusion", X::Raised, S::Active, 0),
+            r(10, "occlusion", X::Latched, S::Latched, 0),
+            // the condition is gone at the acknowledgement: acknowledged, then cleared
+            r(40, "occlusion", X::Acknowledged, S::Acknowledged, 0),
+            r(40, "occlusion", X::Cleared, S::Cleared, 0),
+        ]
+    );
+}
+
+#[test]
 fn silence_holds_back_new_alerts_and_defers_escalation() {
     let mut e = engine();
     // Rule silenced from 0 to 300 s: the low SpO2 at 10 s is raised when the silence ends.
