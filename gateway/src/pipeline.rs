@@ -1,5 +1,5 @@
 //! The running gateway: drivers → one bounded event channel → (rules) →
-//! spool (group commit) → one reader per sink.
+//! spool (alerts at once, telemetry in group commits) → one reader per sink.
 //!
 //! The only in-memory queue is bounded, so a slow spool slows the drivers;
 //! sinks read from the spool at their own pace and a slow or absent peer only
@@ -210,7 +210,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
     if !startup_events.is_empty() {
         append(&spool, startup_events, &mut summary, &hooks).await;
     }
-    process(events_rx, commands_rx, engine, &spool, &mut summary, hooks).await;
+    // A task of its own, on the runtime's workers like the drivers: a driver's
+    // event then wakes it without a thread switch (the caller may be
+    // `block_on`, outside the workers).
+    let flush_interval = config.spool.flush_interval;
+    let mut summary = tokio::spawn({
+        let spool = Arc::clone(&spool);
+        async move {
+            process(
+                events_rx,
+                commands_rx,
+                engine,
+                &spool,
+                &mut summary,
+                hooks,
+                flush_interval,
+            )
+            .await;
+            summary
+        }
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     if let Err(e) = supervisor.await {
         tracing::error!(error = %e, "driver supervisor failed");
     }
@@ -253,8 +274,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
 /// The rules stage: every driver event goes through the engine, which may
 /// add derived readings and alert transitions; its timer fires `for`,
 /// staleness and escalation without new data; nurses' acknowledgements are
-/// applied in between. What comes out is committed to the spool in batches
-/// (one fsync per batch). Ends when every driver is gone.
+/// applied in between. Alert transitions are committed to the spool at once,
+/// in their own transaction, so they never wait for telemetry; everything
+/// else is group-committed within `flush_interval` (one fsync per batch).
+/// Ends when every driver is gone, after committing what is left.
 async fn process(
     mut events: mpsc::Receiver<Event>,
     mut commands: mpsc::Receiver<AckCommand>,
@@ -262,12 +285,17 @@ async fn process(
     spool: &Arc<Spool>,
     summary: &mut Summary,
     mut hooks: Hooks,
+    flush_interval: Duration,
 ) {
     let mut http_commands = hooks.commands.take();
     let mut batch = Vec::with_capacity(COMMIT_BATCH);
     let mut out = Vec::with_capacity(COMMIT_BATCH * 2);
+    // Produced but not committed yet, and when it must be at the latest.
+    let mut telemetry: Vec<Event> = Vec::with_capacity(COMMIT_BATCH * 2);
+    let mut flush_at: Option<tokio::time::Instant> = None;
     let mut commands_open = true;
-    loop {
+    let mut open = true;
+    while open {
         let wake = engine.poll_timeout().map(|at| {
             let wait = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::time::Instant::now() + wait
@@ -275,7 +303,7 @@ async fn process(
         tokio::select! {
             n = events.recv_many(&mut batch, COMMIT_BATCH) => {
                 if n == 0 {
-                    break;
+                    open = false;
                 }
                 let now = chrono::Utc::now();
                 for event in batch.drain(..) {
@@ -286,6 +314,7 @@ async fn process(
             () = sleep_until(wake) => {
                 out.extend(engine.poll_tick(chrono::Utc::now()));
             }
+            () = sleep_until(flush_at) => {}
             cmd = commands.recv(), if commands_open => match cmd {
                 Some(cmd) => {
                     let id = AlertId(cmd.alert_id.as_str().into());
@@ -303,8 +332,20 @@ async fn process(
                 out.extend(apply_command(&mut engine, cmd));
             }
         }
-        if !out.is_empty() {
-            append(spool, std::mem::take(&mut out), summary, &hooks).await;
+        let (alerts, rest): (Vec<Event>, Vec<Event>) =
+            out.drain(..).partition(|e| matches!(e, Event::Alert(_)));
+        if !alerts.is_empty() {
+            append(spool, alerts, summary, &hooks).await;
+        }
+        telemetry.extend(rest);
+        if telemetry.is_empty() {
+            continue;
+        }
+        let due = *flush_at.get_or_insert_with(|| tokio::time::Instant::now() + flush_interval);
+        if !open || telemetry.len() >= COMMIT_BATCH || tokio::time::Instant::now() >= due {
+            flush_at = None;
+            let full = std::mem::replace(&mut telemetry, Vec::with_capacity(COMMIT_BATCH * 2));
+            append(spool, full, summary, &hooks).await;
         }
     }
 }

@@ -55,16 +55,27 @@ pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 /// The `wardgate` binary of this workspace's target directory. `cargo test
 /// --workspace` builds it (the gateway's own integration tests need it).
 pub fn wardgate_bin() -> PathBuf {
+    target_bin("wardgate")
+}
+
+/// The `wardgate-sim` binary built next to the test (or example) binary.
+pub fn sim_bin() -> PathBuf {
+    target_bin("wardgate-sim")
+}
+
+/// A workspace binary in the same target profile as the running test or
+/// example (`target/<profile>/deps/it-<hash>` or
+/// `target/<profile>/examples/<name>` → `target/<profile>/<name>`).
+fn target_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/it-<hash> → target/<profile>/wardgate
     let bin = exe
         .parent()
         .and_then(Path::parent)
-        .map(|p| p.join("wardgate"))
+        .map(|p| p.join(name))
         .expect("target directory");
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build -p wardgate` or `cargo test --workspace`",
+        "{} is missing: run `cargo build -p {name}` or `cargo test --workspace`",
         bin.display()
     );
     bin

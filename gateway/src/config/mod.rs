@@ -72,6 +72,15 @@ pub struct SpoolConfig {
     /// Telemetry older than this is evicted.
     #[serde(with = "humantime_serde", default = "default_spool_age")]
     pub max_age: std::time::Duration,
+    /// Telemetry is committed at most this long after it arrived (group
+    /// commit: one fsync for everything that arrived meanwhile). Alert
+    /// transitions never wait: they are committed at once, on their own.
+    #[serde(with = "humantime_serde", default = "default_flush_interval")]
+    pub flush_interval: std::time::Duration,
+}
+
+fn default_flush_interval() -> std::time::Duration {
+    std::time::Duration::from_millis(100)
 }
 
 fn default_spool_bytes() -> u64 {
@@ -88,6 +97,7 @@ impl Default for SpoolConfig {
             path: None,
             max_bytes: default_spool_bytes(),
             max_age: default_spool_age(),
+            flush_interval: default_flush_interval(),
         }
     }
 }
@@ -582,6 +592,13 @@ impl<'i> Loader<'i> {
             self.error_at(
                 &[PathSeg::from("spool"), PathSeg::from("max_age")],
                 "spool.max_age must be at least 1m".to_owned(),
+            );
+        }
+        if c.flush_interval > std::time::Duration::from_secs(10) {
+            self.error_at(
+                &[PathSeg::from("spool"), PathSeg::from("flush_interval")],
+                "spool.flush_interval must be at most 10s (0s commits as soon as events arrive)"
+                    .to_owned(),
             );
         }
         Some(c)
