@@ -55,7 +55,7 @@ struct Raised {
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct Injected {
+struct ScriptedEvent {
     injected_at: DateTime<Utc>,
     subject: String,
     kind: String,
@@ -71,6 +71,8 @@ struct Params {
     events_per_s: f64,
     warmup: Duration,
     measure: Duration,
+    /// Where to keep each run's logs and configuration (`--logs DIR`).
+    logs: Option<PathBuf>,
 }
 
 fn header(dir: &Path, port: u16) -> String {
@@ -247,6 +249,13 @@ fn readings_per_interval(mix: &str, devices: usize) -> f64 {
     devices as f64 * per_device / total
 }
 
+/// The scripted event rate, at most one event per 20 devices per second: an
+/// occlusion lasts 3 s and must end (and its alert be acknowledged) before
+/// the same pump's next one, or that one raises nothing.
+fn events_per_s(p: &Params) -> f64 {
+    p.events_per_s.min(p.devices as f64 / 20.0)
+}
+
 struct Sim {
     child: Child,
     fragment: PathBuf,
@@ -265,7 +274,7 @@ fn start_sims(dir: &Path, p: &Params) -> Vec<Sim> {
         let fragment = dir.join(format!("load-{k}.toml"));
         let events = dir.join(format!("events-{k}.jsonl"));
         // Each process injects its share of the event rate.
-        let alert_every_ms = (processes as f64 * 1000.0 / p.events_per_s).round() as u64;
+        let alert_every_ms = (processes as f64 * 1000.0 / events_per_s(p)).round() as u64;
         let mut child = Command::new(sim_bin())
             .arg("load")
             .args(["--devices", &n.to_string()])
@@ -299,7 +308,11 @@ fn start_sims(dir: &Path, p: &Params) -> Vec<Sim> {
 
 #[derive(Default)]
 struct Latencies {
+    /// Injection to the subscriber.
     ms: Vec<f64>,
+    /// The alert's `at` (when the driver had the reading) to the subscriber:
+    /// the gateway's and the broker's share.
+    gateway_ms: Vec<f64>,
     missed: usize,
 }
 
@@ -307,12 +320,16 @@ impl Latencies {
     fn cell(&self) -> String {
         let mut ms = self.ms.clone();
         ms.sort_by(f64::total_cmp);
+        let mut gw = self.gateway_ms.clone();
+        gw.sort_by(f64::total_cmp);
         format!(
-            "{} | {:.1} | {:.1} | {:.1} | {}",
+            "{} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} | {}",
             ms.len(),
             percentile(&ms, 50.0),
             percentile(&ms, 99.0),
             ms.last().copied().unwrap_or(f64::NAN),
+            percentile(&gw, 50.0),
+            percentile(&gw, 99.0),
             self.missed
         )
     }
@@ -331,10 +348,14 @@ struct Outcome {
     pump: Latencies,
 }
 
+fn millis(d: chrono::TimeDelta) -> f64 {
+    d.to_std().unwrap_or_default().as_secs_f64() * 1000.0
+}
+
 /// Pairs each event injected inside the window with the first `raised` alert
 /// of its subject and rule that came after it.
 fn match_events(
-    events: &[Injected],
+    events: &[ScriptedEvent],
     raised: &[Raised],
     window: (DateTime<Utc>, DateTime<Utc>),
 ) -> (Latencies, Latencies) {
@@ -366,12 +387,9 @@ fn match_events(
         match found {
             Some(i) => {
                 used.insert(i);
-                let ms = (raised[i].received - e.injected_at)
-                    .to_std()
-                    .unwrap_or_default()
-                    .as_secs_f64()
-                    * 1000.0;
-                slot.ms.push(ms);
+                slot.ms.push(millis(raised[i].received - e.injected_at));
+                slot.gateway_ms
+                    .push(millis(raised[i].received - raised[i].at));
             }
             None => slot.missed += 1,
         }
@@ -397,7 +415,11 @@ fn run(p: &Params) -> Outcome {
         .arg("run")
         .arg("--config")
         .arg(&cfg)
-        .env("RUST_LOG", "warn")
+        // The gateway logs at RUST_LOG when set, warnings otherwise.
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -459,7 +481,7 @@ fn run(p: &Params) -> Outcome {
     signal(&gw, Signal::SIGINT);
     wait_exit(&mut gw);
 
-    let events: Vec<Injected> = sims
+    let events: Vec<ScriptedEvent> = sims
         .iter()
         .flat_map(|s| {
             std::fs::read_to_string(&s.events)
@@ -470,6 +492,21 @@ fn run(p: &Params) -> Outcome {
         })
         .collect();
     let (ble, pump) = match_events(&events, &raised, (start, end));
+    if let Some(keep) = &p.logs {
+        let to = keep.join(format!("{}-devices-{}ms", p.devices, p.interval_ms));
+        let _ = std::fs::create_dir_all(&to);
+        for entry in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name();
+            if name.to_string_lossy().ends_with(".log") || name.to_string_lossy().ends_with(".toml")
+            {
+                let _ = std::fs::copy(entry.path(), to.join(name));
+            }
+        }
+    }
     lags.sort_by(f64::total_cmp);
     let ticks = clock_ticks() as f64;
     Outcome {
@@ -507,6 +544,11 @@ fn main() {
         events_per_s: get("--events-per-s", "5").parse().unwrap_or(5.0),
         warmup: Duration::from_secs(get("--warmup", "5").parse().unwrap_or(5)),
         measure: Duration::from_secs(get("--duration", "30").parse().unwrap_or(30)),
+        logs: args
+            .iter()
+            .position(|a| a == "--logs")
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from),
     };
     // Sweep: `--sweep-devices` devices at shorter intervals, to find the
     // highest rate the gateway sustains.
@@ -529,9 +571,11 @@ fn main() {
     );
 
     println!(
-        "| devices | interval | online | produced readings/s | received readings/s | telemetry lag p50 / p99 ms | gateway CPU % of one core | simulator CPU % | gateway peak RSS MB | BLE alerts | p50 ms | p99 ms | max ms | missed | pump alerts | p50 ms | p99 ms | max ms | missed |"
+        "| devices | interval | online | produced readings/s | received readings/s | telemetry lag p50 / p99 ms | gateway CPU % of one core | simulator CPU % | gateway peak RSS MB | BLE alerts | p50 ms | p99 ms | max ms | of which reading → subscriber p50 / p99 ms | missed | pump alerts | p50 ms | p99 ms | max ms | of which reading → subscriber p50 / p99 ms | missed |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for p in &runs {
         let o = run(p);
         let mut row = String::new();

@@ -264,6 +264,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
             }
         }
     }
+    // Cursor moves since the last append are made durable now.
+    let synced = {
+        let spool = Arc::clone(&spool);
+        tokio::task::spawn_blocking(move || spool.sync())
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    };
+    if let Err(e) = synced {
+        tracing::warn!(error = %e, "spool: delivery positions not synced; some records will be delivered again");
+    }
     drop(commands_tx);
     if let Some(server) = http {
         server.abort();

@@ -188,7 +188,7 @@ impl Mosquitto {
             let mut f = std::fs::File::create(&conf).expect("conf");
             writeln!(
                 f,
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\nlog_dest stderr\nlog_type error",
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error",
                 dir = dir.display()
             )
             .expect("write conf");

@@ -79,7 +79,8 @@ pub async fn run(
     let default_id = format!("{}-{}", config.mqtt.group, hostname());
     let mut options = config.mqtt.broker.options(&default_id, 16, None)?;
     options.set_manual_acks(true);
-    let (client, eventloop) = AsyncClient::new(options, CHANNEL);
+    let (client, mut eventloop) = AsyncClient::new(options, CHANNEL);
+    crate::mqtt::without_nagle(&mut eventloop);
     let connection = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel(CHANNEL);
     let mqtt_done = CancellationToken::new();

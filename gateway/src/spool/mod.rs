@@ -13,7 +13,9 @@
 //! 3. Each sink has a cursor per lane: the highest sequence number up to which
 //!    its peer acknowledged *everything*. A cursor only moves forward and only
 //!    through [`Spool::ack`], which a sink calls after its peer confirmed (a
-//!    PUBACK, an HTTP 2xx, a flushed file).
+//!    PUBACK, an HTTP 2xx, a flushed file). A cursor move is durable with the
+//!    next append or [`Spool::sync`]; after a crash a cursor may be behind,
+//!    never ahead (records are delivered again, never skipped).
 //! 4. A record is deleted once every configured sink's cursor has passed it.
 //! 5. Bounds: when the telemetry lane holds more than `max_bytes`, or its
 //!    oldest record is older than `max_age`, telemetry is evicted oldest first
@@ -149,7 +151,8 @@ db_err!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 /// Figures for logs and `/metrics`.
@@ -360,11 +363,17 @@ impl Spool {
 
     /// Records that the sink's peer acknowledged everything up to `upto`.
     /// Never moves a cursor backwards. Deletes what every sink has passed.
+    ///
+    /// Committed without an fsync of its own: the move becomes durable with
+    /// the next append (at most `flush_interval` later while data flows) or
+    /// [`Spool::sync`]. A crash before that delivers those records again —
+    /// at-least-once, never lost.
     pub fn ack(&self, sink: &str, lane: Lane, upto: u64) -> Result<(), SpoolError> {
         if !self.sinks.iter().any(|s| s == sink) {
             return Err(SpoolError::UnknownSink(sink.to_owned()));
         }
-        let tx = self.db.begin_write()?;
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::None)?;
         {
             let mut cursors = tx.open_table(CURSORS)?;
             let current = cursors.get((sink, lane.code()))?.map_or(0, |v| v.value());
@@ -374,6 +383,13 @@ impl Spool {
         }
         Self::delete_passed(&tx, &self.sinks, lane)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Makes every earlier commit durable (one fsync): cursor moves since the
+    /// last append. Called when the gateway stops.
+    pub fn sync(&self) -> Result<(), SpoolError> {
+        self.db.begin_write()?.commit()?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use wardgate_model::Event;
+use wardgate_model::{Event, Transition};
 
 use crate::wardgate;
 
@@ -170,4 +170,42 @@ fn unopenable_sink_fails_at_start_with_exit_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/events.jsonl"));
+}
+
+/// Alert transitions are committed (and reach the sinks) at once; telemetry
+/// waits for `[spool] flush_interval`, here far longer than the test needs to
+/// see the alert, and is all committed at a clean stop.
+#[test]
+fn alerts_do_not_wait_for_the_telemetry_flush() {
+    let mut gw = crate::Running::start(
+        r#"
+[spool]
+flush_interval = "10s"
+
+[[subjects]]
+id = "home-1"
+kind = "bed"
+devices = ["meter"]
+
+[[devices]]
+id = "meter"
+type = "synthetic"
+interval = "100ms"
+signals = [{ metric = "glucose", base = 300, amplitude = 0, period = "60s", decimals = 0 }]
+"#,
+    );
+    let is_reading = |e: &Event| matches!(e, Event::Reading(_));
+    let is_raised = |e: &Event| matches!(e, Event::Alert(a) if a.rule.as_ref() == "hyperglycaemia" && a.transition == Transition::Raised);
+    gw.wait_event("hyperglycaemia alert", is_raised);
+    // The reading that raised the alert is still waiting for its group
+    // commit (10 s away), so the sink has no reading yet.
+    assert!(
+        !gw.events().iter().any(is_reading),
+        "telemetry was committed before flush_interval elapsed"
+    );
+    let all = gw.stop();
+    assert!(
+        all.iter().filter(|e| is_reading(e)).count() >= 1,
+        "the readings are committed at the stop"
+    );
 }

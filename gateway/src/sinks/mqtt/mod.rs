@@ -9,6 +9,10 @@
 //! (`session_present = false`), rumqttc drops what it held: the sink forgets
 //! its in-flight state and rewinds to its cursor, so everything unconfirmed
 //! is published again (a duplicate is harmless: same series, same timestamp).
+//!
+//! The connection is driven on a task of its own ([`drive`]), so publishes
+//! go out and PUBACKs come in while the sink reads the spool or moves its
+//! cursor: an alert is never held up behind the sink's own bookkeeping.
 
 mod command;
 mod config;
@@ -18,7 +22,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, Outgoing, Packet};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, LastWill, Outgoing, Packet,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +43,39 @@ pub enum MqttSinkError {
     Broker(#[from] BrokerError),
     #[error("the MQTT client stopped: {0}")]
     Client(#[from] rumqttc::ClientError),
+}
+
+/// Connection events waiting for the sink loop.
+const NETWORK_EVENTS: usize = 256;
+
+/// Polls the connection: writes queued publishes, reads PUBACKs and
+/// commands, reconnects. Every event goes to the sink loop; after an error
+/// it waits out the reconnect backoff (cut short when the sink is draining,
+/// for one last attempt at once). Ends when the sink loop is gone.
+async fn drive(
+    mut eventloop: EventLoop,
+    events: mpsc::Sender<Result<MqttEvent, ConnectionError>>,
+    backoff: backon::ExponentialBuilder,
+    drain: CancellationToken,
+) {
+    let mut delays = backoff.build();
+    loop {
+        let event = eventloop.poll().await;
+        let failed = event.is_err();
+        if matches!(event, Ok(MqttEvent::Incoming(Packet::ConnAck(_)))) {
+            delays = backoff.build();
+        }
+        if events.send(event).await.is_err() {
+            return;
+        }
+        if failed && !drain.is_cancelled() {
+            let delay = delays.next().unwrap_or(Duration::from_secs(30));
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = drain.cancelled() => {}
+            }
+        }
+    }
 }
 
 /// What a message belongs to.
@@ -115,8 +154,14 @@ impl MqttSink {
         // Room for a full window plus the largest batch: `try_publish` never
         // finds the request channel full.
         let (client, mut eventloop) = AsyncClient::new(options, window + 2 * batch_max + 16);
-        let backoff = self.config.broker.reconnect_backoff();
-        let mut delays = backoff.build();
+        crate::mqtt::without_nagle(&mut eventloop);
+        let (network_tx, mut network) = mpsc::channel(NETWORK_EVENTS);
+        let driver = tokio::spawn(drive(
+            eventloop,
+            network_tx,
+            self.config.broker.reconnect_backoff(),
+            drain.clone(),
+        ));
 
         let mut connected = false;
         let mut awaiting: VecDeque<Slot> = VecDeque::new();
@@ -176,10 +221,11 @@ impl MqttSink {
             }
             let room = connected && awaiting.len() + inflight.len() < window;
             tokio::select! {
-                event = eventloop.poll() => match event {
-                    Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
+                event = network.recv() => match event {
+                    // The connection task only ends when this loop is gone.
+                    None => break,
+                    Some(Ok(MqttEvent::Incoming(Packet::ConnAck(ack)))) => {
                         connected = true;
-                        delays = backoff.build();
                         tracing::info!(sink = %self.name, session_present = ack.session_present, "connected to the MQTT broker");
                         if !ack.session_present {
                             // The broker lost the session and rumqttc dropped what it held.
@@ -192,14 +238,14 @@ impl MqttSink {
                         awaiting.push_back(Slot::Control);
                         client.try_subscribe(ack_topic.clone(), QOS).map_err(MqttSinkError::from)?;
                     }
-                    Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => {
+                    Some(Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid)))) => {
                         if !inflight.contains_key(&pkid)
                             && let Some(slot) = awaiting.pop_front()
                         {
                             inflight.insert(pkid, slot);
                         }
                     }
-                    Ok(MqttEvent::Incoming(Packet::PubAck(ack))) => {
+                    Some(Ok(MqttEvent::Incoming(Packet::PubAck(ack)))) => {
                         if let Some(Slot::Part(id)) = inflight.remove(&ack.pkid)
                             && let Some(b) = batches.get_mut(&id)
                         {
@@ -211,7 +257,7 @@ impl MqttSink {
                             }
                         }
                     }
-                    Ok(MqttEvent::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
+                    Some(Ok(MqttEvent::Incoming(Packet::Publish(p)))) if p.topic == ack_topic => {
                         match parse_ack(&p.payload) {
                             Ok(cmd) => {
                                 if commands.try_send(cmd).is_err() {
@@ -225,8 +271,8 @@ impl MqttSink {
                             }
                         }
                     }
-                    Ok(_) => {}
-                    Err(e) => {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
                         if connected {
                             counters.connection_losses += 1;
                             tracing::warn!(sink = %self.name, error = %e, "MQTT broker connection lost; data waits in the spool");
@@ -234,13 +280,6 @@ impl MqttSink {
                             tracing::debug!(sink = %self.name, error = %e, "MQTT broker still unreachable");
                         }
                         connected = false;
-                        if !drain.is_cancelled() {
-                            let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                            tokio::select! {
-                                () = tokio::time::sleep(delay) => {}
-                                () = drain.cancelled() => {}
-                            }
-                        }
                     }
                 },
                 () = reader.wait_for_data(), if room && caught_up => {}
@@ -253,7 +292,7 @@ impl MqttSink {
             let _ = client.try_publish(self.topics.status(), QOS, true, "offline");
             let _ = client.try_disconnect();
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Ok(ev) = eventloop.poll().await {
+                while let Some(Ok(ev)) = network.recv().await {
                     if matches!(ev, MqttEvent::Outgoing(Outgoing::Disconnect)) {
                         break;
                     }
@@ -261,6 +300,7 @@ impl MqttSink {
             })
             .await;
         }
+        driver.abort();
         tracing::info!(
             sink = %self.name,
             published = counters.published,
