@@ -98,6 +98,11 @@ fn spool_append(c: &mut Criterion) {
             BatchSize::SmallInput,
         );
     });
+    // What a sink does for each batch: read the records back (decode included).
+    spool.append(at(0), &events).expect("append");
+    g.bench_function("read_500_readings", |b| {
+        b.iter(|| spool.read(Lane::Telemetry, 0, BATCH).expect("read"));
+    });
     g.finish();
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use wardgate_model::{
-    Alert, AlertId, AlertKind, AlertState, Metric, Priority, Reading, TimeSource, Transition,
+    AlarmPhase, Alert, AlertId, AlertKind, AlertState, DeviceAlarm, DeviceKind, DeviceRef,
+    DeviceState, DeviceStatus, Metric, Priority, Reading, TimeSource, Transition,
 };
 
 use super::*;
@@ -297,4 +298,78 @@ async fn reader_sends_alerts_first_and_moves_the_cursor_only_when_contiguous() {
     r.rewind();
     let again = r.next_batch(10).await.unwrap().unwrap();
     assert_eq!((again.lane, again.records[0].seq), (Lane::Alert, 1));
+}
+
+/// Every kind of event as wardgate writes it, with optional fields set and
+/// unset.
+fn every_kind() -> Vec<Event> {
+    let device = DeviceRef {
+        id: "pump-1".into(),
+        kind: DeviceKind::Pump,
+    };
+    vec![
+        reading(72.0),
+        Event::Reading(
+            Reading::new(
+                t(1),
+                TimeSource::Device,
+                "bed-2".into(),
+                Some(device.clone()),
+                Metric::custom("line_temp", "Cel", None),
+                21.5,
+            )
+            .unwrap(),
+        ),
+        alert(1),
+        Event::DeviceStatus(DeviceStatus {
+            at: t(2),
+            subject: "bed-2".into(),
+            device: device.clone(),
+            state: DeviceState::Offline,
+            reason: Some("no reply to 3 status polls".into()),
+        }),
+        Event::DeviceAlarm(DeviceAlarm {
+            at: t(3),
+            subject: "bed-2".into(),
+            device,
+            alarm: "occlusion_downstream".into(),
+            phase: AlarmPhase::Start,
+            kind: AlertKind::Technical,
+            raw: None,
+        }),
+    ]
+}
+
+#[test]
+fn the_fast_decoder_reads_back_every_kind_of_event_like_serde() {
+    for event in every_kind() {
+        let json = serde_json::to_vec(&event).unwrap();
+        assert!(json.starts_with(br#"{"type":""#), "the tag comes first");
+        assert_eq!(decode_event(&json).unwrap(), event);
+        // The generic path, for JSON written with the tag elsewhere.
+        let mut moved: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&json).unwrap();
+        let tag = moved.remove("type").unwrap();
+        moved.insert("type".into(), tag);
+        let moved = serde_json::to_vec(&moved).unwrap();
+        assert!(!moved.starts_with(br#"{"type":""#));
+        assert_eq!(decode_event(&moved).unwrap(), event);
+    }
+}
+
+proptest! {
+    /// A corrupt record is an error, never a panic.
+    #[test]
+    fn the_fast_decoder_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..200), kind in 0usize..5) {
+        let prefix: &[u8] = match kind {
+            0 => br#"{"type":"reading","#,
+            1 => br#"{"type":"alert","#,
+            2 => br#"{"type":"device_status","#,
+            3 => br#"{"type":"device_alarm","#,
+            _ => b"",
+        };
+        let mut json = prefix.to_vec();
+        json.extend(tail);
+        let _ = decode_event(&json);
+    }
 }
