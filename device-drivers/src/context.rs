@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wardgate_model::{
     AlarmPhase, AlertKind, DeviceAlarm, DeviceRef, DeviceState, DeviceStatus, Event, Metric,
@@ -22,7 +22,12 @@ pub struct DriverContext {
     subject: SubjectId,
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
+    commits: Option<CommitRequests>,
 }
+
+/// Requests to the pipeline to commit everything sent so far; each is
+/// answered once that is durable.
+pub type CommitRequests = mpsc::Sender<oneshot::Sender<()>>;
 
 impl DriverContext {
     pub fn new(
@@ -36,7 +41,29 @@ impl DriverContext {
             subject,
             events,
             shutdown,
+            commits: None,
         }
+    }
+
+    /// Lets [`Self::committed`] ask the pipeline for a commit.
+    #[must_use]
+    pub fn with_commits(mut self, commits: CommitRequests) -> Self {
+        self.commits = Some(commits);
+        self
+    }
+
+    /// Waits until every event this driver emitted so far is committed to
+    /// the spool. State that makes a device not send something again (the
+    /// glucose meter's last sequence number) is persisted only after this:
+    /// otherwise a crash in between would lose the records for good. Without
+    /// a committing pipeline (driver tests), it returns at once.
+    pub async fn committed(&self) -> Result<(), PipelineClosed> {
+        let Some(commits) = &self.commits else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        commits.send(tx).await.map_err(|_| PipelineClosed)?;
+        rx.await.map_err(|_| PipelineClosed)
     }
 
     pub fn device(&self) -> &DeviceRef {

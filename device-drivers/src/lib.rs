@@ -13,4 +13,4 @@ pub mod modbus;
 pub mod pump;
 pub mod synthetic;
 
-pub use context::{DriverContext, PipelineClosed};
+pub use context::{CommitRequests, DriverContext, PipelineClosed};

@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::{DriverContext, ble, modbus, pump, synthetic};
+use wardgate_drivers::{CommitRequests, DriverContext, ble, modbus, pump, synthetic};
 use wardgate_model::{AlertId, Event, MetricRegistry};
 use wardgate_rules::Engine;
 
@@ -193,8 +193,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
         None => None,
     };
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let (commits_tx, commits_rx) = mpsc::channel(COMMAND_QUEUE);
     let metrics = Arc::new(config.metrics.clone());
-    let drivers = spawn_drivers(&config.devices, &metrics, &events_tx, &shutdown);
+    let drivers = spawn_drivers(
+        &config.devices,
+        &metrics,
+        &events_tx,
+        &commits_tx,
+        &shutdown,
+    );
+    drop(commits_tx);
     tracing::info!(
         gateway = %config.gateway.id,
         site = %config.gateway.site,
@@ -218,8 +226,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
         let spool = Arc::clone(&spool);
         async move {
             process(
-                events_rx,
-                commands_rx,
+                Inputs {
+                    events: events_rx,
+                    commits: commits_rx,
+                    commands: commands_rx,
+                },
                 engine,
                 &spool,
                 &mut summary,
@@ -289,15 +300,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
 /// else is group-committed within `flush_interval` (one fsync per batch).
 /// Ends when every driver is gone, after committing what is left.
 async fn process(
-    mut events: mpsc::Receiver<Event>,
-    mut commands: mpsc::Receiver<AckCommand>,
+    inputs: Inputs,
     mut engine: Engine,
     spool: &Arc<Spool>,
     summary: &mut Summary,
     mut hooks: Hooks,
     flush_interval: Duration,
 ) {
+    let Inputs {
+        mut events,
+        mut commits,
+        mut commands,
+    } = inputs;
     let mut http_commands = hooks.commands.take();
+    // Drivers waiting for everything they sent to be committed.
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut batch = Vec::with_capacity(COMMIT_BATCH);
     let mut out = Vec::with_capacity(COMMIT_BATCH * 2);
     // Produced but not committed yet, and when it must be at the latest.
@@ -325,6 +342,16 @@ async fn process(
                 out.extend(engine.poll_tick(chrono::Utc::now()));
             }
             () = sleep_until(flush_at) => {}
+            Some(done) = commits.recv() => {
+                // What the asking driver sent before asking is in the event
+                // channel already: take all of it, then commit below.
+                let now = chrono::Utc::now();
+                while let Ok(event) = events.try_recv() {
+                    engine.handle_event_into(now, &event, &mut out);
+                    out.push(event);
+                }
+                waiting.push(done);
+            }
             cmd = commands.recv(), if commands_open => match cmd {
                 Some(cmd) => {
                     let id = AlertId(cmd.alert_id.as_str().into());
@@ -348,16 +375,31 @@ async fn process(
             append(spool, alerts, summary, &hooks).await;
         }
         telemetry.extend(rest);
-        if telemetry.is_empty() {
-            continue;
+        if !telemetry.is_empty() {
+            let due = *flush_at.get_or_insert_with(|| tokio::time::Instant::now() + flush_interval);
+            if !open
+                || !waiting.is_empty()
+                || telemetry.len() >= COMMIT_BATCH
+                || tokio::time::Instant::now() >= due
+            {
+                flush_at = None;
+                let full = std::mem::replace(&mut telemetry, Vec::with_capacity(COMMIT_BATCH * 2));
+                append(spool, full, summary, &hooks).await;
+            }
         }
-        let due = *flush_at.get_or_insert_with(|| tokio::time::Instant::now() + flush_interval);
-        if !open || telemetry.len() >= COMMIT_BATCH || tokio::time::Instant::now() >= due {
-            flush_at = None;
-            let full = std::mem::replace(&mut telemetry, Vec::with_capacity(COMMIT_BATCH * 2));
-            append(spool, full, summary, &hooks).await;
+        for done in waiting.drain(..) {
+            // A driver that stopped waiting is fine.
+            let _ = done.send(());
         }
     }
+}
+
+/// What the rules stage reads: driver events, drivers' requests for a commit,
+/// and acknowledgements from MQTT.
+struct Inputs {
+    events: mpsc::Receiver<Event>,
+    commits: mpsc::Receiver<oneshot::Sender<()>>,
+    commands: mpsc::Receiver<AckCommand>,
 }
 
 /// The next command, or never when there is no command channel (or it closed).
@@ -477,6 +519,7 @@ fn spawn_drivers(
     devices: &[DeviceConfig],
     metrics: &Arc<MetricRegistry>,
     events: &mpsc::Sender<Event>,
+    commits: &CommitRequests,
     shutdown: &CancellationToken,
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
@@ -487,7 +530,8 @@ fn spawn_drivers(
             device.subject.clone(),
             events.clone(),
             shutdown.child_token(),
-        );
+        )
+        .with_commits(commits.clone());
         let id = device.device.id.clone();
         tracing::info!(device = %id, kind = device.device.kind.as_str(), subject = %device.subject, "starting driver");
         let metrics = Arc::clone(metrics);

@@ -414,6 +414,9 @@ async fn session<L: BleLink>(
         if let (Some(store), Some(seq)) = (store, tracker.last_glucose_seq)
             && before != Some(seq)
         {
+            // The meter will not send this record again: remember it only
+            // once it is durable.
+            ctx.committed().await?;
             store.save(seq).await;
         }
     }

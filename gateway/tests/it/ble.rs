@@ -2,6 +2,8 @@
 //! `wardgate run` with a `type = "ble"` device → JSONL: the oximeter's
 //! desaturation reaches the sink bound to the configured subject.
 
+use std::time::{Duration, Instant};
+
 use wardgate_model::{Event, Metric};
 use wardgate_sim::ble::{BleSimConfig, Scenario, serve};
 
@@ -55,4 +57,68 @@ simulator = "{addr}"
             assert_eq!(r.device.as_ref().map(|d| d.id.as_str()), Some("ox-3"));
         }
     }
+}
+
+/// A glucose meter's sequence number is persisted only once its reading is
+/// committed (`DriverContext::committed`): with a 10 s telemetry flush, the
+/// readings still reach the sink at once when the state file is written —
+/// they were committed first, not left waiting for the flush.
+#[test]
+fn glucose_sequence_is_persisted_only_after_the_reading_is_committed() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(serve(
+        listener,
+        BleSimConfig {
+            scenario: Scenario::Hypoglycaemia,
+            address: [0xAA, 0xBB, 0xCC, 0x00, 0x00, 0x0A],
+            speed: Some(600.0),
+            start: chrono::Utc::now().naive_utc(),
+            repeat: false,
+        },
+    ));
+    let state = tempfile::tempdir().unwrap();
+    let seq_file = state.path().join("meter-1.glucose-seq");
+    let mut gw = Running::start(&format!(
+        r#"
+[spool]
+flush_interval = "10s"
+
+[[subjects]]
+id = "home-2"
+kind = "bed"
+devices = ["meter-1"]
+
+[[devices]]
+id = "meter-1"
+type = "ble"
+addresses = ["AA:BB:CC:00:00:0A"]
+simulator = "{addr}"
+state_dir = "{}"
+"#,
+        state.path().display()
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seq_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no glucose sequence state written"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let persisted = Instant::now();
+    gw.wait_event(
+        "a glucose reading",
+        |e| matches!(e, Event::Reading(r) if r.metric == Metric::Glucose),
+    );
+    // Committed before the state file: at the sink long before the 10 s flush.
+    assert!(
+        persisted.elapsed() < Duration::from_secs(5),
+        "glucose readings reached the sink {:?} after their sequence number was persisted",
+        persisted.elapsed()
+    );
+    gw.stop();
 }
