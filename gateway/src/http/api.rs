@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
@@ -18,12 +19,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::BroadcastStream;
-use wardgate_model::{AlertId, RuleId, SubjectId};
+use wardgate_model::{AlertId, RuleId, SubjectId, Timestamp};
 use wardgate_rules::{AckError, SilenceError, SilenceTarget};
 
 use super::HttpState;
 use super::view::kind_name;
 use crate::commands::{AlertCommand, CommandRejected};
+use crate::spool::SinkBacklog;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -414,6 +416,10 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         state.rejected_writes.load(Ordering::Relaxed)
     );
     if let Some(probe) = state.spool.clone() {
+        let spool = Arc::clone(&probe.spool);
+        if let Ok(Ok(backlog)) = tokio::task::spawn_blocking(move || spool.backlog()).await {
+            sink_backlog(&mut out, &backlog, chrono::Utc::now());
+        }
         let max = probe.max_bytes;
         if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || probe.spool.stats()).await {
             for (name, help, kind, v) in [
@@ -469,6 +475,40 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// Per sink and lane: records waiting for the peer's confirmation, and how
+/// long the oldest has waited — an alert lane that does not drain is the
+/// figure to alarm on.
+fn sink_backlog(out: &mut String, backlog: &[SinkBacklog], now: Timestamp) {
+    let _ = writeln!(
+        out,
+        "# HELP wardgate_sink_backlog_records Spooled records the sink's peer has not confirmed yet.\n# TYPE wardgate_sink_backlog_records gauge"
+    );
+    for b in backlog {
+        let _ = writeln!(
+            out,
+            "wardgate_sink_backlog_records{{sink=\"{}\",lane=\"{}\"}} {}",
+            escape(&b.sink),
+            b.lane.as_str(),
+            b.records
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wardgate_sink_backlog_age_seconds How long the oldest unconfirmed record has waited (0 when none).\n# TYPE wardgate_sink_backlog_age_seconds gauge"
+    );
+    for b in backlog {
+        let age = b
+            .since
+            .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "wardgate_sink_backlog_age_seconds{{sink=\"{}\",lane=\"{}\"}} {age:.3}",
+            escape(&b.sink),
+            b.lane.as_str(),
+        );
+    }
 }
 
 /// Label values: backslash, quote and newline escaped.

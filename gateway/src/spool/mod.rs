@@ -155,6 +155,16 @@ db_err!(
     redb::SetDurabilityError
 );
 
+/// Records a sink's peer has not confirmed yet in one lane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkBacklog {
+    pub sink: String,
+    pub lane: Lane,
+    pub records: u64,
+    /// When the oldest of them was appended.
+    pub since: Option<Timestamp>,
+}
+
 /// Figures for logs and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpoolStats {
@@ -480,6 +490,45 @@ impl Spool {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         })
+    }
+
+    /// What each sink's peer has not confirmed yet, per lane: how many
+    /// records and since when (the oldest one's append time).
+    pub fn backlog(&self) -> Result<Vec<SinkBacklog>, SpoolError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        let cursors = tx.open_table(CURSORS)?;
+        let mut out = Vec::new();
+        for lane in Lane::ALL {
+            let table = tx.open_table(lane.table())?;
+            let last = meta.get(lane.next_key())?.map_or(1, |v| v.value()) - 1;
+            for sink in &self.sinks {
+                let cursor = cursors
+                    .get((sink.as_str(), lane.code()))?
+                    .map_or(0, |v| v.value());
+                // Records above the oldest one still stored are contiguous
+                // (eviction and deletion only take from the front).
+                let oldest = table
+                    .range(cursor.saturating_add(1)..)?
+                    .next()
+                    .transpose()?;
+                let (records, since) = match oldest {
+                    Some((k, v)) => (
+                        last - k.value() + 1,
+                        split_value(v.value())
+                            .map(|(ns, _)| chrono::DateTime::from_timestamp_nanos(ns)),
+                    ),
+                    None => (0, None),
+                };
+                out.push(SinkBacklog {
+                    sink: sink.clone(),
+                    lane,
+                    records,
+                    since,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// A receiver that changes after every commit.

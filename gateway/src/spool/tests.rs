@@ -373,3 +373,29 @@ proptest! {
         let _ = decode_event(&json);
     }
 }
+
+#[test]
+fn backlog_counts_what_each_sink_has_not_confirmed_and_since_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&dir.path().join("s.redb"), BIG, &sinks()).unwrap();
+    spool
+        .append(t(0), &[reading(60.0), reading(61.0), alert(1)])
+        .unwrap();
+    spool.append(t(5), &[reading(62.0)]).unwrap();
+    // mqtt confirmed telemetry 1..=2 and its alert; influx nothing.
+    spool.ack("mqtt", Lane::Telemetry, 2).unwrap();
+    spool.ack("mqtt", Lane::Alert, 1).unwrap();
+    let backlog = spool.backlog().unwrap();
+    let get = |sink: &str, lane: Lane| {
+        backlog
+            .iter()
+            .find(|b| b.sink == sink && b.lane == lane)
+            .map(|b| (b.records, b.since))
+            .unwrap()
+    };
+    assert_eq!(get("mqtt", Lane::Telemetry), (1, Some(t(5))));
+    assert_eq!(get("mqtt", Lane::Alert), (0, None));
+    assert_eq!(get("influx", Lane::Telemetry), (3, Some(t(0))));
+    assert_eq!(get("influx", Lane::Alert), (1, Some(t(0))));
+    assert_eq!(backlog.len(), 4);
+}

@@ -278,3 +278,79 @@ async fn the_page_is_served_without_any_token_in_it() {
         );
     }
 }
+
+/// `/metrics` tells, per sink and lane, how much its peer has not confirmed
+/// and for how long.
+#[tokio::test]
+async fn metrics_show_each_sinks_backlog_and_its_age() {
+    use wardgate::http::SpoolProbe;
+    use wardgate::spool::{Lane, Spool, SpoolLimits};
+
+    let config: Config =
+        wardgate::config::parse(std::path::Path::new("test.toml"), CONFIG).expect("valid config");
+    let dir = tempfile::tempdir().unwrap();
+    let limits = SpoolLimits {
+        max_bytes: 1 << 30,
+        max_age: std::time::Duration::from_secs(7 * 24 * 3600),
+    };
+    let spool =
+        Arc::new(Spool::open(&dir.path().join("s.redb"), limits, &["mqtt".into()]).unwrap());
+    let appended = chrono::Utc::now() - chrono::TimeDelta::seconds(90);
+    let reading = |v: f64| {
+        Event::Reading(
+            Reading::new(
+                appended,
+                TimeSource::Gateway,
+                "bed-1".into(),
+                None,
+                Metric::HeartRate,
+                v,
+            )
+            .unwrap(),
+        )
+    };
+    spool
+        .append(appended, &[reading(70.0), reading(71.0), reading(72.0)])
+        .unwrap();
+    spool.ack("mqtt", Lane::Telemetry, 1).unwrap();
+    let view = View::new(&config.subjects, &config.devices);
+    let probe = SpoolProbe {
+        spool,
+        max_bytes: limits.max_bytes,
+    };
+    let (state, _commands) = HttpState::new(view, Vec::new(), Some(probe));
+    let response = router(state)
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("wardgate_sink_backlog_records{sink=\"mqtt\",lane=\"telemetry\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wardgate_sink_backlog_records{sink=\"mqtt\",lane=\"alert\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wardgate_sink_backlog_age_seconds{sink=\"mqtt\",lane=\"alert\"} 0.000\n"),
+        "{text}"
+    );
+    let age: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("wardgate_sink_backlog_age_seconds{sink=\"mqtt\",lane=\"telemetry\"} ")
+        })
+        .expect("telemetry age line")
+        .parse()
+        .unwrap();
+    // Appended 90 s ago; the test may take a while on a loaded machine.
+    assert!((90.0..600.0).contains(&age), "age {age}");
+}
