@@ -9,8 +9,14 @@ use wardgate_sim::ble::{BleSimConfig, Scenario, serve};
 
 use crate::Running;
 
-#[test]
-fn ble_oximeter_desaturation_reaches_the_jsonl_sink() {
+/// A BLE device `AA:BB:CC:00:00:<last>` simulated in-process on a loopback
+/// port, for as long as the returned runtime lives.
+fn simulate(
+    scenario: Scenario,
+    last: u8,
+    speed: f64,
+    repeat: bool,
+) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -19,13 +25,19 @@ fn ble_oximeter_desaturation_reaches_the_jsonl_sink() {
     rt.spawn(serve(
         listener,
         BleSimConfig {
-            scenario: Scenario::Desaturation,
-            address: [0xAA, 0xBB, 0xCC, 0x00, 0x00, 0x09],
-            speed: Some(30.0),
+            scenario,
+            address: [0xAA, 0xBB, 0xCC, 0x00, 0x00, last],
+            speed: Some(speed),
             start: chrono::Utc::now().naive_utc(),
-            repeat: true,
+            repeat,
         },
     ));
+    (rt, addr)
+}
+
+#[test]
+fn ble_oximeter_desaturation_reaches_the_jsonl_sink() {
+    let (_rt, addr) = simulate(Scenario::Desaturation, 0x09, 30.0, true);
 
     let mut gw = Running::start(&format!(
         r#"
@@ -65,21 +77,7 @@ simulator = "{addr}"
 /// they were committed first, not left waiting for the flush.
 #[test]
 fn glucose_sequence_is_persisted_only_after_the_reading_is_committed() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(serve(
-        listener,
-        BleSimConfig {
-            scenario: Scenario::Hypoglycaemia,
-            address: [0xAA, 0xBB, 0xCC, 0x00, 0x00, 0x0A],
-            speed: Some(600.0),
-            start: chrono::Utc::now().naive_utc(),
-            repeat: false,
-        },
-    ));
+    let (_rt, addr) = simulate(Scenario::Hypoglycaemia, 0x0A, 600.0, false);
     let state = tempfile::tempdir().unwrap();
     let seq_file = state.path().join("meter-1.glucose-seq");
     let mut gw = Running::start(&format!(
