@@ -293,6 +293,13 @@ impl Spool {
     /// numbers, then evicts telemetry beyond the limits.
     pub fn append(&self, now: Timestamp, events: &[Event]) -> Result<Appended, SpoolError> {
         let mut out = Appended::default();
+        // Encoded before the write transaction: the lock other writers (an
+        // alert's commit, a sink's cursor move) wait for is held only for
+        // the inserts and the commit.
+        let encoded = events
+            .iter()
+            .map(|e| Ok((Lane::of(e), value(now, &serde_json::to_vec(e)?))))
+            .collect::<Result<Vec<_>, SpoolError>>()?;
         let tx = self.db.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;
@@ -301,9 +308,8 @@ impl Spool {
             let mut next_alert = meta.get(NEXT_ALERT)?.map_or(1, |v| v.value());
             let mut next_tel = meta.get(NEXT_TELEMETRY)?.map_or(1, |v| v.value());
             let mut bytes = meta.get(TELEMETRY_BYTES)?.map_or(0, |v| v.value());
-            for event in events {
-                let v = value(now, &serde_json::to_vec(event)?);
-                match Lane::of(event) {
+            for (lane, v) in &encoded {
+                match lane {
                     Lane::Alert => {
                         alerts.insert(next_alert, v.as_slice())?;
                         next_alert += 1;
