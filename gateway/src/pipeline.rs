@@ -297,8 +297,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
 /// staleness and escalation without new data; nurses' acknowledgements are
 /// applied in between. Alert transitions are committed to the spool at once,
 /// in their own transaction, so they never wait for telemetry; everything
-/// else is group-committed within `flush_interval` (one fsync per batch).
-/// Ends when every driver is gone, after committing what is left.
+/// else is group-committed within `flush_interval` (one fsync per batch),
+/// or at once when a driver asks (`DriverContext::committed`). Ends when
+/// every driver is gone, after committing what is left.
 async fn process(
     inputs: Inputs,
     mut engine: Engine,
