@@ -370,12 +370,19 @@ async fn process(
                 out.extend(apply_command(&mut engine, cmd));
             }
         }
-        let (alerts, rest): (Vec<Event>, Vec<Event>) =
-            out.drain(..).partition(|e| matches!(e, Event::Alert(_)));
+        // Alerts to a batch of their own (allocated only when there are
+        // any), everything else straight into the pending telemetry.
+        let mut alerts = Vec::new();
+        for e in out.drain(..) {
+            if matches!(e, Event::Alert(_)) {
+                alerts.push(e);
+            } else {
+                telemetry.push(e);
+            }
+        }
         if !alerts.is_empty() {
             append(spool, alerts, summary, &hooks).await;
         }
-        telemetry.extend(rest);
         if !telemetry.is_empty() {
             let due = *flush_at.get_or_insert_with(|| tokio::time::Instant::now() + flush_interval);
             if !open
