@@ -23,3 +23,20 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
+
+/// An error and its causes on one line, each cause once. Our error types
+/// print their cause in their own message; a cause whose text is already
+/// there is not repeated (`{:#}` on an anyhow chain would print it twice).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let line = c.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = c.source();
+    }
+    text
+}

@@ -189,7 +189,7 @@ fn run(file: &std::path::Path) -> ExitCode {
         }
     };
     until_stopped(|shutdown| async move {
-        match wardgate::pipeline::run(config, shutdown).await {
+        match wardgate::pipeline::run(config, shutdown, None).await {
             Ok(summary) => {
                 tracing::info!(events = ?summary.events, written = ?summary.written, "wardgate stopped");
                 if summary.failed_sinks.is_empty() {
@@ -199,7 +199,7 @@ fn run(file: &std::path::Path) -> ExitCode {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "wardgate could not start");
+                tracing::error!(error = %logging::error_chain(&e), "wardgate could not start");
                 ExitCode::FAILURE
             }
         }
@@ -229,7 +229,7 @@ fn bridge(file: &std::path::Path, check_only: bool) -> ExitCode {
         match wardgate::bridge::run(config, quarantine, shutdown).await {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!(error = %e, "wardgate bridge could not start");
+                tracing::error!(error = %logging::error_chain(&e), "wardgate bridge could not start");
                 ExitCode::FAILURE
             }
         }
@@ -244,7 +244,7 @@ fn demo(opts: wardgate::demo::DemoOptions) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "demo failed");
+                tracing::error!(error = %logging::error_chain(e.as_ref()), "demo failed");
                 ExitCode::FAILURE
             }
         }

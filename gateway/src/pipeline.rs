@@ -54,7 +54,7 @@ pub enum PipelineError {
     Rules(wardgate_rules::EngineError),
     #[error("cannot create a temporary spool directory: {0}")]
     TempDir(std::io::Error),
-    #[error("HTTP server: {0}")]
+    #[error(transparent)]
     Http(#[from] crate::http::HttpError),
 }
 
@@ -80,8 +80,22 @@ pub struct Summary {
     pub evicted: u64,
 }
 
+/// Sent once when the gateway runs: spool open, sinks ready, the HTTP server
+/// listening and the drivers started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Running {
+    /// Where the page and API listen, when `[http]` is configured.
+    pub http: Option<std::net::SocketAddr>,
+}
+
 /// Runs until `shutdown` is cancelled, then stops everything in order.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary, PipelineError> {
+/// `running`, when given, hears once that start-up is over; it is dropped
+/// unsent when start-up fails (the error is then this function's result).
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    running: Option<tokio::sync::oneshot::Sender<Running>>,
+) -> Result<Summary, PipelineError> {
     let (spool_path, _temp_dir) = match &config.spool.path {
         Some(p) => (p.clone(), None),
         None => {
@@ -183,11 +197,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
     }
 
     let mut hooks = Hooks::default();
+    let mut http_addr = None;
     let http = match &config.http {
         Some(http) => {
             let started = crate::http::start(http, &config, Arc::clone(&spool)).await?;
             hooks.committed = Some(started.committed.clone());
             hooks.commands = Some(started.commands_rx);
+            http_addr = Some(started.addr);
             Some(started.server)
         }
         None => None,
@@ -212,6 +228,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Summary,
         sinks = config.sinks.len(),
         "wardgate running"
     );
+    if let Some(running) = running {
+        // The caller may have stopped listening; the gateway runs all the same.
+        let _ = running.send(Running { http: http_addr });
+    }
     let supervisor = tokio::spawn(supervise(drivers, events_tx, shutdown.clone()));
 
     let mut summary = Summary::default();

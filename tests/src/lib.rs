@@ -116,7 +116,9 @@ fn find(program: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{program} is not installed; `bash .ci/run` installs it (apt-get install {program})");
+    panic!(
+        "{program} is not installed: run `scripts/test`, which installs the test peers (or `apt-get install {program}`)"
+    );
 }
 
 /// A server process of the tests on a free loopback port, with a data

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use wardgate_model::config::{ConfigIssue, PathSeg};
 
+use crate::config::LoadError;
 use crate::mqtt::BrokerConfig;
 use crate::sinks::influxdb::InfluxDbConfig;
 
@@ -111,14 +112,13 @@ pub fn looks_like_bridge_file(path: &Path) -> bool {
 }
 
 /// Reads and checks a bridge file.
-pub fn load(path: &Path) -> Result<BridgeConfig, BridgeConfigErrors> {
-    let fail = |errors| BridgeConfigErrors {
-        file: path.to_owned(),
-        errors,
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(vec![format!("cannot read the file: {e}")]))?;
-    parse(&text).map_err(fail)
+pub fn load(path: &Path) -> Result<BridgeConfig, LoadError<BridgeConfigErrors>> {
+    parse(&crate::config::read(path)?).map_err(|errors| {
+        LoadError::Invalid(BridgeConfigErrors {
+            file: path.to_owned(),
+            errors,
+        })
+    })
 }
 
 /// Checks bridge configuration text; errors name the key (and for syntax

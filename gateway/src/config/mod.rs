@@ -230,17 +230,32 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// Why a configuration file (the gateway's or the bridge's, `E`) could not
+/// be loaded: it could not be read at all, or it was read and is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError<E: std::error::Error + 'static> {
+    /// One line with the path and the operating system's reason: there is no
+    /// line or column to point at.
+    #[error("{}: cannot read the configuration file: {reason}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(E),
+}
+
+/// Reads a configuration file whole, or says why it cannot.
+pub fn read<E: std::error::Error>(path: &Path) -> Result<String, LoadError<E>> {
+    std::fs::read_to_string(path).map_err(|reason| LoadError::Unreadable {
+        path: path.to_owned(),
+        reason,
+    })
+}
+
 /// Reads and checks a configuration file.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-        file: path.to_owned(),
-        errors: vec![ConfigError {
-            position: Position { line: 1, column: 1 },
-            message: format!("cannot read the file: {e}"),
-            line_text: String::new(),
-        }],
-    })?;
-    parse(path, &text)
+pub fn load(path: &Path) -> Result<Config, LoadError<ConfigErrors>> {
+    parse(path, &read(path)?).map_err(LoadError::Invalid)
 }
 
 /// Checks configuration text; `file` names it in errors.

@@ -18,7 +18,7 @@ use wardgate_sim::ble::{BleSimConfig, Scenario};
 use wardgate_sim::modbus::SimConfig;
 use wardgate_sim::pump::{Action, PumpProgram, PumpSim, PumpSimConfig, ScriptStep, SimAlarm};
 
-use crate::pipeline::Summary;
+use crate::pipeline::{PipelineError, Summary};
 
 /// `wardgate demo` options.
 #[derive(Debug, Clone)]
@@ -519,16 +519,35 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
     if opts.mqtt.is_none() && opts.influx.is_none() {
         tracing::info!("no --mqtt or --influx given: events go to the JSONL file only");
     }
-    println!(
-        "wardgate demo: open http://{}/ — to acknowledge alerts enter this token: {token}",
-        opts.listen
-    );
-    let result = crate::pipeline::run(config, shutdown).await;
+    let (running_tx, running_rx) = tokio::sync::oneshot::channel();
+    let pipeline = crate::pipeline::run(config, shutdown, Some(running_tx));
+    tokio::pin!(pipeline);
+    // The URL is printed only once the page is really there.
+    let result = tokio::select! {
+        result = &mut pipeline => result,
+        running = running_rx => {
+            if let Ok(running) = running {
+                println!(
+                    "wardgate demo: open http://{}/ — to acknowledge alerts enter this token: {token}",
+                    running.http.unwrap_or(opts.listen)
+                );
+            }
+            pipeline.await
+        }
+    };
     sims.cancel();
     for p in pumps {
         p.stop().await;
     }
     ble_tasks.abort_all();
     drop(modbus);
-    Ok(result?)
+    match result {
+        Ok(summary) => Ok(summary),
+        Err(PipelineError::Http(e)) if e.is_address_in_use() => {
+            let mut next = opts.listen;
+            next.set_port(next.port().wrapping_add(1).max(1));
+            Err(anyhow::anyhow!("{e}; try `--listen {next}`"))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -34,11 +34,35 @@ const COMMANDS: usize = 64;
 pub enum HttpError {
     #[error("token `{name}`: {source}")]
     Token { name: String, source: SecretError },
-    #[error("cannot listen on {addr}: {source}")]
+    /// The reason is in the message, in words an operator can act on, so it
+    /// is not also a `source` (printed twice in a chain otherwise).
+    #[error("cannot listen on {addr}: {}", bind_reason(reason))]
     Bind {
         addr: std::net::SocketAddr,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
+}
+
+impl HttpError {
+    /// Whether another process already listens on the address.
+    pub fn is_address_in_use(&self) -> bool {
+        matches!(self, HttpError::Bind { reason, .. } if reason.kind() == std::io::ErrorKind::AddrInUse)
+    }
+}
+
+fn bind_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "address already in use — another wardgate or program uses it".to_owned()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied — ports below 1024 need privileges".to_owned()
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no network interface of this machine has that address".to_owned()
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Spool figures for `/readyz` and `/metrics`.
@@ -136,9 +160,9 @@ pub async fn start(
     let (state, commands_rx) = HttpState::new(view, tokens, Some(probe));
     let listener = tokio::net::TcpListener::bind(http.listen)
         .await
-        .map_err(|source| HttpError::Bind {
+        .map_err(|reason| HttpError::Bind {
             addr: http.listen,
-            source,
+            reason,
         })?;
     let addr = listener.local_addr().unwrap_or(http.listen);
     // The view follows the committed events in its own task.

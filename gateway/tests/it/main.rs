@@ -2,6 +2,7 @@
 
 mod ble;
 mod check_config;
+mod first_run;
 mod http;
 mod modbus;
 mod pump;

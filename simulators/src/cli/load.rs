@@ -92,13 +92,15 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis(),
         "all devices up"
     );
+    // Signals are caught before READY is said: a caller may stop us at once.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "READY {}", args.devices)?;
         out.flush()?;
     }
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let end = async {
         if args.duration.is_zero() {
             std::future::pending::<()>().await;
@@ -116,7 +118,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let why = loop {
         tokio::select! {
             () = &mut end => break "duration elapsed",
-            r = tokio::signal::ctrl_c() => { r?; break "interrupted" }
+            _ = interrupt.recv() => break "interrupted",
             _ = term.recv() => break "terminated",
             _ = async { ticker.as_mut().expect("guarded").tick().await }, if ticker.is_some() => {
                 if let Err(e) = injector.inject_next().await {

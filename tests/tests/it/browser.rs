@@ -58,8 +58,8 @@ fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> 
 fn require(path: &str, what: &str) {
     assert!(
         Path::new(path).exists(),
-        "{what} not found at {path}: install Debian's `chromium` and `chromium-driver` \
-         (apt-get install chromium chromium-driver; .ci/run does this)"
+        "{what} not found at {path}: run `scripts/test`, which installs the test peers \
+         (or `apt-get install chromium chromium-driver`)"
     );
 }
 
