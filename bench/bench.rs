@@ -86,6 +86,11 @@ id = "gw-bench"
 [spool]
 path = "{dir}/spool.redb"
 
+# Every injected event must raise an alert of its own, to be timed: the
+# fever rule's hold time (one fever episode per hour in a ward) is off here.
+[rules.clear_for]
+fever = "0s"
+
 [[sinks]]
 type = "mqtt"
 broker = {{ host = "127.0.0.1", port = {port}, keep_alive = "10s" }}

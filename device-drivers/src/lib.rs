@@ -13,4 +13,6 @@ pub mod modbus;
 pub mod pump;
 pub mod synthetic;
 
-pub use context::{CommitRequests, DriverContext, PipelineClosed};
+pub use context::{
+    CommitRequests, DEFAULT_CLOCK_TOLERANCE, DriverContext, Emitted, EventReceiver, PipelineClosed,
+};

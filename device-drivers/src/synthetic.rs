@@ -127,14 +127,17 @@ pub async fn run(
             () = ctx.shutdown().cancelled() => break,
             tick = ticker.tick() => {
                 let now = chrono::Utc::now();
+                // One tick of a device is one measurement.
+                let mut measurement = Vec::with_capacity(signals.len());
                 for (metric, signal) in &signals {
                     let value = signal.value_at(tick - start);
                     // Validated config gives finite values; a failure here is a bug worth seeing.
                     match ctx.reading(now, TimeSource::Gateway, metric.clone(), value) {
-                        Ok(event) => ctx.emit(event).await?,
+                        Ok(event) => measurement.push(event),
                         Err(e) => tracing::error!(device = %ctx.device().id, error = %e, "synthetic signal produced no reading"),
                     }
                 }
+                ctx.emit_measurement(measurement).await?;
             }
         }
     }
@@ -196,7 +199,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn emits_online_then_one_reading_per_signal_per_interval_until_shutdown() {
-        let (tx, mut rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(16);
+        let mut rx = crate::EventReceiver::new(rx);
         let shutdown = CancellationToken::new();
         let ctx = DriverContext::new(
             DeviceRef::new("syn-1".into(), DeviceKind::Synthetic),

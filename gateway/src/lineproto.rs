@@ -91,11 +91,7 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
             let _ = write!(out, ",escalation_level={}i", a.escalation_level);
             string_field(out, "id", &a.id.0);
             string_field(out, "state", state_str(a.state));
-            string_field(
-                out,
-                "transition",
-                &format!("{:?}", a.transition).to_lowercase(),
-            );
+            string_field(out, "transition", a.transition.as_str());
             string_field(out, "message", &a.message);
             finish(out, a.at);
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::{CommitRequests, DriverContext, ble, modbus, pump, synthetic};
+use wardgate_drivers::{CommitRequests, DriverContext, Emitted, ble, modbus, pump, synthetic};
 use wardgate_model::{AlertId, Event, MetricRegistry};
 use wardgate_rules::Engine;
 
@@ -213,6 +213,8 @@ pub async fn run(
     let metrics = Arc::new(config.metrics.clone());
     let drivers = spawn_drivers(
         &config.devices,
+        chrono::TimeDelta::from_std(config.gateway.clock_tolerance)
+            .unwrap_or(wardgate_drivers::DEFAULT_CLOCK_TOLERANCE),
         &metrics,
         &events_tx,
         &commits_tx,
@@ -354,9 +356,8 @@ async fn process(
                     open = false;
                 }
                 let now = chrono::Utc::now();
-                for event in batch.drain(..) {
-                    engine.handle_event_into(now, &event, &mut out);
-                    out.push(event);
+                for item in batch.drain(..) {
+                    feed(&mut engine, now, item, &mut out);
                 }
             }
             () = sleep_until(wake) => {
@@ -367,9 +368,8 @@ async fn process(
                 // What the asking driver sent before asking is in the event
                 // channel already: take all of it, then commit below.
                 let now = chrono::Utc::now();
-                while let Ok(event) = events.try_recv() {
-                    engine.handle_event_into(now, &event, &mut out);
-                    out.push(event);
+                while let Ok(item) = events.try_recv() {
+                    feed(&mut engine, now, item, &mut out);
                 }
                 waiting.push(done);
             }
@@ -422,10 +422,30 @@ async fn process(
     }
 }
 
+/// Runs what a driver emitted through the engine (a measurement's events
+/// together) and appends what the engine derived, then the events themselves.
+fn feed(
+    engine: &mut Engine,
+    now: chrono::DateTime<chrono::Utc>,
+    item: Emitted,
+    out: &mut Vec<Event>,
+) {
+    match item {
+        Emitted::Event(event) => {
+            engine.handle_event_into(now, &event, out);
+            out.push(event);
+        }
+        Emitted::Measurement(events) => {
+            engine.handle_events_into(now, &events, out);
+            out.extend(events);
+        }
+    }
+}
+
 /// What the rules stage reads: driver events, drivers' requests for a commit,
 /// and acknowledgements from MQTT.
 struct Inputs {
-    events: mpsc::Receiver<Event>,
+    events: mpsc::Receiver<Emitted>,
     commits: mpsc::Receiver<oneshot::Sender<()>>,
     commands: mpsc::Receiver<AckCommand>,
 }
@@ -545,8 +565,9 @@ fn kind_name(event: &Event) -> &'static str {
 
 fn spawn_drivers(
     devices: &[DeviceConfig],
+    clock_tolerance: chrono::TimeDelta,
     metrics: &Arc<MetricRegistry>,
-    events: &mpsc::Sender<Event>,
+    events: &mpsc::Sender<Emitted>,
     commits: &CommitRequests,
     shutdown: &CancellationToken,
 ) -> JoinSet<()> {
@@ -559,7 +580,8 @@ fn spawn_drivers(
             events.clone(),
             shutdown.child_token(),
         )
-        .with_commits(commits.clone());
+        .with_commits(commits.clone())
+        .with_clock_tolerance(clock_tolerance);
         let id = device.device.id.clone();
         tracing::info!(device = %id, kind = device.device.kind.as_str(), subject = %device.subject, "starting driver");
         let metrics = Arc::clone(metrics);
@@ -616,7 +638,7 @@ fn spawn_drivers(
 /// event sender so the forwarding loop can finish.
 async fn supervise(
     mut drivers: JoinSet<()>,
-    events_tx: mpsc::Sender<Event>,
+    events_tx: mpsc::Sender<Emitted>,
     shutdown: CancellationToken,
 ) {
     loop {

@@ -52,14 +52,32 @@ pub enum AlertState {
 }
 
 /// What just happened to an alert; every transition is published and audited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transition {
     Raised,
+    /// Re-notified: not acknowledged within the rule's `escalate_after`.
     Escalated,
+    /// The condition moved to another priority band within the same episode
+    /// (NEWS2 medium → high); `priority` and `message` are the new ones.
+    PriorityChanged,
     Acknowledged,
     Latched,
     Cleared,
+}
+
+impl Transition {
+    /// The name in JSON, topics and line protocol (`priority_changed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Raised => "raised",
+            Transition::Escalated => "escalated",
+            Transition::PriorityChanged => "priority_changed",
+            Transition::Acknowledged => "acknowledged",
+            Transition::Latched => "latched",
+            Transition::Cleared => "cleared",
+        }
+    }
 }
 
 /// A nurse's (or system's) acknowledgement, kept for the audit trail.
@@ -101,4 +119,27 @@ pub struct Alert {
     pub acknowledged: Option<Acknowledgement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleared_at: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Transition;
+
+    #[test]
+    fn transition_names_are_their_json_names() {
+        use Transition::{Acknowledged, Cleared, Escalated, Latched, PriorityChanged, Raised};
+        for t in [
+            Raised,
+            Escalated,
+            PriorityChanged,
+            Acknowledged,
+            Latched,
+            Cleared,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.as_str())
+            );
+        }
+    }
 }

@@ -65,6 +65,6 @@ id_type!(
     DeviceId
 );
 id_type!(
-    /// A rule's id as written in its rule file (`hypoglycaemia_level_2`).
+    /// A rule's id as written in its rule file (`hypoglycaemia`).
     RuleId
 );

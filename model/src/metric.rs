@@ -89,6 +89,10 @@ metrics! {
     BodyTemp => "body_temp", "Cel", "Body temperature", mdc: mdc(150_364, "MDC_TEMP_BODY"), loinc: Some("8310-5");
     BodyWeight => "body_weight", "kg", "Body weight", mdc: mdc(188_736, "MDC_MASS_BODY_ACTUAL"), loinc: Some("29463-7");
     Glucose => "glucose", "mg/dL", "Glucose (capillary)", mdc: mdc(160_184, "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"), loinc: Some("2339-0");
+    /// Interstitial glucose from a continuous glucose monitor (a sensor
+    /// every few minutes, not a meter's spot check): rules treat its events
+    /// by the CGM consensus definitions. LOINC as in the HL7 CGM guide.
+    GlucoseCgm => "glucose_cgm", "mg/dL", "Glucose (CGM)", mdc: None, loinc: Some("99504-3");
     RrInterval => "rr_interval", "ms", "RR interval", mdc: None, loinc: None;
     EnergyExpended => "energy_expended", "kJ", "Energy expended", mdc: None, loinc: None;
     PulseAmplitudeIndex => "pulse_amplitude_index", "%", "Pulse amplitude index", mdc: None, loinc: None;
@@ -217,7 +221,8 @@ mod tests {
         for m in Metric::BUILTIN {
             assert_eq!(Metric::builtin(m.name()).as_ref(), Some(m));
         }
-        assert_eq!(Metric::BUILTIN.len(), 27);
+        // DESIGN.md's 27 rows and glucose from a continuous monitor.
+        assert_eq!(Metric::BUILTIN.len(), 28);
     }
 
     #[test]
@@ -234,6 +239,8 @@ mod tests {
         );
         let glu = Metric::Glucose.info().unwrap();
         assert_eq!((glu.unit, glu.mdc.unwrap().code), ("mg/dL", 160_184));
+        let cgm = Metric::GlucoseCgm.info().unwrap();
+        assert_eq!((cgm.unit, cgm.loinc), ("mg/dL", Some("99504-3")));
         assert_eq!(Metric::InfusionTimeRemaining.unit(), "min");
         assert_eq!(Metric::DiffPressure.unit(), "Pa");
     }

@@ -22,6 +22,8 @@ use crate::{Engine, EngineError, RuleSet, RuleSource, RulesError};
 /// news2_freshness = "1h"
 /// tick_interval = "1s"
 /// max_silence = "4h"
+/// [rules.clear_for]              # hold times replacing the rules' own
+/// news2 = "30m"
 /// [rules.params]                 # override pack defaults for everyone
 /// sys_crisis = 170
 /// [rules.subjects.bed-4.params]  # per-subject overrides
@@ -40,6 +42,9 @@ pub struct RulesConfig {
     pub tick_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub max_silence: Duration,
+    /// Hold times (`clear_for`) replacing the rules' own, by rule id.
+    #[serde(with = "humantime_map")]
+    pub clear_for: BTreeMap<String, Duration>,
     /// Parameter overrides for every subject.
     pub params: BTreeMap<String, f64>,
     /// Per-subject settings.
@@ -61,6 +66,7 @@ impl Default for RulesConfig {
             news2_freshness: Duration::from_secs(3600),
             tick_interval: Duration::from_secs(1),
             max_silence: Duration::from_secs(4 * 3600),
+            clear_for: BTreeMap::new(),
             params: BTreeMap::new(),
             subjects: BTreeMap::new(),
         }
@@ -114,6 +120,19 @@ impl Validate for RulesConfig {
             self.max_silence,
             Duration::from_secs(60)..=Duration::from_secs(24 * 3600),
         );
+        // Rule ids are checked when the engine is built, as parameters are.
+        let week = Duration::from_secs(7 * 24 * 3600);
+        for (rule, hold) in &self.clear_for {
+            if *hold > week {
+                issues.push(ConfigIssue::new(
+                    [PathSeg::from("clear_for"), PathSeg::from(rule.clone())],
+                    format!(
+                        "a hold time must be at most 7days, got {}",
+                        humantime::format_duration(*hold)
+                    ),
+                ));
+            }
+        }
         for (k, v) in &self.params {
             if !v.is_finite() {
                 issues.push(ConfigIssue::new(
@@ -164,6 +183,11 @@ impl RulesConfig {
             news2_freshness: td(self.news2_freshness),
             tick_interval: td(self.tick_interval),
             max_silence: td(self.max_silence),
+            clear_for: self
+                .clear_for
+                .iter()
+                .map(|(k, v)| (k.clone(), td(*v)))
+                .collect(),
             params: self.params.clone(),
             ..EngineOptions::default()
         }
@@ -178,6 +202,32 @@ impl RulesConfig {
             }
         }
         Ok(engine)
+    }
+}
+
+/// A table of durations in humantime syntax (`news2 = "30m"`).
+mod humantime_map {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct D(#[serde(with = "humantime_serde")] Duration);
+
+    pub(super) fn serialize<S: Serializer>(
+        map: &BTreeMap<String, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let m: BTreeMap<&String, D> = map.iter().map(|(k, v)| (k, D(*v))).collect();
+        m.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D2: Deserializer<'de>>(
+        d: D2,
+    ) -> Result<BTreeMap<String, Duration>, D2::Error> {
+        let m = BTreeMap::<String, D>::deserialize(d)?;
+        Ok(m.into_iter().map(|(k, v)| (k, v.0)).collect())
     }
 }
 

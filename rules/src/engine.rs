@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use wardgate_model::{
     Acknowledgement, AlarmPhase, Alert, AlertId, AlertState, DeviceRef, DeviceState, Event, Metric,
-    Reading, RuleId, SubjectId, SubjectProfile, TimeSource, Timestamp, Transition,
+    Priority, Reading, RuleId, SubjectId, SubjectProfile, TimeSource, Timestamp, Transition,
 };
 
 use crate::expr::{ArOp, CmpOp, Expr, Piece, Slot};
@@ -54,6 +54,9 @@ pub struct EngineOptions {
     pub params: BTreeMap<String, f64>,
     /// Audit entries kept until drained; the oldest are dropped (and counted) beyond.
     pub audit_capacity: usize,
+    /// Hold times replacing the rules' own `clear_for`, by rule id (a site
+    /// that wants NEWS2 episodes to end sooner or later than the pack says).
+    pub clear_for: BTreeMap<String, TimeDelta>,
 }
 
 impl Default for EngineOptions {
@@ -64,6 +67,7 @@ impl Default for EngineOptions {
             max_silence: TimeDelta::hours(4),
             params: BTreeMap::new(),
             audit_capacity: 100_000,
+            clear_for: BTreeMap::new(),
         }
     }
 }
@@ -77,6 +81,8 @@ pub enum EngineError {
     BadParam { name: String },
     #[error("{what} must be longer than zero")]
     NonPositive { what: &'static str },
+    #[error("clear_for names unknown rule '{0}'")]
+    UnknownRule(String),
 }
 
 /// Why an acknowledgement was refused.
@@ -139,13 +145,66 @@ struct News2Slots {
     temp: Slot,
 }
 
+/// Which priority band holds at one evaluation of an open or pending alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BandNow {
+    /// `when` is not positively true (data missing, or between `when` and
+    /// `clear`): the priority stays as it is.
+    Unknown,
+    /// No band: the rule's own priority.
+    Own,
+    Band(u16),
+}
+
+impl BandNow {
+    fn band(self) -> Option<u16> {
+        match self {
+            BandNow::Band(b) => Some(b),
+            BandNow::Unknown | BandNow::Own => None,
+        }
+    }
+}
+
+/// What one group of events touched, evaluated once the group is in:
+/// `(subject, a NEWS2 input changed, a reading arrived)` and `(subject, rule)`.
+/// Kept in the engine between calls so that feeding an event allocates nothing.
+#[derive(Debug, Default)]
+struct Pending {
+    subjects: Vec<(usize, bool, bool)>,
+    rules: Vec<(u32, u16)>,
+}
+
+impl Pending {
+    /// The entry of a subject, added if new.
+    fn touch(&mut self, si: usize) -> usize {
+        match self.subjects.iter().position(|e| e.0 == si) {
+            Some(i) => i,
+            None => {
+                self.subjects.push((si, false, false));
+                self.subjects.len() - 1
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Episode {
     id: AlertId,
     raised_at: Timestamp,
     state: AlertState,
-    /// The rule's condition still holds (not yet met `clear`).
+    /// The rule's priority, or the priority band's that holds.
+    priority: Priority,
+    /// The band setting `priority` (`None`: the rule's own).
+    band: Option<u16>,
+    /// The rule's condition still holds (not yet met `clear` for `clear_for`).
     condition: bool,
+    /// Since when `clear` has held without a break; the episode ends once
+    /// it has held for the rule's `clear_for`.
+    clearing_since: Option<Timestamp>,
+    /// Per priority (low, medium, high): since when the condition's band has
+    /// been at or below it; the priority is lowered to the lowest level that
+    /// has held for `clear_for`.
+    lower_since: [Option<Timestamp>; 3],
     escalation_level: u8,
     next_escalation: Option<Timestamp>,
     ack: Option<Acknowledgement>,
@@ -161,6 +220,10 @@ struct RuleState {
     episode: Option<Box<Episode>>,
     /// Start of the last episode, to keep ids unique if two start at one instant.
     last_start: Option<Timestamp>,
+    /// The band whose condition holds and since when (while `when` holds,
+    /// pending or open): a band with a `for` counts only once it has held
+    /// that long.
+    band_since: Option<(u16, Timestamp)>,
 }
 
 #[derive(Debug)]
@@ -221,6 +284,7 @@ pub struct Engine {
     /// The last conversion of a `now` to nanoseconds: every rule evaluated for
     /// one event shares it (chrono's date arithmetic is not free).
     ns_memo: std::cell::Cell<(Timestamp, i64)>,
+    pending: Pending,
 }
 
 impl fmt::Debug for Engine {
@@ -240,7 +304,15 @@ fn lower(deadline: &mut Option<Timestamp>, b: Timestamp) {
 
 impl Engine {
     /// Builds an engine over compiled rules.
-    pub fn new(rules: RuleSet, opts: EngineOptions) -> Result<Engine, EngineError> {
+    pub fn new(mut rules: RuleSet, opts: EngineOptions) -> Result<Engine, EngineError> {
+        for (id, hold) in &opts.clear_for {
+            let rule = rules
+                .rules
+                .iter_mut()
+                .find(|r| r.id.as_str() == id)
+                .ok_or_else(|| EngineError::UnknownRule(id.clone()))?;
+            rule.clear_for = *hold;
+        }
         if opts.tick_interval <= TimeDelta::zero() {
             return Err(EngineError::NonPositive {
                 what: "tick_interval",
@@ -351,6 +423,7 @@ impl Engine {
             audit: VecDeque::new(),
             audit_dropped: 0,
             ns_memo: std::cell::Cell::new((Timestamp::UNIX_EPOCH, 0)),
+            pending: Pending::default(),
         })
     }
 
@@ -476,11 +549,70 @@ impl Engine {
 
     /// As [`Engine::handle_event`], appending to `out` (no allocation when nothing happens).
     pub fn handle_event_into(&mut self, now: Timestamp, event: &Event, out: &mut Vec<Event>) {
+        self.handle_events_into(now, std::slice::from_ref(event), out);
+    }
+
+    /// Feeds the events of one measurement together — a cuff's systolic,
+    /// diastolic and mean pressure; a pump poll's alarms and values — so that
+    /// every value is in place before any rule is evaluated: an alert raised
+    /// by one of them reads the others, never a value still on its way.
+    pub fn handle_events_into(&mut self, now: Timestamp, events: &[Event], out: &mut Vec<Event>) {
         if self.last_tick.is_none() {
             self.last_tick = Some(now);
         }
+        let mut p = std::mem::take(&mut self.pending);
+        for event in events {
+            self.apply(now, event, &mut p);
+        }
+        for &(si, news2, _) in &p.subjects {
+            if news2 {
+                self.update_news2(now, si, out);
+            }
+        }
+        p.rules.sort_unstable();
+        p.rules.dedup();
+        for &(si, ri) in &p.rules {
+            self.evaluate(now, si as usize, ri as usize, out);
+        }
+        for &(si, _, data) in &p.subjects {
+            if data {
+                self.after_any_data(now, si, out);
+            }
+        }
+        p.subjects.clear();
+        p.rules.clear();
+        self.pending = p;
+    }
+
+    /// Takes one event into the subject's state and notes which rules it
+    /// concerns; evaluation comes after the whole group.
+    fn apply(&mut self, now: Timestamp, event: &Event, p: &mut Pending) {
         match event {
-            Event::Reading(r) => self.on_reading(now, r, out),
+            Event::Reading(r) => {
+                let si = self.subject_index(&r.subject);
+                // A device clock ahead of ours: the value counts as measured
+                // now, so it neither masks newer values nor looks fresh for
+                // longer than it is.
+                let at = self.ns(r.at).min(self.ns(now));
+                let s = &mut self.subjects[si];
+                if s.last_data.is_none_or(|t| at > t) {
+                    s.last_data = Some(at);
+                }
+                let t = p.touch(si);
+                p.subjects[t].2 = true;
+                let Some(&slot) = self.rules.slots.by_metric.get(&r.metric) else {
+                    return;
+                };
+                self.store(si, slot, at, r.value, r.device.as_ref());
+                if self.news2_input[slot as usize] {
+                    p.subjects[t].1 = true;
+                }
+                p.rules.extend(
+                    self.by_slot[slot as usize]
+                        .iter()
+                        .map(|&ri| (si as u32, ri)),
+                );
+            }
             Event::DeviceAlarm(a) => {
                 let si = self.subject_index(&a.subject);
                 let s = &mut self.subjects[si];
@@ -495,10 +627,9 @@ impl Engine {
                     }
                     _ => return,
                 }
-                for k in 0..self.alarm_rules.len() {
-                    let ri = self.alarm_rules[k] as usize;
-                    self.evaluate(now, si, ri, out);
-                }
+                p.touch(si);
+                p.rules
+                    .extend(self.alarm_rules.iter().map(|&ri| (si as u32, ri)));
             }
             Event::DeviceStatus(st) => {
                 let si = self.subject_index(&st.subject);
@@ -511,35 +642,12 @@ impl Engine {
                     }
                     _ => return,
                 }
-                for k in 0..self.status_rules.len() {
-                    let ri = self.status_rules[k] as usize;
-                    self.evaluate(now, si, ri, out);
-                }
+                p.touch(si);
+                p.rules
+                    .extend(self.status_rules.iter().map(|&ri| (si as u32, ri)));
             }
             Event::Alert(_) => {}
         }
-    }
-
-    fn on_reading(&mut self, now: Timestamp, r: &Reading, out: &mut Vec<Event>) {
-        let si = self.subject_index(&r.subject);
-        let at = self.ns(r.at);
-        let s = &mut self.subjects[si];
-        if s.last_data.is_none_or(|t| at > t) {
-            s.last_data = Some(at);
-        }
-        let Some(&slot) = self.rules.slots.by_metric.get(&r.metric) else {
-            self.after_any_data(now, si, out);
-            return;
-        };
-        self.store(si, slot, at, r.value, r.device.as_ref());
-        if self.news2_input[slot as usize] {
-            self.update_news2(now, si, out);
-        }
-        for k in 0..self.by_slot[slot as usize].len() {
-            let ri = self.by_slot[slot as usize][k] as usize;
-            self.evaluate(now, si, ri, out);
-        }
-        self.after_any_data(now, si, out);
     }
 
     fn after_any_data(&mut self, now: Timestamp, si: usize, out: &mut Vec<Event>) {
@@ -700,8 +808,30 @@ impl Engine {
             let when = ctx.cond(&rule.when);
             (when, false, ctx.device.take())
         };
+        // The band matters while the condition holds (or is about to). An
+        // open episode's band changes only while `when` itself holds: with
+        // data missing (a stale NEWS2) its priority stays as it is.
+        let band = if !when || clear || rule.bands.is_empty() {
+            BandNow::Own
+        } else if holding && !ctx.cond(&rule.when) {
+            BandNow::Unknown
+        } else {
+            rule.bands
+                .iter()
+                .position(|b| ctx.cond(&b.when))
+                .map_or(BandNow::Own, |b| BandNow::Band(b as u16))
+        };
         let for_ = rule.for_;
+        let clear_for = rule.clear_for;
         let latching = rule.latching;
+        let band = self.confirm_band(now, si, ri, band);
+        let escalate_after = self.escalate_after_of(
+            ri,
+            self.subjects[si].rules[ri]
+                .episode
+                .as_ref()
+                .and_then(|e| e.band),
+        );
         let st = &mut self.subjects[si].rules[ri];
         match &mut st.episode {
             None => {
@@ -716,7 +846,7 @@ impl Engine {
                     } else {
                         self.subjects[si].rules[ri].pending_since = None;
                         let device = hint.and_then(|h| h.resolve(&self.subjects[si]));
-                        self.raise(now, si, ri, device, out);
+                        self.raise(now, si, ri, band.band(), device, out);
                     }
                 } else {
                     lower(&mut self.next_deadline, since + for_);
@@ -725,12 +855,38 @@ impl Engine {
             Some(ep) => {
                 if ep.condition {
                     if !clear {
+                        // `when` holds again within the hold time: the same
+                        // episode goes on.
+                        if ep.clearing_since.take().is_some()
+                            && let Some(t) = ep.next_escalation
+                        {
+                            // Escalation waited while the condition resolved.
+                            lower(&mut self.next_deadline, t.max(now));
+                        }
+                        if band != BandNow::Unknown {
+                            self.follow_band(now, si, ri, band.band(), out);
+                        }
+                        return;
+                    }
+                    let since = *ep.clearing_since.get_or_insert(now);
+                    if now - since < clear_for {
+                        lower(&mut self.next_deadline, since + clear_for);
                         return;
                     }
                     ep.condition = false;
+                    ep.clearing_since = None;
+                    ep.lower_since = [None; 3];
                     match ep.state {
                         AlertState::Active if latching => {
                             ep.state = AlertState::Latched;
+                            // A re-notification that waited during the hold
+                            // resumes an interval from now, not at once.
+                            if ep.next_escalation.is_some_and(|t| t <= now) {
+                                ep.next_escalation = escalate_after.map(|d| now + d);
+                            }
+                            if let Some(t) = ep.next_escalation {
+                                lower(&mut self.next_deadline, t);
+                            }
                             self.emit(now, si, ri, Transition::Latched, out);
                         }
                         // Still latched: it waits for an acknowledgement
@@ -740,11 +896,160 @@ impl Engine {
                     }
                 } else if when {
                     // A latched alert whose condition returns: still the same
-                    // episode, still waiting for acknowledgement.
+                    // episode, still waiting for acknowledgement, at the
+                    // priority it has now.
                     ep.condition = true;
+                    if band != BandNow::Unknown {
+                        self.follow_band(now, si, ri, band.band(), out);
+                    }
                 }
             }
         }
+    }
+
+    /// Notes which band holds and returns the one that counts: a band with
+    /// a `for` only once it has held that long, until then the rule's own
+    /// priority.
+    fn confirm_band(&mut self, now: Timestamp, si: usize, ri: usize, band: BandNow) -> BandNow {
+        let st = &mut self.subjects[si].rules[ri];
+        let BandNow::Band(b) = band else {
+            st.band_since = None;
+            return band;
+        };
+        let since = match st.band_since {
+            Some((held, since)) if held == b => since,
+            _ => {
+                st.band_since = Some((b, now));
+                now
+            }
+        };
+        let for_ = self.rules.rules[ri].bands[b as usize].for_;
+        if now - since >= for_ {
+            BandNow::Band(b)
+        } else {
+            lower(&mut self.next_deadline, since + for_);
+            BandNow::Own
+        }
+    }
+
+    /// When a band waiting for its `for` is due.
+    fn band_due(&self, si: usize, ri: usize) -> Option<Timestamp> {
+        let (b, since) = self.subjects[si].rules[ri].band_since?;
+        let for_ = self.rules.rules[ri].bands[b as usize].for_;
+        (for_ > TimeDelta::zero()).then_some(since + for_)
+    }
+
+    /// The priority of an open episode follows its bands: up at once (an
+    /// acknowledged alert that rises sounds again), down only after a lower
+    /// level has held for the rule's `clear_for` — each level on its own
+    /// clock, so stepping down two bands takes the hold time at each — and a
+    /// value wandering across a band edge does not make the priority flap.
+    fn follow_band(
+        &mut self,
+        now: Timestamp,
+        si: usize,
+        ri: usize,
+        band: Option<u16>,
+        out: &mut Vec<Event>,
+    ) {
+        let rule = &self.rules.rules[ri];
+        if rule.bands.is_empty() {
+            return;
+        }
+        let level = |b: Option<u16>| b.map_or(rule.priority, |b| rule.bands[b as usize].priority);
+        let held = level(band);
+        let clear_for = rule.clear_for;
+        // The levels this rule can show: its own and its bands'.
+        let levels: Vec<(Priority, Option<u16>)> = std::iter::once((rule.priority, None))
+            .chain(
+                rule.bands
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (b.priority, Some(i as u16))),
+            )
+            .collect();
+        let Some(ep) = self.subjects[si].rules[ri].episode.as_mut() else {
+            return;
+        };
+        let target = if held > ep.priority {
+            Some((held, band))
+        } else {
+            for p in [Priority::Low, Priority::Medium, Priority::High] {
+                let slot = &mut ep.lower_since[p as usize];
+                if p < ep.priority && held <= p {
+                    slot.get_or_insert(now);
+                } else {
+                    *slot = None;
+                }
+            }
+            // The lowest level that has held long enough.
+            let mut target = None;
+            for &(p, b) in levels
+                .iter()
+                .filter(|(p, _)| *p >= held && *p < ep.priority)
+            {
+                let Some(since) = ep.lower_since[p as usize] else {
+                    continue;
+                };
+                if now - since >= clear_for {
+                    if target.is_none_or(|(t, _)| p < t) {
+                        target = Some((p, if p == held { band } else { b }));
+                    }
+                } else {
+                    lower(&mut self.next_deadline, since + clear_for);
+                }
+            }
+            target
+        };
+        let Some((priority, band)) = target else {
+            return;
+        };
+        let escalate_after = self.escalate_after_of(ri, band);
+        let Some(ep) = self.subjects[si].rules[ri].episode.as_mut() else {
+            return;
+        };
+        // A new priority restarts the escalation clock at its own interval;
+        // an acknowledged alert that rises sounds again, as a new call.
+        if priority > ep.priority && ep.state == AlertState::Acknowledged {
+            ep.state = AlertState::Active;
+            ep.ack = None;
+        }
+        if matches!(ep.state, AlertState::Active | AlertState::Latched) {
+            ep.next_escalation = escalate_after.map(|d| now + d);
+            if let Some(t) = ep.next_escalation {
+                lower(&mut self.next_deadline, t);
+            }
+        }
+        // Levels below the new one keep their clocks (a second step down
+        // is timed from when it began); at or above it there is nothing to
+        // time.
+        for p in [Priority::Low, Priority::Medium, Priority::High] {
+            if p >= priority {
+                ep.lower_since[p as usize] = None;
+            }
+        }
+        ep.priority = priority;
+        ep.band = band;
+        let device = ep.device.clone();
+        let message = self.render(si, now, self.message_of(ri, band), device.as_ref());
+        if let Some(ep) = self.subjects[si].rules[ri].episode.as_mut() {
+            ep.message = message.into();
+        }
+        self.emit(now, si, ri, Transition::PriorityChanged, out);
+    }
+
+    /// The escalation interval of a rule in a band.
+    fn escalate_after_of(&self, ri: usize, band: Option<u16>) -> Option<TimeDelta> {
+        let rule = &self.rules.rules[ri];
+        band.and_then(|b| rule.bands[b as usize].escalate_after)
+            .or(rule.escalate_after)
+    }
+
+    /// The message template of a rule in a band.
+    fn message_of(&self, ri: usize, band: Option<u16>) -> &[Piece] {
+        let rule = &self.rules.rules[ri];
+        band.and_then(|b| rule.bands[b as usize].message.as_deref())
+            .unwrap_or(&rule.message)
     }
 
     fn raise(
@@ -752,12 +1057,14 @@ impl Engine {
         now: Timestamp,
         si: usize,
         ri: usize,
+        band: Option<u16>,
         device: Option<DeviceRef>,
         out: &mut Vec<Event>,
     ) {
         let rule = &self.rules.rules[ri];
-        let message = self.render(si, now, &rule.message, device.as_ref());
-        let escalate_after = rule.escalate_after;
+        let priority = band.map_or(rule.priority, |b| rule.bands[b as usize].priority);
+        let message = self.render(si, now, self.message_of(ri, band), device.as_ref());
+        let escalate_after = self.escalate_after_of(ri, band);
         let mut id = format!(
             "{}/{}/{}",
             self.subjects[si].id,
@@ -778,7 +1085,11 @@ impl Engine {
             id: id.clone(),
             raised_at: now,
             state: AlertState::Active,
+            priority,
+            band,
             condition: true,
+            clearing_since: None,
+            lower_since: [None; 3],
             escalation_level: 0,
             next_escalation,
             ack: None,
@@ -818,7 +1129,7 @@ impl Engine {
             rule: rule.id.clone(),
             subject: s.id.clone(),
             device: ep.device.clone(),
-            priority: rule.priority,
+            priority: ep.priority,
             kind: rule.kind,
             state: ep.state,
             transition,
@@ -855,29 +1166,41 @@ impl Engine {
         use std::fmt::Write;
         let s = &self.subjects[si];
         let mut out = String::new();
-        let num = |out: &mut String, v: Option<f64>| match v {
+        let num = |out: &mut String, v: Option<f64>, unknown: &dyn Fn(&mut String)| match v {
             Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => {
                 let _ = write!(out, "{}", v as i64);
             }
             Some(v) => {
                 let _ = write!(out, "{}", (v * 10.0).round() / 10.0);
             }
-            None => out.push('?'),
+            None => unknown(out),
         };
+        // A value that is truly unknown is said in words, never as `?`.
         for p in pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Metric(slot) => num(&mut out, s.latest[*slot as usize].map(|l| l.1)),
+                Piece::Metric(slot) => num(&mut out, s.latest[*slot as usize].map(|l| l.1), &|o| {
+                    let name = self.rules.slots.metrics[*slot as usize].display_name();
+                    let _ = write!(o, "({name} not measured)");
+                }),
                 Piece::Param(i) => num(
                     &mut out,
                     Some(s.params[*i as usize]).filter(|v| v.is_finite()),
+                    &|o| {
+                        let _ = write!(o, "({} not set)", self.rules.params[*i as usize].name);
+                    },
                 ),
                 Piece::News2 => num(
                     &mut out,
                     self.news2_score(si, now).map(|n| f64::from(n.aggregate())),
+                    &|o| o.push_str("(NEWS2 not available)"),
                 ),
-                Piece::Pulse => num(&mut out, self.pulse(si)),
-                Piece::Device => out.push_str(device.map_or("?", |d| d.id.as_str())),
+                Piece::Pulse => num(&mut out, self.pulse(si), &|o| {
+                    o.push_str("(pulse not measured)");
+                }),
+                Piece::Device => {
+                    out.push_str(device.map_or("an unknown device", |d| d.id.as_str()));
+                }
             }
         }
         out
@@ -904,6 +1227,26 @@ impl Engine {
                         self.evaluate(now, si, ri, &mut out);
                     } else {
                         lower(&mut self.next_deadline, since + self.rules.rules[ri].for_);
+                    }
+                }
+                // A hold time (`clear_for`) running out ends the episode or
+                // lowers its priority without new data.
+                let hold = self.subjects[si].rules[ri].episode.as_ref().and_then(|ep| {
+                    let clear_for = self.rules.rules[ri].clear_for;
+                    ep.clearing_since
+                        .into_iter()
+                        .chain(ep.lower_since.iter().flatten().copied())
+                        .map(|since| since + clear_for)
+                        .chain(self.band_due(si, ri))
+                        .min()
+                });
+                if let Some(due) = hold
+                    && !self.rules.rules[ri].deps.time
+                {
+                    if due <= now {
+                        self.evaluate(now, si, ri, &mut out);
+                    } else {
+                        lower(&mut self.next_deadline, due);
                     }
                 }
                 self.escalate(now, si, ri, &mut out);
@@ -935,6 +1278,11 @@ impl Engine {
         if !matches!(ep.state, AlertState::Active | AlertState::Latched) {
             return;
         }
+        // The condition is resolving: no re-notification for a patient who
+        // has recovered (if it comes back, the escalation is due at once).
+        if ep.clearing_since.is_some() {
+            return;
+        }
         if due > now {
             lower(&mut self.next_deadline, due);
             return;
@@ -942,8 +1290,8 @@ impl Engine {
         if self.silenced(si, ri, now) {
             return;
         }
-        let every = self.rules.rules[ri]
-            .escalate_after
+        let every = self
+            .escalate_after_of(ri, ep.band)
             .unwrap_or(self.opts.tick_interval);
         if let Some(ep) = &mut self.subjects[si].rules[ri].episode {
             ep.escalation_level = ep.escalation_level.saturating_add(1);

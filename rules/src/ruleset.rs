@@ -89,6 +89,37 @@ struct RuleToml {
     escalate_after: Option<Spanned<String>>,
     #[serde(default)]
     latching: bool,
+    #[serde(default)]
+    clear_for: Option<Spanned<String>>,
+    #[serde(default)]
+    bands: Vec<BandToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BandToml {
+    when: Spanned<String>,
+    priority: Priority,
+    #[serde(default)]
+    message: Option<Spanned<String>>,
+    #[serde(default)]
+    escalate_after: Option<Spanned<String>>,
+    #[serde(default, rename = "for")]
+    for_: Option<Spanned<String>>,
+}
+
+/// A priority band of a rule: while its condition holds (and no earlier
+/// band's does) the open alert has this priority and message.
+#[derive(Clone, Debug)]
+pub(crate) struct Band {
+    pub(crate) priority: Priority,
+    pub(crate) when: Expr,
+    /// `None`: the rule's message.
+    pub(crate) message: Option<Vec<Piece>>,
+    /// `None`: the rule's `escalate_after`.
+    pub(crate) escalate_after: Option<TimeDelta>,
+    /// How long the band's condition must hold before it counts.
+    pub(crate) for_: TimeDelta,
 }
 
 /// A compiled rule.
@@ -104,11 +135,16 @@ pub struct Rule {
     pub for_: TimeDelta,
     pub escalate_after: Option<TimeDelta>,
     pub latching: bool,
+    /// How long `clear` must hold before the episode ends (zero: at once);
+    /// `when` holding again within it continues the episode.
+    pub clear_for: TimeDelta,
     /// The file the rule came from.
     pub file: Arc<str>,
     pub(crate) when: Expr,
     pub(crate) clear: Option<Expr>,
     pub(crate) message: Vec<Piece>,
+    /// Priority bands, first match wins; none matching: `priority`.
+    pub(crate) bands: Vec<Band>,
     pub(crate) deps: Deps,
 }
 
@@ -245,13 +281,41 @@ impl RuleSet {
                     .clear
                     .as_ref()
                     .and_then(|c| cond("clear", c, &mut deps, &mut issues));
-                let message = match expr::compile_template(r.message.get_ref(), &mut names) {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        issues.push(expr_issue(src, &r.message, &id, "message", &e));
-                        None
+                let band_whens: Vec<Option<Expr>> = r
+                    .bands
+                    .iter()
+                    .map(|b| cond("bands.when", &b.when, &mut deps, &mut issues))
+                    .collect();
+                let mut template =
+                    |field: &str, s: &Spanned<String>, issues: &mut Vec<RuleIssue>| {
+                        match expr::compile_template(s.get_ref(), &mut names) {
+                            Ok(m) => Some(m),
+                            Err(e) => {
+                                issues.push(expr_issue(src, s, &id, field, &e));
+                                None
+                            }
+                        }
+                    };
+                let message = template("message", &r.message, &mut issues);
+                let mut bands = Vec::with_capacity(r.bands.len());
+                for (b, when) in r.bands.iter().zip(band_whens) {
+                    let message = match &b.message {
+                        Some(m) => template("bands.message", m, &mut issues),
+                        None => None,
+                    };
+                    if let Some(when) = when {
+                        bands.push((
+                            Band {
+                                priority: b.priority,
+                                when,
+                                message,
+                                escalate_after: None,
+                                for_: TimeDelta::zero(),
+                            },
+                            (&b.escalate_after, &b.for_),
+                        ));
                     }
-                };
+                }
                 let mut dur = |field: &str,
                                s: &Option<Spanned<String>>,
                                min_zero: bool|
@@ -283,6 +347,15 @@ impl RuleSet {
                 };
                 let for_ = dur("for", &r.for_, true).unwrap_or_default();
                 let escalate_after = dur("escalate_after", &r.escalate_after, false);
+                let clear_for = dur("clear_for", &r.clear_for, true).unwrap_or_default();
+                let bands: Vec<Band> = bands
+                    .into_iter()
+                    .map(|(mut band, (escalate_after, for_))| {
+                        band.escalate_after = dur("bands.escalate_after", escalate_after, false);
+                        band.for_ = dur("bands.for", for_, true).unwrap_or_default();
+                        band
+                    })
+                    .collect();
                 if issues.len() > before {
                     continue;
                 }
@@ -298,10 +371,12 @@ impl RuleSet {
                     for_,
                     escalate_after,
                     latching: r.latching,
+                    clear_for,
                     file: file.clone(),
                     when,
                     clear,
                     message,
+                    bands,
                     deps,
                 });
             }

@@ -8,15 +8,18 @@
 //! packs = ["chronic"]            # built-in packs (default: none if rule_files is set, else all)
 //! rule_files = ["local.toml"]    # loaded through the caller's loader
 //! [[tests]]
-//! name = "level 2 hypoglycaemia latches until acknowledged"
+//! name = "hypoglycaemia ends 15 minutes after glucose is back at or above 70"
 //! profile = { conditions = ["diabetes"] }
+//! run_until = "30m"              # keep time running: hold times end without input
 //! input = [
 //!   { at = "0s", metric = "glucose", value = 50 },
+//!   { at = "2m", ack = "hypoglycaemia", by = "nurse-a" },
 //!   { at = "5m", metric = "glucose", every = "5m", values = "60 80" },
-//!   { at = "20m", ack = "hypoglycaemia_level_2", by = "nurse-a" },
 //! ]
 //! expect = [
-//!   { at = "0s", rule = "hypoglycaemia_level_2", transition = "raised" },
+//!   { at = "0s", rule = "hypoglycaemia", transition = "raised", priority = "high" },
+//!   { at = "2m", rule = "hypoglycaemia", transition = "acknowledged" },
+//!   { at = "25m", rule = "hypoglycaemia", transition = "cleared" },
 //! ]
 //! ```
 

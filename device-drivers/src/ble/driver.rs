@@ -258,8 +258,11 @@ pub async fn run_with<T: BleTransport>(
         .as_ref()
         .map(|dir| SeqStore::new(dir, ctx.device().id.as_str()));
     let mut tracker = Tracker::new(f64::from(config.battery_low_percent));
-    if let Some(store) = &store {
-        tracker.last_glucose_seq = store.load().await;
+    if let Some(store) = &store
+        && let Some((seq, at)) = store.load().await
+    {
+        tracker.last_glucose_seq = Some(seq);
+        tracker.last_glucose_at = at;
     }
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     // Report "offline" once per outage, not once per failed attempt.
@@ -397,11 +400,9 @@ async fn session<L: BleLink>(
         }
         let before = tracker.last_glucose_seq;
         match tracker.handle_notification(ctx, chrono::Utc::now(), &n) {
-            Ok(events) => {
-                for e in events {
-                    ctx.emit(e).await?;
-                }
-            }
+            // One notification is one measurement (a cuff's three pressures
+            // and pulse, an oximeter's SpO2 and pulse).
+            Ok(events) => ctx.emit_measurement(events).await?,
             Err(e) => {
                 tracker.decode_errors += 1;
                 // Count always, log the first and then every 100th: a broken
@@ -417,7 +418,7 @@ async fn session<L: BleLink>(
             // The meter will not send this record again: remember it only
             // once it is durable.
             ctx.committed().await?;
-            store.save(seq).await;
+            store.save(seq, tracker.last_glucose_at).await;
         }
     }
 }
@@ -430,8 +431,13 @@ pub struct Tracker {
     battery_low_below: f64,
     battery_low: bool,
     contact_lost: bool,
-    /// The highest glucose sequence number delivered.
+    /// The sequence number of the last glucose record delivered.
     pub last_glucose_seq: Option<u16>,
+    /// When the latest glucose record delivered was measured.
+    pub last_glucose_at: Option<Timestamp>,
+    /// Times the meter's sequence numbers started over (a reset, a wrap
+    /// past 65535).
+    pub glucose_seq_restarts: u64,
     /// Payloads that did not decode.
     pub decode_errors: u64,
 }
@@ -443,6 +449,8 @@ impl Tracker {
             battery_low: false,
             contact_lost: false,
             last_glucose_seq: None,
+            last_glucose_at: None,
+            glucose_seq_restarts: 0,
             decode_errors: 0,
         }
     }
@@ -461,10 +469,33 @@ impl Tracker {
             && let Some(ExtraValue::Int(seq)) = d.extra("sequence_number")
         {
             let seq = *seq as u16;
-            if self.last_glucose_seq.is_some_and(|last| seq <= last) {
-                return Ok(events);
+            if let Some(last) = self.last_glucose_seq
+                && seq <= last
+            {
+                // Not above the last one: a record already delivered, unless
+                // the meter's numbering started over — it wrapped past 65535,
+                // or it was reset and numbers from 0 again (its records are
+                // then newer than the last one delivered). Dropping those
+                // would lose every later record of this meter for good.
+                let wrapped = last >= 0xFF00 && seq < 0x0100;
+                let newer = self.last_glucose_at.is_some_and(|t| d.at > t);
+                if !wrapped && !newer {
+                    return Ok(events);
+                }
+                self.glucose_seq_restarts += 1;
+                tracing::warn!(
+                    device = %ctx.device().id,
+                    last,
+                    seq,
+                    reason = if wrapped { "wrapped past 65535" } else { "restarted with newer records (meter reset or replaced)" },
+                    count = self.glucose_seq_restarts,
+                    "glucose meter sequence numbers started over: its records are accepted"
+                );
             }
             self.last_glucose_seq = Some(seq);
+            if self.last_glucose_at.is_none_or(|t| d.at > t) {
+                self.last_glucose_at = Some(d.at);
+            }
         }
         let contact_lost_now = d.flags.contains(StatusFlag::SensorContactLost)
             || d.flags.contains(StatusFlag::SensorUnconnected)
@@ -511,7 +542,9 @@ impl Tracker {
     }
 }
 
-/// The last glucose sequence number of one device, in `<dir>/<device>.glucose-seq`.
+/// The last glucose sequence number of one device and when its newest
+/// record was measured, in `<dir>/<device>.glucose-seq` as `<seq> [<RFC 3339>]`
+/// (files from before the time was kept hold the number alone).
 #[derive(Debug, Clone)]
 struct SeqStore {
     path: PathBuf,
@@ -524,19 +557,29 @@ impl SeqStore {
         }
     }
 
-    async fn load(&self) -> Option<u16> {
+    async fn load(&self) -> Option<(u16, Option<Timestamp>)> {
         let text = tokio::fs::read_to_string(&self.path).await.ok()?;
-        text.trim().parse().ok()
+        let mut parts = text.split_whitespace();
+        let seq = parts.next()?.parse().ok()?;
+        let at = parts
+            .next()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        Some((seq, at))
     }
 
     /// Write-then-rename, so a crash leaves the old number or the new one.
-    async fn save(&self, seq: u16) {
+    async fn save(&self, seq: u16, at: Option<Timestamp>) {
         let tmp = self.path.with_extension("glucose-seq.tmp");
         let result = async {
             if let Some(dir) = self.path.parent() {
                 tokio::fs::create_dir_all(dir).await?;
             }
-            tokio::fs::write(&tmp, format!("{seq}\n")).await?;
+            let line = match at {
+                Some(at) => format!("{seq} {}\n", at.to_rfc3339()),
+                None => format!("{seq}\n"),
+            };
+            tokio::fs::write(&tmp, line).await?;
             tokio::fs::rename(&tmp, &self.path).await
         };
         if let Err(e) = result.await {
@@ -639,7 +682,7 @@ mod tests {
         }
     }
 
-    fn setup() -> (DriverContext, mpsc::Receiver<Event>, CancellationToken) {
+    fn setup() -> (DriverContext, crate::EventReceiver, CancellationToken) {
         let (tx, rx) = mpsc::channel(64);
         let shutdown = CancellationToken::new();
         let ctx = DriverContext::new(
@@ -648,7 +691,7 @@ mod tests {
             tx,
             shutdown.clone(),
         );
-        (ctx, rx, shutdown)
+        (ctx, crate::EventReceiver::new(rx), shutdown)
     }
 
     fn config() -> BleConfig {
@@ -827,7 +870,44 @@ mod tests {
             ]
         );
         let persisted = std::fs::read_to_string(dir.path().join("hr-1.glucose-seq")).unwrap();
-        assert_eq!(persisted, "7\n");
+        assert_eq!(persisted, "7 2026-11-27T07:00:00+00:00\n");
+    }
+
+    /// As [`glucose`], measured at `hh:mm` on 2026-11-27.
+    fn glucose_at(seq: u16, mgdl: u8, hh: u8, mm: u8) -> Vec<u8> {
+        let mut b = glucose(seq, mgdl);
+        b[7] = hh;
+        b[8] = mm;
+        b
+    }
+
+    #[test]
+    fn glucose_sequence_numbers_that_start_over_are_detected_and_accepted() {
+        let (ctx, _rx, _s) = setup();
+        let now: Timestamp = "2026-11-27T12:00:00Z".parse().unwrap();
+        let mut t = Tracker::new(20.0);
+        let g = Characteristic::GlucoseMeasurement;
+        let readings = |t: &mut Tracker, bytes: Vec<u8>| {
+            t.handle_notification(&ctx, now, &ntf(g, &bytes).unwrap())
+                .unwrap()
+                .len()
+        };
+        assert_eq!(readings(&mut t, glucose_at(100, 90, 7, 0)), 1);
+        assert_eq!(readings(&mut t, glucose_at(101, 95, 7, 5)), 1);
+        // Sent again (a reconnect replays the store): already delivered.
+        assert_eq!(readings(&mut t, glucose_at(101, 95, 7, 5)), 0);
+        assert_eq!(t.glucose_seq_restarts, 0);
+        // The meter was reset: numbering starts again at 1, with newer records.
+        assert_eq!(readings(&mut t, glucose_at(1, 60, 8, 0)), 1);
+        assert_eq!(readings(&mut t, glucose_at(2, 65, 8, 10)), 1);
+        assert_eq!(t.glucose_seq_restarts, 1);
+        assert_eq!(t.last_glucose_seq, Some(2));
+        // An old record below the new numbering is still a duplicate.
+        assert_eq!(readings(&mut t, glucose_at(1, 60, 8, 0)), 0);
+        // Wrap past 65535: accepted whatever the meter's clock says.
+        t.last_glucose_seq = Some(65_535);
+        assert_eq!(readings(&mut t, glucose_at(0, 70, 8, 10)), 1);
+        assert_eq!(t.glucose_seq_restarts, 2);
     }
 
     #[test]

@@ -604,7 +604,14 @@ pub fn glucose_measurement(payload: &[u8], now: Timestamp) -> Result<Decoded, De
         } else {
             value
         };
-        out.decimal(Metric::Glucose, value, |v| v.times(per_unit));
+        // Interstitial fluid is what a CGM sensor measures: its events follow
+        // the CGM definitions, not a meter's spot check.
+        let metric = if kind == "interstitial_fluid" {
+            Metric::GlucoseCgm
+        } else {
+            Metric::Glucose
+        };
+        out.decimal(metric, value, |v| v.times(per_unit));
         out.extra("glucose_type", ExtraValue::Text(kind));
         out.extra("sample_location", ExtraValue::Text(location));
     }

@@ -50,6 +50,11 @@ pub struct ModbusConfig {
     /// Longest wait (before jitter) between polls of an unreachable device.
     #[serde(with = "humantime_serde", default = "default_backoff_max")]
     pub backoff_max: Duration,
+    /// How long a device may answer every request with a Modbus exception
+    /// (reachable, but no reading) before it is reported as a technical
+    /// condition (`modbus_exceptions` device alarm).
+    #[serde(with = "humantime_serde", default = "default_exceptions_alarm_after")]
+    pub exceptions_alarm_after: Duration,
     /// Unmapped addresses one request may read through to join two entries.
     #[serde(default = "default_max_gap")]
     pub max_gap: u16,
@@ -122,6 +127,9 @@ fn default_backoff_min() -> Duration {
     Duration::from_secs(1)
 }
 fn default_backoff_max() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_exceptions_alarm_after() -> Duration {
     Duration::from_secs(60)
 }
 fn default_max_gap() -> u16 {
@@ -327,6 +335,12 @@ impl Validate for ModbusConfig {
             "failures_before_unreachable",
             self.failures_before_unreachable,
             1..=1000,
+        );
+        check_duration(
+            &mut issues,
+            "exceptions_alarm_after",
+            self.exceptions_alarm_after,
+            Duration::from_secs(1)..=Duration::from_secs(24 * 3600),
         );
         check_duration(
             &mut issues,

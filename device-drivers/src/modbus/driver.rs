@@ -18,13 +18,56 @@ use tokio::time::Instant;
 use tokio_modbus::client::{Client as _, Context};
 use tokio_modbus::slave::SlaveContext as _;
 use tokio_modbus::{Request, Response, Slave};
-use wardgate_model::{DeviceState, MetricRegistry, TimeSource};
+use wardgate_model::{AlarmPhase, AlertKind, DeviceState, MetricRegistry, TimeSource};
 
 use super::config::{Link, ModbusConfig, Parity};
 use super::plan::{ReadBlock, plan};
 use super::poller::{Counters, Entry, Outcome, Poller, PollerEvent, Timing, exception_name};
 use super::register::Table;
 use crate::{DriverContext, PipelineClosed};
+
+impl ModbusConfig {
+    /// The device's poll schedule, its first cycle due at `now`: the
+    /// register map resolved and planned into as few requests as allowed.
+    pub fn poller(
+        &self,
+        metrics: &MetricRegistry,
+        now: std::time::Instant,
+    ) -> Result<Poller, String> {
+        let mut entries = Vec::with_capacity(self.registers.len());
+        for r in &self.registers {
+            let Some(metric) = r.resolve_metric(metrics) else {
+                return Err(format!("unknown metric {:?}", r.metric));
+            };
+            entries.push(Entry {
+                metric,
+                decoding: r.decoding(),
+            });
+        }
+        let spans: Vec<_> = self
+            .registers
+            .iter()
+            .map(super::RegisterConfig::span)
+            .collect();
+        let blocks = plan(&spans, self.plan_limits());
+        if blocks.is_empty() {
+            return Err("no registers to read".into());
+        }
+        let timing = Timing {
+            poll_interval: self.poll_interval,
+            retries: self.retries,
+            failures_before_unreachable: self.failures_before_unreachable.max(1),
+            backoff_min: self.backoff_min,
+            backoff_max: self.backoff_max,
+            exceptions_alarm_after: self.exceptions_alarm_after,
+        };
+        Ok(Poller::new(entries, blocks, timing, now))
+    }
+}
+
+/// The device alarm of a device that answers only with exceptions (the
+/// technical pack's `device_exceptions` rule).
+pub(crate) const EXCEPTIONS_ALARM: &str = "modbus_exceptions";
 
 /// Why a Modbus driver stopped (it never stops for device errors).
 #[derive(Debug, thiserror::Error)]
@@ -114,35 +157,12 @@ impl Device {
         ctx: DriverContext,
         stats: ModbusStats,
     ) -> Result<Self, ModbusError> {
-        let mut entries = Vec::with_capacity(config.registers.len());
-        for r in &config.registers {
-            let Some(metric) = r.resolve_metric(metrics) else {
-                return Err(invalid(&ctx, &format!("unknown metric {:?}", r.metric)));
-            };
-            entries.push(Entry {
-                metric,
-                decoding: r.decoding(),
-            });
-        }
-        let spans: Vec<_> = config
-            .registers
-            .iter()
-            .map(super::RegisterConfig::span)
-            .collect();
-        let blocks = plan(&spans, config.plan_limits());
-        if blocks.is_empty() {
-            return Err(invalid(&ctx, "no registers to read"));
-        }
-        tracing::debug!(device = %ctx.device().id, requests = blocks.len(), entries = entries.len(), "modbus read plan");
-        let timing = Timing {
-            poll_interval: config.poll_interval,
-            retries: config.retries,
-            failures_before_unreachable: config.failures_before_unreachable.max(1),
-            backoff_min: config.backoff_min,
-            backoff_max: config.backoff_max,
-        };
+        let poller = config
+            .poller(metrics, Instant::now().into_std())
+            .map_err(|why| invalid(&ctx, &why))?;
+        tracing::debug!(device = %ctx.device().id, requests = poller.plan().len(), "modbus read plan");
         Ok(Self {
-            poller: Poller::new(entries, blocks, timing, Instant::now().into_std()),
+            poller,
             ctx,
             stats,
             unit_id: config.unit_id,
@@ -155,45 +175,78 @@ impl Device {
         self.logged.insert(key)
     }
 
-    /// Hands what the poller has to report to the pipeline.
+    /// Hands what the poller has to report to the pipeline: the values of
+    /// one poll as one measurement, status changes and conditions as they come.
     async fn forward(&mut self) -> Result<(), PipelineClosed> {
+        let mut measurement = Vec::new();
         while let Some(ev) = self.poller.poll_event() {
             let now = chrono::Utc::now();
             let id = self.ctx.device().id.clone();
-            match ev {
+            let single = match ev {
                 PollerEvent::Value { metric, value, .. } => {
                     match self.ctx.reading(now, TimeSource::Gateway, metric, value) {
-                        Ok(event) => self.ctx.emit(event).await?,
+                        Ok(event) => measurement.push(event),
                         Err(e) => {
                             tracing::error!(device = %id, error = %e, "modbus value gave no reading");
                         }
                     }
+                    None
                 }
                 PollerEvent::DecodeFailed { entry, error } => {
                     if self.log_once(format!("decode {entry}")) {
                         tracing::warn!(device = %id, register = entry, %error, "modbus register not decodable (logged once, counted)");
                     }
+                    None
                 }
                 PollerEvent::Exception { table, start, code } => {
                     if self.log_once(format!("exception {code} {start}")) {
                         tracing::warn!(device = %id, table = table.as_str(), start, code, exception = exception_name(code), "modbus exception (logged once, counted)");
                     }
+                    None
+                }
+                PollerEvent::ExceptionsOnly { last_code } => {
+                    let raw = format!(
+                        "exception 0x{last_code:02X} ({})",
+                        exception_name(last_code)
+                    );
+                    tracing::warn!(device = %id, last = %raw, "modbus device answers only with exceptions: no readings");
+                    Some(self.ctx.alarm(
+                        now,
+                        EXCEPTIONS_ALARM,
+                        AlarmPhase::Start,
+                        AlertKind::Technical,
+                        Some(&raw),
+                    ))
+                }
+                PollerEvent::ExceptionsEnded => {
+                    tracing::info!(device = %id, "modbus device delivers values again");
+                    Some(self.ctx.alarm(
+                        now,
+                        EXCEPTIONS_ALARM,
+                        AlarmPhase::End,
+                        AlertKind::Technical,
+                        None,
+                    ))
                 }
                 PollerEvent::Online => {
                     tracing::info!(device = %id, "modbus device online");
                     self.logged.clear();
-                    self.ctx
-                        .emit(self.ctx.status(now, DeviceState::Online, None))
-                        .await?;
+                    Some(self.ctx.status(now, DeviceState::Online, None))
                 }
                 PollerEvent::Offline { reason } => {
                     tracing::warn!(device = %id, %reason, "modbus device offline");
-                    self.ctx
-                        .emit(self.ctx.status(now, DeviceState::Offline, Some(&reason)))
-                        .await?;
+                    Some(self.ctx.status(now, DeviceState::Offline, Some(&reason)))
                 }
+            };
+            if let Some(event) = single {
+                // In order: what was measured before the change goes first.
+                self.ctx
+                    .emit_measurement(std::mem::take(&mut measurement))
+                    .await?;
+                self.ctx.emit(event).await?;
             }
         }
+        self.ctx.emit_measurement(measurement).await?;
         self.stats.store(self.poller.counters());
         Ok(())
     }

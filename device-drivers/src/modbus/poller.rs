@@ -7,7 +7,9 @@
 //! Invariants: a request's reply is decoded against the block it was sent
 //! for and nothing else; one device's failures change only its own schedule;
 //! a device is reported offline once after `failures_before_unreachable`
-//! failed cycles in a row and online once on its next reply.
+//! failed cycles in a row and online once on its next reply; a device that
+//! answers but only with exceptions for `exceptions_alarm_after` is reported
+//! once (`ExceptionsOnly`) and once more when a value decodes again.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -33,6 +35,8 @@ pub struct Timing {
     pub failures_before_unreachable: u32,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Exceptions without a single value for this long: a technical condition.
+    pub exceptions_alarm_after: Duration,
 }
 
 /// What one request came to.
@@ -86,6 +90,11 @@ pub enum PollerEvent {
     Offline { reason: String },
     /// The device answered a request with an exception (a value, not a link failure).
     Exception { table: Table, start: u16, code: u8 },
+    /// The device has answered with exceptions only, no value at all, for
+    /// `exceptions_alarm_after`: reachable yet useless, it must not look healthy.
+    ExceptionsOnly { last_code: u8 },
+    /// A value decoded again after [`PollerEvent::ExceptionsOnly`].
+    ExceptionsEnded,
 }
 
 /// Per-device counts since start; low-cardinality, for logs and metrics.
@@ -131,6 +140,11 @@ pub struct Poller {
     backoff: ExponentialBackoff,
     counters: Counters,
     events: VecDeque<PollerEvent>,
+    /// Since when every answer was an exception (reset by a decoded value),
+    /// and the last code.
+    exceptions_since: Option<(Instant, u8)>,
+    /// `ExceptionsOnly` was reported and not yet ended.
+    exceptions_only: bool,
 }
 
 impl Poller {
@@ -149,6 +163,8 @@ impl Poller {
             backoff: new_backoff(timing),
             counters: Counters::default(),
             events: VecDeque::new(),
+            exceptions_since: None,
+            exceptions_only: false,
         }
     }
 
@@ -230,6 +246,11 @@ impl Poller {
                     start: b.start,
                     code,
                 });
+                // A gateway's "target did not answer" is unreachability, below.
+                if !matches!(code, 0x0A | 0x0B) {
+                    let since = self.exceptions_since.map_or(now, |(t, _)| t);
+                    self.exceptions_since = Some((since, code));
+                }
                 match code {
                     // The sensor behind a gateway did not answer: as good as a timeout.
                     0x0A | 0x0B => {
@@ -308,11 +329,17 @@ impl Poller {
                     .and_then(|s| e.decoding.decode_bits(s)),
             };
             match result {
-                Ok(value) => self.events.push_back(PollerEvent::Value {
-                    entry,
-                    metric: e.metric.clone(),
-                    value,
-                }),
+                Ok(value) => {
+                    self.events.push_back(PollerEvent::Value {
+                        entry,
+                        metric: e.metric.clone(),
+                        value,
+                    });
+                    self.exceptions_since = None;
+                    if std::mem::take(&mut self.exceptions_only) {
+                        self.events.push_back(PollerEvent::ExceptionsEnded);
+                    }
+                }
                 Err(error) => {
                     self.counters.decode_errors += 1;
                     self.events
@@ -366,6 +393,14 @@ impl Poller {
 
     fn end_cycle(&mut self, now: Instant, failed: bool) {
         self.cursor = None;
+        if let Some((since, last_code)) = self.exceptions_since
+            && !self.exceptions_only
+            && now.saturating_duration_since(since) >= self.timing.exceptions_alarm_after
+        {
+            self.exceptions_only = true;
+            self.events
+                .push_back(PollerEvent::ExceptionsOnly { last_code });
+        }
         if failed && self.reach == Reach::Offline {
             // Unreachable: back off (capped, jittered) instead of the schedule.
             let delay = self.backoff.next().unwrap_or(self.timing.backoff_max);
@@ -420,6 +455,7 @@ mod tests {
         failures_before_unreachable: 2,
         backoff_min: Duration::from_secs(2),
         backoff_max: Duration::from_secs(8),
+        exceptions_alarm_after: Duration::from_secs(30),
     };
 
     /// room_temp i16 /10 at input 0, humidity u16 at input 1, door at discrete input 0.
@@ -582,6 +618,47 @@ mod tests {
         );
         assert_eq!(ev[1], PollerEvent::Online);
         assert!(!ev.iter().any(|e| matches!(e, PollerEvent::Offline { .. })));
+    }
+
+    #[test]
+    fn a_device_answering_only_with_exceptions_is_reported_once_then_recovers() {
+        let t0 = Instant::now();
+        let mut p = poller(t0);
+        let mut now = t0;
+        let mut only = 0;
+        // Every block answers "illegal data address" for 40 s of 1 s cycles.
+        while now <= t0 + Duration::from_secs(40) {
+            while p.poll_request(now).is_some() {
+                p.handle_outcome(now, Outcome::Exception(0x02));
+            }
+            for e in events(&mut p) {
+                match e {
+                    PollerEvent::ExceptionsOnly { last_code } => {
+                        assert_eq!(last_code, 0x02);
+                        // Not before the configured 30 s have passed.
+                        assert!(now >= t0 + TIMING.exceptions_alarm_after, "{now:?}");
+                        only += 1;
+                    }
+                    PollerEvent::Value { .. } | PollerEvent::Offline { .. } => {
+                        panic!("unexpected {e:?}")
+                    }
+                    _ => {}
+                }
+            }
+            now = p.poll_timeout();
+        }
+        assert_eq!(only, 1, "reported once, not every cycle");
+        // The device answers properly again: the condition ends, once.
+        p.poll_request(now);
+        p.handle_outcome(now, Outcome::Bits(vec![false]));
+        let ev = events(&mut p);
+        assert_eq!(
+            ev.iter()
+                .filter(|e| **e == PollerEvent::ExceptionsEnded)
+                .count(),
+            1,
+            "{ev:?}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_serial::{DataBits, FlowControl, Parity, SerialPortBuilderExt, SerialStream, StopBits};
-use wardgate_model::{AlarmPhase, DeviceState, Metric, TimeSource};
+use wardgate_model::{AlarmPhase, DeviceState, Event, Metric, TimeSource};
 
 use super::config::PumpConfig;
 use super::poll::{PollStats, Poller, PumpEvent};
@@ -155,40 +155,93 @@ async fn drain_events(
     poller: &mut Poller,
     went_online: &mut bool,
 ) -> Result<(), PipelineClosed> {
+    let mut cycle = Vec::new();
     while let Some(event) = poller.poll_event() {
-        let now = chrono::Utc::now();
-        match event {
-            PumpEvent::Online { serial } => {
-                *went_online = true;
-                tracing::info!(device = %ctx.device().id, %serial, "pump online");
-                let reason = format!("identified pump serial {serial}");
-                ctx.emit(ctx.status(now, DeviceState::Online, Some(&reason)))
-                    .await?;
+        if let PumpEvent::State(state) = &event {
+            // Logged when it starts and when it ends, counted in the poll
+            // stats (`incomplete_polls`) every time.
+            let invalid = state.vtbi_invalid.is_some();
+            if invalid != poller.vtbi_missing_logged {
+                poller.vtbi_missing_logged = invalid;
+                match &state.vtbi_invalid {
+                    Some(e) => {
+                        tracing::warn!(device = %ctx.device().id, error = %e, "pump VTBI reply unusable: status values kept, VTBI reported missing");
+                    }
+                    None => {
+                        tracing::info!(device = %ctx.device().id, "pump VTBI replies usable again");
+                    }
+                }
             }
-            PumpEvent::Offline { reason } => {
-                tracing::warn!(device = %ctx.device().id, %reason, "pump offline");
-                ctx.emit(ctx.status(now, DeviceState::Offline, Some(&reason)))
-                    .await?;
+        }
+        if matches!(event, PumpEvent::Online { .. }) {
+            *went_online = true;
+        }
+        match translate(ctx, chrono::Utc::now(), event, &mut cycle) {
+            Translated::Gathering => {}
+            Translated::CycleDone => ctx.emit_measurement(std::mem::take(&mut cycle)).await?,
+            Translated::Alone(event) => {
+                ctx.emit_measurement(std::mem::take(&mut cycle)).await?;
+                ctx.emit(event).await?;
             }
-            PumpEvent::AlarmStart(a) => {
-                ctx.emit(ctx.alarm(now, a.code(), AlarmPhase::Start, a.kind(), a.raw()))
-                    .await?;
-            }
-            PumpEvent::AlarmEnd(a) => {
-                ctx.emit(ctx.alarm(now, a.code(), AlarmPhase::End, a.kind(), a.raw()))
-                    .await?;
-            }
-            PumpEvent::State(state) => emit_readings(ctx, now, &state).await?,
         }
     }
-    Ok(())
+    ctx.emit_measurement(cycle).await
 }
 
-async fn emit_readings(
+/// What one poller event means for the pipeline.
+#[derive(Debug)]
+pub enum Translated {
+    /// Added to the poll cycle's measurement; more of it follows.
+    Gathering,
+    /// The poll cycle is complete: its measurement goes out now.
+    CycleDone,
+    /// A status change that stands on its own (after the cycle so far).
+    Alone(Event),
+}
+
+/// Turns a poller event into what the driver emits, with the gateway's
+/// time `now`: one poll cycle's alarm changes and values gather in `cycle`
+/// (one measurement, so a rule raised by the alarm reads the values of the
+/// same poll). Pure apart from logging: the demo's scenario test runs it on
+/// a simulated clock.
+pub fn translate(
+    ctx: &DriverContext,
+    now: chrono::DateTime<chrono::Utc>,
+    event: PumpEvent,
+    cycle: &mut Vec<Event>,
+) -> Translated {
+    match event {
+        PumpEvent::Online { serial } => {
+            tracing::info!(device = %ctx.device().id, %serial, "pump online");
+            let reason = format!("identified pump serial {serial}");
+            Translated::Alone(ctx.status(now, DeviceState::Online, Some(&reason)))
+        }
+        PumpEvent::Offline { reason } => {
+            tracing::warn!(device = %ctx.device().id, %reason, "pump offline");
+            Translated::Alone(ctx.status(now, DeviceState::Offline, Some(&reason)))
+        }
+        PumpEvent::AlarmStart(a) => {
+            cycle.push(ctx.alarm(now, a.code(), AlarmPhase::Start, a.kind(), a.raw()));
+            Translated::Gathering
+        }
+        PumpEvent::AlarmEnd(a) => {
+            cycle.push(ctx.alarm(now, a.code(), AlarmPhase::End, a.kind(), a.raw()));
+            Translated::Gathering
+        }
+        PumpEvent::State(state) => {
+            readings(ctx, now, &state, cycle);
+            Translated::CycleDone
+        }
+    }
+}
+
+/// The values of one poll, added to `out`.
+fn readings(
     ctx: &DriverContext,
     now: chrono::DateTime<chrono::Utc>,
     state: &PumpState,
-) -> Result<(), PipelineClosed> {
+    out: &mut Vec<Event>,
+) {
     let values = [
         (Metric::InfusionRate, state.rate),
         (Metric::VolumeInfused, state.volume_infused),
@@ -202,11 +255,10 @@ async fn emit_readings(
         // The parser only yields finite numbers, so this cannot fail; if it
         // ever does, the value is dropped and said so rather than sent.
         match ctx.reading(now, TimeSource::Gateway, metric, value) {
-            Ok(event) => ctx.emit(event).await?,
+            Ok(event) => out.push(event),
             Err(e) => tracing::error!(device = %ctx.device().id, error = %e, "pump value rejected"),
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -221,7 +273,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = PumpConfig::new(dir.path().join("no-such-port"));
         config.reconnect_max = Duration::from_secs(1);
-        let (tx, mut rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(16);
+        let mut rx = crate::EventReceiver::new(rx);
         let shutdown = CancellationToken::new();
         let ctx = DriverContext::new(
             DeviceRef::new("pump-9".into(), DeviceKind::Pump),

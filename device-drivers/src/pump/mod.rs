@@ -17,6 +17,6 @@ pub mod state;
 
 pub use codec::{DecodeError, DecoderStats, Frame, FrameDecoder, FrameError};
 pub use config::PumpConfig;
-pub use driver::{PumpError, run, run_with_stats};
+pub use driver::{PumpError, Translated, run, run_with_stats, translate};
 pub use poll::{PollSettings, PollStats, Poller, PumpEvent};
 pub use state::{Mode, PumpAlarm, PumpState, ReplyError, StatusReply, VtbiReply};

@@ -17,7 +17,9 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::codec::{DecoderStats, Frame, FrameDecoder, crc16};
-use super::state::{PumpAlarm, PumpState, ReplyError, StatusReply, parse_status, parse_vtbi};
+use super::state::{
+    PumpAlarm, PumpState, ReplyError, StatusReply, VtbiReply, parse_status, parse_vtbi,
+};
 
 /// Timing and tolerance of the poll schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +107,9 @@ pub struct PollStats {
     pub invalid_replies: u64,
     pub unexpected_frames: u64,
     pub cycles: u64,
+    /// Polls completed from the status reply alone because the VTBI reply
+    /// was unusable (its fields then reported missing).
+    pub incomplete_polls: u64,
 }
 
 /// Why the last exchange failed, for the offline reason.
@@ -134,6 +139,9 @@ pub struct Poller {
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<PumpEvent>,
     stats: PollStats,
+    /// The driver's note that it logged the VTBI fields missing (it logs
+    /// the start and the end of that condition, not every poll).
+    pub vtbi_missing_logged: bool,
 }
 
 impl Poller {
@@ -156,6 +164,7 @@ impl Poller {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             stats: PollStats::default(),
+            vtbi_missing_logged: false,
         }
     }
 
@@ -365,11 +374,21 @@ impl Poller {
                 }
                 Err(e) => Err(e),
             },
-            Request::Vtbi => parse_vtbi(frame).map(|v| {
+            Request::Vtbi => {
+                // A malformed VTBI reply must not discard the status reply of
+                // the same poll: its alarms and rate are current. The VTBI
+                // fields are reported missing and the reply counted.
+                let vtbi = parse_vtbi(frame).unwrap_or_else(|e| {
+                    self.stats.invalid_replies += 1;
+                    self.stats.incomplete_polls += 1;
+                    tracing::debug!(error = %e, "invalid INF_VTBI reply: status kept, VTBI missing");
+                    VtbiReply::missing(e)
+                });
                 if let Some(status) = self.status.take() {
-                    self.complete_cycle(now, PumpState::new(&status, &v));
+                    self.complete_cycle(now, PumpState::new(&status, &vtbi));
                 }
-            }),
+                Ok(())
+            }
         };
         if let Err(e) = outcome {
             // The pump answered, but not in a way we can use: never act on it.
@@ -665,6 +684,48 @@ mod tests {
         assert_eq!(p.stats().invalid_replies, 1);
         assert_eq!(p.stats().failed_polls, 1);
         assert!(events(&mut p).is_empty());
+    }
+
+    #[test]
+    fn a_malformed_vtbi_reply_keeps_the_status_of_the_same_poll() {
+        let t0 = Instant::now();
+        let mut p = identified(t0);
+        p.handle_input(t0 + 4 * MS, &status("OCCL_DOWN", "INFUSING"));
+        assert_eq!(sent(&mut p), ["!INF_VTBI|8456\r"]);
+        // Fewer fields than an INF_VTBI reply has.
+        p.handle_input(t0 + 5 * MS, &reply("INF_VTBI^ACTIV^100.000"));
+        let ev = events(&mut p);
+        // The occlusion and the rate of the status reply still count ...
+        assert!(
+            ev.contains(&PumpEvent::AlarmStart(PumpAlarm::OcclusionDownstream)),
+            "{ev:?}"
+        );
+        let Some(PumpEvent::State(state)) = ev.last() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(state.rate, Some(100.0));
+        assert_eq!(state.volume_infused, Some(10.0));
+        // ... the VTBI fields are reported missing, with the reason ...
+        assert_eq!((state.vtbi, state.vtbi_remaining), (None, None));
+        assert!(
+            matches!(
+                state.vtbi_invalid.as_deref(),
+                Some(ReplyError::TooFewFields { .. })
+            ),
+            "{:?}",
+            state.vtbi_invalid
+        );
+        // ... and the poll is counted as incomplete, not failed.
+        let stats = p.stats();
+        assert_eq!(
+            (
+                stats.incomplete_polls,
+                stats.invalid_replies,
+                stats.failed_polls
+            ),
+            (1, 1, 0)
+        );
+        assert_eq!(p.poll_timeout(), Some(t0 + 2000 * MS));
     }
 
     #[test]

@@ -189,6 +189,21 @@ pub struct VtbiReply {
     pub remaining: Option<f64>,
     /// What the pump does when the VTBI is delivered (`STOP` or `KVO`).
     pub end_action: String,
+    /// Why the VTBI reply could not be used; its fields are then `None`.
+    pub invalid: Option<ReplyError>,
+}
+
+impl VtbiReply {
+    /// A VTBI reply that could not be used: every field unknown.
+    pub fn missing(why: ReplyError) -> Self {
+        Self {
+            active: false,
+            vtbi: None,
+            remaining: None,
+            end_action: String::new(),
+            invalid: Some(why),
+        }
+    }
 }
 
 /// Everything the gateway knows about a pump after one poll cycle.
@@ -210,6 +225,9 @@ pub struct PumpState {
     pub line_pressure: Option<f64>,
     /// Active alarms; an unknown mode shows here as [`PumpAlarm::Unknown`].
     pub alarms: BTreeSet<PumpAlarm>,
+    /// Why this poll's VTBI fields are missing, when its reply was unusable
+    /// (boxed: the common case carries nothing).
+    pub vtbi_invalid: Option<Box<ReplyError>>,
 }
 
 impl PumpState {
@@ -228,6 +246,7 @@ impl PumpState {
             time_remaining: status.time_remaining,
             line_pressure: status.line_pressure,
             alarms,
+            vtbi_invalid: vtbi.invalid.clone().map(Box::new),
         }
     }
 }
@@ -381,6 +400,7 @@ pub fn parse_vtbi(frame: &Frame) -> Result<VtbiReply, ReplyError> {
         vtbi: vtbi.filter(|_| active),
         remaining: remaining.filter(|_| active),
         end_action: f(4).to_owned(),
+        invalid: None,
     })
 }
 
@@ -562,7 +582,8 @@ mod tests {
                 active: true,
                 vtbi: Some(500.0),
                 remaining: Some(125.0),
-                end_action: "KVO".into()
+                end_action: "KVO".into(),
+                invalid: None
             }
         );
         let v = parse_vtbi(&frame("INF_VTBI^INACT^0.000^ml^STOP^0.000^ml")).unwrap();

@@ -9,8 +9,8 @@ use chrono::{NaiveDateTime, TimeDelta};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::DriverContext;
 use wardgate_drivers::ble::driver::{BleConfig, run};
+use wardgate_drivers::{DriverContext, EventReceiver};
 use wardgate_model::{AlarmPhase, DeviceKind, DeviceRef, DeviceState, Event, Metric, TimeSource};
 use wardgate_sim::ble::scenario::{DAILY_WEIGHTS, GLUCOSE_RECORDS};
 use wardgate_sim::ble::{BleSimConfig, Scenario, serve};
@@ -18,7 +18,7 @@ use wardgate_sim::ble::{BleSimConfig, Scenario, serve};
 const ADDRESS: [u8; 6] = [0xAA, 0xBB, 0xCC, 0x00, 0x00, 0x07];
 
 struct Rig {
-    events: mpsc::Receiver<Event>,
+    events: EventReceiver,
     shutdown: CancellationToken,
     driver: tokio::task::JoinHandle<Result<(), wardgate_drivers::ble::driver::BleError>>,
     sim: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -58,7 +58,7 @@ impl Rig {
         );
         let driver = tokio::spawn(run(config, ctx));
         Self {
-            events,
+            events: EventReceiver::new(events),
             shutdown,
             driver,
             sim,
@@ -160,7 +160,11 @@ async fn glucose_records_arrive_once_across_a_disconnect_with_device_time() {
     );
     assert_eq!(readings(&seen, &Metric::BatteryLevel)[0].0, 55.0);
     let persisted = std::fs::read_to_string(state.path().join("ble-7.glucose-seq")).unwrap();
-    assert_eq!(persisted.trim(), "7");
+    // The last record's number and when it was measured (to tell a meter
+    // whose numbering starts over from one that repeats itself).
+    let (seq, _, _, minute) = GLUCOSE_RECORDS[GLUCOSE_RECORDS.len() - 1];
+    let at = (start() + TimeDelta::minutes(minute)).and_utc();
+    assert_eq!(persisted.trim(), format!("{seq} {}", at.to_rfc3339()));
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::DriverContext;
 use wardgate_drivers::modbus::{self, BusDevice, ModbusConfig, ModbusStats};
+use wardgate_drivers::{DriverContext, EventReceiver};
 use wardgate_model::config::Validate as _;
 use wardgate_model::{DeviceKind, DeviceRef, DeviceState, Event, Metric, MetricRegistry};
 use wardgate_sim::modbus::{SimDevice, start_rtu, start_tcp};
@@ -36,7 +36,7 @@ fn context(
     device: &str,
     subject: &str,
     shutdown: &CancellationToken,
-) -> (DriverContext, mpsc::Receiver<Event>) {
+) -> (DriverContext, EventReceiver) {
     let (tx, rx) = mpsc::channel(256);
     let ctx = DriverContext::new(
         DeviceRef::new(device.into(), DeviceKind::Modbus),
@@ -44,7 +44,7 @@ fn context(
         tx,
         shutdown.clone(),
     );
-    (ctx, rx)
+    (ctx, EventReceiver::new(rx))
 }
 
 fn config(text: &str) -> ModbusConfig {
@@ -60,7 +60,7 @@ fn sim_device(text: &str) -> SimDevice {
 
 /// The next event that `pick` accepts, failing the test after [`PATIENCE`].
 async fn next<T>(
-    rx: &mut mpsc::Receiver<Event>,
+    rx: &mut EventReceiver,
     what: &str,
     mut pick: impl FnMut(Event) -> Option<T>,
 ) -> T {
@@ -91,7 +91,7 @@ fn status(e: &Event) -> Option<(DeviceState, String, String)> {
 
 /// One full set of readings (one per metric in `names`), by metric name.
 async fn readings(
-    rx: &mut mpsc::Receiver<Event>,
+    rx: &mut EventReceiver,
     names: &[&str],
 ) -> BTreeMap<String, (f64, String, String)> {
     let mut got = BTreeMap::new();

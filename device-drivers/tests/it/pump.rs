@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::DriverContext;
 use wardgate_drivers::pump::{PollStats, PumpConfig, PumpError, run_with_stats};
+use wardgate_drivers::{DriverContext, EventReceiver};
 use wardgate_model::{
     AlarmPhase, AlertKind, DeviceAlarm, DeviceKind, DeviceRef, DeviceState, Event, Metric,
 };
@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 struct Rig {
     sim: PumpSim,
-    events: mpsc::Receiver<Event>,
+    events: EventReceiver,
     /// Every event received so far, for assertions about what never came.
     seen: Vec<Event>,
     stats: watch::Receiver<PollStats>,
@@ -61,7 +61,7 @@ fn start_pump(id: &str, subject: &str, program: PumpProgram) -> Rig {
     let driver = tokio::spawn(run_with_stats(config, ctx, stats_tx));
     Rig {
         sim,
-        events,
+        events: EventReceiver::new(events),
         seen: Vec::new(),
         stats,
         shutdown,

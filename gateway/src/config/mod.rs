@@ -111,6 +111,16 @@ pub struct GatewayConfig {
     pub ward: String,
     /// This gateway (`gw-ward-7`).
     pub id: String,
+    /// How far a device clock may run ahead of this gateway's before its
+    /// time stamps are replaced by the gateway's (and counted).
+    #[serde(with = "humantime_serde", default = "default_clock_tolerance")]
+    pub clock_tolerance: std::time::Duration,
+}
+
+fn default_clock_tolerance() -> std::time::Duration {
+    wardgate_drivers::DEFAULT_CLOCK_TOLERANCE
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(120))
 }
 
 /// One `[[devices]]` table.
@@ -637,6 +647,19 @@ impl<'i> Loader<'i> {
                     format!("gateway.{key} {problem}"),
                 );
             }
+        }
+        let mut issues = Vec::new();
+        wardgate_model::config::check_duration(
+            &mut issues,
+            "clock_tolerance",
+            g.clock_tolerance,
+            std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(24 * 3600),
+        );
+        for issue in issues {
+            self.error_at(
+                &[PathSeg::from("gateway"), PathSeg::from("clock_tolerance")],
+                format!("gateway.{}", issue.message),
+            );
         }
         Some(g)
     }

@@ -20,6 +20,9 @@ use wardgate_sim::pump::{Action, PumpProgram, PumpSim, PumpSimConfig, ScriptStep
 
 use crate::pipeline::{PipelineError, Summary};
 
+#[cfg(test)]
+mod ward_test;
+
 /// `wardgate demo` options.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {

@@ -230,7 +230,7 @@ impl View {
                 *self
                     .counters
                     .transitions
-                    .entry(transition_name(a.transition))
+                    .entry(a.transition.as_str())
                     .or_default() += 1;
                 if a.state == AlertState::Cleared {
                     self.alerts.remove(&a.id);
@@ -291,17 +291,6 @@ pub fn kind_name(event: &Event) -> &'static str {
         Event::DeviceStatus(_) => "device_status",
         Event::DeviceAlarm(_) => "device_alarm",
         Event::Alert(_) => "alert",
-    }
-}
-
-fn transition_name(t: wardgate_model::Transition) -> &'static str {
-    use wardgate_model::Transition as T;
-    match t {
-        T::Raised => "raised",
-        T::Escalated => "escalated",
-        T::Acknowledged => "acknowledged",
-        T::Latched => "latched",
-        T::Cleared => "cleared",
     }
 }
 

@@ -2,7 +2,7 @@
 
 use chrono::TimeDelta;
 use serde_json::json;
-use wardgate_model::{AlertState, Event, Timestamp, Transition};
+use wardgate_model::{AlertState, Event, Priority, Timestamp, Transition};
 use wardgate_rules::{Engine, EngineOptions, ReplayStats, packs, replay};
 
 /// 2026-11-27T10:00:00Z: second 0 of every test.
@@ -111,4 +111,30 @@ pub(crate) fn news2_scores(events: &[Event]) -> Vec<(i64, f64)> {
             _ => None,
         })
         .collect()
+}
+
+/// One transition as a nurse sees it: (second, subject, transition, state,
+/// priority, message), in the order emitted.
+pub(crate) type D = (i64, String, Transition, AlertState, Priority, String);
+
+pub(crate) fn details(events: &[Event], rule: &str) -> Vec<D> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) if a.rule.as_str() == rule => Some((
+                (a.at - base()).num_seconds(),
+                a.subject.to_string(),
+                a.transition,
+                a.state,
+                a.priority,
+                a.message.to_string(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Shorthand for an expected [`D`].
+pub(crate) fn dt(s: i64, subject: &str, t: Transition, st: AlertState, p: Priority, m: &str) -> D {
+    (s, subject.to_owned(), t, st, p, m.to_owned())
 }

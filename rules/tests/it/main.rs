@@ -1,5 +1,6 @@
 //! Integration tests of wardgate-rules: one binary, one module per area.
 
+mod episodes;
 mod helpers;
 mod lifecycle;
 mod news2;
@@ -7,3 +8,4 @@ mod packs;
 mod props;
 mod replay;
 mod rule_tests;
+mod wander;

@@ -1,9 +1,9 @@
-//! NEWS2 through the engine: derived scores, the three alert bands, scale 2,
-//! freshness. Expected scores are added up by hand from the RCP 2017 chart.
+//! NEWS2 through the engine: derived scores, one rule whose priority follows
+//! three bands, scale 2, freshness. Expected scores are added up by hand from the RCP 2017 chart.
 
 use chrono::TimeDelta;
 use serde_json::json;
-use wardgate_model::{AlertState as S, Transition as X};
+use wardgate_model::{AlertState as S, Priority as P, Transition as X};
 use wardgate_rules::EngineOptions;
 
 use crate::helpers::*;
@@ -22,39 +22,74 @@ fn normal(s: i64, subject: &str) -> Vec<String> {
     ]
 }
 
+const LOW: &str =
+    "with a single parameter scoring 3: low-medium clinical risk, urgent ward-based review";
+const MEDIUM: &str = "medium clinical risk, urgent review by a clinician";
+const HIGH: &str = "high clinical risk, emergency assessment by a critical-care team";
+
 #[test]
-fn bands_raise_and_clear_the_right_alerts() {
+fn one_episode_whose_priority_follows_the_bands() {
+    let r = "news2";
     let mut lines = normal(0, "bed-1");
     lines.extend([
-        // RR 25 scores 3 → aggregate 3 with a red score: low alert.
+        // RR 25 scores 3 → aggregate 3 with a red score: raised, low.
         reading(60, "bed-1", "resp_rate", 25.0),
-        // pulse 115 scores 2 → 5: medium; the single-red alert clears (aggregate ≥ 5).
+        // pulse 115 scores 2 → 5: medium at once, the same alert.
         reading(120, "bed-1", "heart_rate", 115.0),
-        // oxygen scores 2 → 7: high; medium clears.
+        // oxygen scores 2 → 7: high at once.
         reading(180, "bed-1", "o2_flow", 2.0),
-        ack(240, "bed-1", "news2_high"),
-        // RR 16 (0) → 4: high clears (already acknowledged).
-        reading(300, "bed-1", "resp_rate", 16.0),
-        // pulse 70 → 2, air → 0.
-        reading(300, "bed-1", "heart_rate", 70.0),
-        reading(300, "bed-1", "o2_flow", 0.0),
+        ack(240, "bed-1", r),
     ]);
+    // All seven again at 300 s: RR 16 (0) → 4, air → 2, pulse 70 → 0. The
+    // score is below 5 without a red score: the 1-hour hold starts.
+    lines.extend(normal(300, "bed-1"));
+    // RR 25 again at 1800 s, within the hold: the same episode (no new
+    // alert), and the hold starts over when it is 16 again at 1860 s.
+    lines.push(reading(1800, "bed-1", "resp_rate", 25.0));
+    lines.push(reading(1860, "bed-1", "resp_rate", 16.0));
+    // The next hourly round keeps the score fresh; the episode ends at
+    // 1860 + 3600 = 5460 s without a reading.
+    lines.extend(normal(3600, "bed-1"));
+    lines.push(reading(6000, "bed-1", "resp_rate", 16.0));
     let events = run(&lines);
     let news2_rules: Vec<_> = transitions(&events, None)
         .into_iter()
         .filter(|t| t.2.starts_with("news2"))
         .collect();
+    // One rule, one alert: no other NEWS2 rule exists any more.
+    assert!(news2_rules.iter().all(|t| t.2 == r), "{news2_rules:?}");
+    let high = format!("NEWS2 7: {HIGH}");
     assert_eq!(
-        news2_rules,
-        sorted(vec![
-            tr(60, "bed-1", "news2_single_red", X::Raised, S::Active),
-            tr(120, "bed-1", "news2_single_red", X::Cleared, S::Cleared),
-            tr(120, "bed-1", "news2_medium", X::Raised, S::Active),
-            tr(180, "bed-1", "news2_medium", X::Cleared, S::Cleared),
-            tr(180, "bed-1", "news2_high", X::Raised, S::Active),
-            tr(240, "bed-1", "news2_high", X::Acknowledged, S::Acknowledged),
-            tr(300, "bed-1", "news2_high", X::Cleared, S::Cleared),
-        ])
+        details(&events, r),
+        vec![
+            dt(
+                60,
+                "bed-1",
+                X::Raised,
+                S::Active,
+                P::Low,
+                &format!("NEWS2 3 {LOW}")
+            ),
+            dt(
+                120,
+                "bed-1",
+                X::PriorityChanged,
+                S::Active,
+                P::Medium,
+                &format!("NEWS2 5: {MEDIUM}")
+            ),
+            dt(180, "bed-1", X::PriorityChanged, S::Active, P::High, &high),
+            dt(
+                240,
+                "bed-1",
+                X::Acknowledged,
+                S::Acknowledged,
+                P::High,
+                &high
+            ),
+            // lowered only by holding a lower band, never by the clear's hold
+            dt(5460, "bed-1", X::Cleared, S::Cleared, P::High, &high),
+        ]
     );
     assert_eq!(
         news2_scores(&events),
@@ -65,7 +100,62 @@ fn bands_raise_and_clear_the_right_alerts() {
             (180, 7.0),
             (300, 4.0),
             (300, 2.0),
-            (300, 0.0)
+            (300, 0.0),
+            (1800, 3.0),
+            (1860, 0.0),
+        ]
+    );
+}
+
+#[test]
+fn priority_goes_down_only_after_the_lower_band_held_for_clear_for() {
+    let r = "news2";
+    // clear_for 30 minutes instead of the pack's hour, as a site may set it.
+    let mut engine = engine(EngineOptions {
+        clear_for: [(r.to_owned(), TimeDelta::minutes(30))].into(),
+        ..EngineOptions::default()
+    });
+    let mut lines = normal(0, "bed-1");
+    lines.extend([
+        // RR 22 (2), then pulse 115 (2): 4; then oxygen (2): 6, raised medium.
+        reading(60, "bed-1", "resp_rate", 22.0),
+        reading(60, "bed-1", "heart_rate", 115.0),
+        reading(60, "bed-1", "o2_flow", 2.0),
+        // 37.0 → 38.5 °C (1): 7, high at once.
+        reading(120, "bed-1", "body_temp", 38.5),
+        ack(130, "bed-1", r),
+        // 6 from 600 s: still high until that has held for 30 minutes.
+        reading(600, "bed-1", "body_temp", 37.5),
+        // 7 again at 1500 s: the 30 minutes start over at 1560 s.
+        reading(1500, "bed-1", "body_temp", 38.5),
+        reading(1560, "bed-1", "body_temp", 37.5),
+        // 6 held from 1560 s: medium at 1560 + 1800 = 3360 s, by the tick
+        // (before the observations of 0 s go stale at 3601 s).
+        reading(3500, "bed-1", "spo2", 97.0),
+    ]);
+    let (events, _) = run_with(&lines, &mut engine);
+    let (medium, high) = (format!("NEWS2 6: {MEDIUM}"), format!("NEWS2 7: {HIGH}"));
+    assert_eq!(
+        details(&events, r),
+        vec![
+            dt(60, "bed-1", X::Raised, S::Active, P::Medium, &medium),
+            dt(120, "bed-1", X::PriorityChanged, S::Active, P::High, &high),
+            dt(
+                130,
+                "bed-1",
+                X::Acknowledged,
+                S::Acknowledged,
+                P::High,
+                &high
+            ),
+            dt(
+                3360,
+                "bed-1",
+                X::PriorityChanged,
+                S::Acknowledged,
+                P::Medium,
+                &medium
+            ),
         ]
     );
 }
@@ -96,8 +186,15 @@ fn scale_2_scores_high_saturation_on_oxygen() {
     assert_eq!(by_subject("bed-1"), vec![2.0]);
     assert_eq!(by_subject("copd-1"), vec![5.0]);
     assert_eq!(
-        transitions(&events, Some("news2_medium")),
-        vec![tr(0, "copd-1", "news2_medium", X::Raised, S::Active)]
+        details(&events, "news2"),
+        vec![dt(
+            0,
+            "copd-1",
+            X::Raised,
+            S::Active,
+            P::Medium,
+            &format!("NEWS2 5: {MEDIUM}")
+        )]
     );
 }
 
@@ -133,15 +230,32 @@ fn stale_parameters_stop_the_score_but_do_not_clear_alerts() {
         news2_scores(&events),
         vec![(0, 0.0), (1, 3.0), (1, 5.0), (1, 7.0)]
     );
-    let high: Vec<_> = transitions(&events, Some("news2_high"));
-    // Raised at 1 s, escalated every 5 minutes while nobody acknowledges it,
-    // never cleared by missing data.
+    // Raised at 1 s and up to high with the next two lines of the same
+    // second (replay feeds one line at a time), escalated every 5 minutes
+    // while nobody acknowledges it, never cleared by missing data.
+    let high = format!("NEWS2 7: {HIGH}");
     assert_eq!(
-        high,
+        details(&events, "news2"),
         vec![
-            tr(1, "bed-1", "news2_high", X::Raised, S::Active),
-            tr(301, "bed-1", "news2_high", X::Escalated, S::Active),
-            tr(601, "bed-1", "news2_high", X::Escalated, S::Active),
+            dt(
+                1,
+                "bed-1",
+                X::Raised,
+                S::Active,
+                P::Low,
+                &format!("NEWS2 3 {LOW}")
+            ),
+            dt(
+                1,
+                "bed-1",
+                X::PriorityChanged,
+                S::Active,
+                P::Medium,
+                &format!("NEWS2 5: {MEDIUM}")
+            ),
+            dt(1, "bed-1", X::PriorityChanged, S::Active, P::High, &high),
+            dt(301, "bed-1", X::Escalated, S::Active, P::High, &high),
+            dt(601, "bed-1", X::Escalated, S::Active, P::High, &high),
         ]
     );
 }

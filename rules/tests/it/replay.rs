@@ -35,8 +35,8 @@ fn design_contract_lines_in_alert_and_derived_reading_out() {
     // Field by field, as a consumer reads it.
     let a = &out[0];
     assert_eq!(a["type"], "alert");
-    assert_eq!(a["id"], "bed-1/hypoglycaemia_level_2/2026-11-27T10:00:00Z");
-    assert_eq!(a["rule"], "hypoglycaemia_level_2");
+    assert_eq!(a["id"], "bed-1/hypoglycaemia/2026-11-27T10:00:00Z");
+    assert_eq!(a["rule"], "hypoglycaemia");
     assert_eq!(a["subject"], "bed-1");
     assert_eq!(a["priority"], "high");
     assert_eq!(a["kind"], "physiological");

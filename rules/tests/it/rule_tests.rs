@@ -21,11 +21,11 @@ fn example_rule_tests_pass() {
     )
     .unwrap();
     assert!(report.passed(), "{report}");
-    assert_eq!(report.cases.len(), 5);
+    assert_eq!(report.cases.len(), 6);
     assert!(
         report
             .to_string()
-            .ends_with("example.test.toml: 5 tests, 0 failed"),
+            .ends_with("example.test.toml: 6 tests, 0 failed"),
         "{report}"
     );
 }
@@ -37,13 +37,14 @@ packs = ["chronic"]
 [[tests]]
 name = "wrong expectation"
 input = [{ at = "0s", metric = "glucose", value = 60 }]
-expect = [{ at = "0s", rule = "hypoglycaemia_level_2", transition = "raised" }]
+expect = [{ at = "0s", rule = "hypoglycaemia", transition = "raised", priority = "high" }]
 "#;
     let report = run_rule_tests("t.toml", text, &mut load, &MetricRegistry::default()).unwrap();
     assert!(!report.passed());
+    // 60 mg/dL is level 1 (medium), not level 2: the priority differs.
     assert_eq!(
         report.to_string(),
-        "FAIL  wrong expectation\n      missing: at 0s subject-1 hypoglycaemia_level_2 Raised\n      unexpected: at 0s subject-1 hypoglycaemia_level_1 Raised (state Active, medium, level 0, \"Hypoglycaemia level 1: glucose 60 mg/dL\")\nt.toml: 1 tests, 1 failed"
+        "FAIL  wrong expectation\n      missing: at 0s subject-1 hypoglycaemia Raised\n      unexpected: at 0s subject-1 hypoglycaemia Raised (state Active, medium, level 0, \"Hypoglycaemia level 1: glucose 60 mg/dL\")\nt.toml: 1 tests, 1 failed"
     );
 }
 
@@ -83,6 +84,26 @@ fn broken_test_files_and_rule_files_are_located() {
         err.to_string(),
         "t.toml: cannot load rule file gone.toml: gone.toml: no such file"
     );
+}
+
+#[test]
+fn the_test_file_example_in_the_module_docs_passes() {
+    let src = include_str!("../../src/testfile.rs");
+    let start = src.find("//! ```toml\n").expect("test file example") + "//! ```toml\n".len();
+    let len = src[start..].find("//! ```").unwrap();
+    let mut text = String::new();
+    for l in src[start..start + len].lines() {
+        text.push_str(l.strip_prefix("//!").unwrap().trim_start_matches(' '));
+        text.push('\n');
+    }
+    // The example names a site rule file; an empty one will do.
+    let mut local = |p: &str| {
+        assert_eq!(p, "local.toml");
+        Ok(String::new())
+    };
+    let report = run_rule_tests("doc.toml", &text, &mut local, &MetricRegistry::default()).unwrap();
+    assert!(report.passed(), "{report}\n{text}");
+    assert_eq!(report.cases.len(), 1);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Scripted alert-triggering events, round-robin over the BLE patches and
 //! the pumps (alternating kinds when both exist): a BLE patch sends one
 //! 39.0 °C Temperature Measurement at once (the built-in `fever` rule; its
-//! next regular 36.8 °C reading clears it), a pump reports a downstream
+//! next regular 36.8 °C reading clears it when the rule's hold time is off,
+//! as the benchmark sets it), a pump reports a downstream
 //! occlusion for [`OCCLUSION_FOR`] (the built-in `pump_occlusion` rule,
 //! seen at the gateway's next poll). Each injected event is one JSON line
 //! in the events file, written before the next event is injected.

@@ -24,7 +24,8 @@ use tokio::time::Instant;
 
 pub use model::{EndAction, PumpModel, PumpProgram, SimAlarm};
 use pty::Pty;
-use wire::{RequestReader, encode};
+pub use wire::PumpWire;
+use wire::encode;
 
 /// One simulated pump.
 #[derive(Clone, Debug)]
@@ -191,8 +192,7 @@ fn garbage(n: usize) -> Vec<u8> {
 
 struct Server {
     config: PumpSimConfig,
-    model: PumpModel,
-    reader: RequestReader,
+    wire: PumpWire,
     last: Instant,
     silent: bool,
     corrupt: u32,
@@ -206,8 +206,8 @@ impl Server {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut s);
-        s.write_commands = self.model.write_commands;
-        s.rejected_requests = self.reader.rejected;
+        s.write_commands = self.wire.model.write_commands;
+        s.rejected_requests = self.wire.rejected();
     }
 
     fn advance(&mut self) {
@@ -216,19 +216,19 @@ impl Server {
             .duration_since(self.last)
             .mul_f64(self.config.time_scale);
         self.last = now;
-        self.model.advance(dt);
+        self.wire.model.advance(dt);
     }
 
     /// Replies to the requests in `bytes`, as wire bytes.
     fn handle_bytes(&mut self, bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        for request in self.reader.push(bytes) {
+        for request in self.wire.requests(bytes) {
             self.advance();
             self.stats(|s| s.requests += 1);
             if self.silent {
                 continue;
             }
-            let Some(mut fields) = self.model.answer(&request) else {
+            let Some(mut fields) = self.wire.model.answer(&request) else {
                 continue;
             };
             if self.corrupt > 0 {
@@ -260,9 +260,8 @@ async fn serve(
     path_tx: watch::Sender<PathBuf>,
 ) -> Result<(), SimError> {
     let mut server = Server {
-        model: PumpModel::new(config.program.clone()),
+        wire: PumpWire::new(PumpModel::new(config.program.clone())),
         config,
-        reader: RequestReader::default(),
         last: Instant::now(),
         silent: false,
         corrupt: 0,
@@ -275,8 +274,8 @@ async fn serve(
                 let Some(Control { action, done }) = control else { return Ok(()) };
                 server.advance();
                 match action {
-                    Action::Alarm(a, on) => server.model.set_alarm(a, on),
-                    Action::Pause(p) => server.model.pause(p),
+                    Action::Alarm(a, on) => server.wire.model.set_alarm(a, on),
+                    Action::Pause(p) => server.wire.model.pause(p),
                     Action::Garbage(n) => {
                         pty.write_all(&garbage(n)).await?;
                         server.stats(|s| s.garbage_bytes += n as u64);
@@ -290,8 +289,7 @@ async fn serve(
                         }
                         tokio::time::sleep(down).await;
                         pty = Pty::open(server.config.link.as_deref())?;
-                        server.reader = RequestReader::default();
-                        server.model.reset_link();
+                        server.wire.reset_link();
                         let shown = server.config.link.clone().unwrap_or_else(|| pty.slave_path.clone());
                         path_tx.send_replace(shown);
                         server.stats(|s| s.reopens += 1);
@@ -362,7 +360,7 @@ mod tests {
     #[test]
     fn garbage_holds_no_valid_frame() {
         let g = garbage(300);
-        let mut reader = RequestReader::default();
+        let mut reader = wire::RequestReader::default();
         assert!(reader.push(&g).is_empty());
     }
 }

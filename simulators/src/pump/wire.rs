@@ -19,6 +19,52 @@ pub(crate) fn encode(fields: &[String]) -> Vec<u8> {
     format!("!{text}|{:04X}\r", crc16(&text)).into_bytes()
 }
 
+/// A pump on its serial line without the line: request bytes in, reply
+/// bytes out, on a clock the caller advances (`model.advance`). The server
+/// runs it on a pseudo-terminal; a test can run it on a simulated clock.
+#[derive(Debug)]
+pub struct PumpWire {
+    /// The pump itself: program, alarms, infusion progress.
+    pub model: super::PumpModel,
+    reader: RequestReader,
+}
+
+impl PumpWire {
+    pub fn new(model: super::PumpModel) -> Self {
+        Self {
+            model,
+            reader: RequestReader::default(),
+        }
+    }
+
+    /// The well-formed requests in `bytes` (the rest of a frame is kept
+    /// for the next call), as fields.
+    pub fn requests(&mut self, bytes: &[u8]) -> Vec<Vec<String>> {
+        self.reader.push(bytes)
+    }
+
+    /// The pump's replies to the requests in `bytes`, as it sends them.
+    pub fn reply(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.requests(bytes)
+            .iter()
+            .filter_map(|request| self.model.answer(request))
+            .flat_map(|fields| encode(&fields))
+            .collect()
+    }
+
+    /// A new link (the port was reopened): half-received requests are gone
+    /// and the pump waits for the handshake again.
+    pub fn reset_link(&mut self) {
+        self.reader = RequestReader::default();
+        self.model.reset_link();
+    }
+
+    /// Requests that were not well-formed frames.
+    pub fn rejected(&self) -> u64 {
+        self.reader.rejected
+    }
+}
+
 /// Splits the gateway's byte stream into requests. Lines that are not a
 /// well-formed frame with a matching CRC are ignored, as a pump would.
 #[derive(Debug, Default)]

@@ -32,6 +32,11 @@ id = "gw-alert"
 [spool]
 path = "{{dir}}/spool.redb"
 
+# A raise every period is what this test times: the hold time that makes a
+# ward's hyperglycaemia one episode is off here.
+[rules.clear_for]
+hyperglycaemia = "0s"
+
 [[subjects]]
 id = "bed-glucose"
 kind = "bed"

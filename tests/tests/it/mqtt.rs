@@ -179,7 +179,7 @@ fn alert_is_retained_and_acknowledged_over_mqtt() {
     let alert_state = |sub: &Subscriber, states: &mut Vec<serde_json::Value>, state: &str| {
         wait_for(&format!("a retained alert in state {state}"), || {
             for (topic, payload, _) in sub.drain() {
-                if topic.ends_with("/alerts/bed-1/hypoglycaemia_level_2") {
+                if topic.ends_with("/alerts/bed-1/hypoglycaemia") {
                     states.push(serde_json::from_slice(&payload).expect("alert JSON"));
                 }
             }
