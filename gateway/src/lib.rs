@@ -13,3 +13,4 @@ pub mod mqtt;
 pub mod pipeline;
 pub mod sinks;
 pub mod spool;
+pub mod supervisor;

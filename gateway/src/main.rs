@@ -191,12 +191,16 @@ fn run(file: &std::path::Path) -> ExitCode {
     until_stopped(|shutdown| async move {
         match wardgate::pipeline::run(config, shutdown, None).await {
             Ok(summary) => {
-                tracing::info!(events = ?summary.events, written = ?summary.written, "wardgate stopped");
+                tracing::info!(events = ?summary.events, written = ?summary.written, driver_crashes = summary.driver_crashes, "wardgate stopped");
                 if summary.failed_sinks.is_empty() {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
                 }
+            }
+            Err(e @ wardgate::pipeline::PipelineError::SpoolFailed { .. }) => {
+                tracing::error!(error = %logging::error_chain(&e), "wardgate failed");
+                ExitCode::FAILURE
             }
             Err(e) => {
                 tracing::error!(error = %logging::error_chain(&e), "wardgate could not start");

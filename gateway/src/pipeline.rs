@@ -16,17 +16,18 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::{CommitRequests, DriverContext, Emitted, ble, modbus, pump, synthetic};
-use wardgate_model::{AlertId, Event, MetricRegistry};
+use wardgate_drivers::Emitted;
+use wardgate_model::{AlertId, Event};
 use wardgate_rules::Engine;
 
 use crate::commands::{AlertCommand, CommandRejected};
-use crate::config::{Config, DeviceConfig, DriverConfig, SinkKind};
+use crate::config::{Config, SinkKind};
 use crate::lineproto::Identity;
 use crate::sinks::influxdb::{InfluxDbSink, InfluxSetupError};
 use crate::sinks::jsonl::{JsonlError, JsonlSink};
 use crate::sinks::mqtt::{AckCommand, MqttSink};
 use crate::spool::{Spool, SpoolError, SpoolLimits, SpoolReader};
+use crate::supervisor::{DriverEnv, Drivers};
 
 /// Events waiting between the drivers and the spool.
 const EVENT_QUEUE: usize = 4096;
@@ -34,8 +35,10 @@ const EVENT_QUEUE: usize = 4096;
 const COMMIT_BATCH: usize = 1024;
 /// Acknowledgement commands waiting for the alert manager.
 const COMMAND_QUEUE: usize = 256;
-/// How long drivers get to stop before they are abandoned.
-const DRIVER_STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long the spool may keep failing to commit before the gateway gives up
+/// and exits, so that the service manager restarts it (a fresh process
+/// reopens the database; a wedged one that looks alive helps nobody).
+const SPOOL_FAILURE_LIMIT: Duration = Duration::from_secs(10);
 /// How long sinks get, at shutdown, to deliver what is spooled.
 const SINK_DRAIN_GRACE: Duration = Duration::from_secs(10);
 
@@ -50,6 +53,11 @@ pub enum PipelineError {
     },
     #[error("spool {path}: {source}")]
     Spool { path: PathBuf, source: SpoolError },
+    #[error(
+        "the spool {path} cannot commit ({source}) and has not recovered in {} s; wardgate stops so that the service manager restarts it",
+        SPOOL_FAILURE_LIMIT.as_secs()
+    )]
+    SpoolFailed { path: PathBuf, source: SpoolError },
     #[error("rules engine: {0}")]
     Rules(wardgate_rules::EngineError),
     #[error("cannot create a temporary spool directory: {0}")]
@@ -78,6 +86,8 @@ pub struct Summary {
     pub failed_sinks: Vec<String>,
     /// Telemetry evicted from the spool to stay within its limits.
     pub evicted: u64,
+    /// Driver crashes (each restarted by the supervisor).
+    pub driver_crashes: u64,
 }
 
 /// Sent once when the gateway runs: spool open, sinks ready, the HTTP server
@@ -211,16 +221,18 @@ pub async fn run(
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (commits_tx, commits_rx) = mpsc::channel(COMMAND_QUEUE);
     let metrics = Arc::new(config.metrics.clone());
-    let drivers = spawn_drivers(
+    let drivers_stop = shutdown.child_token();
+    let drivers = Drivers::start(
         &config.devices,
-        chrono::TimeDelta::from_std(config.gateway.clock_tolerance)
-            .unwrap_or(wardgate_drivers::DEFAULT_CLOCK_TOLERANCE),
-        &metrics,
-        &events_tx,
-        &commits_tx,
-        &shutdown,
+        DriverEnv {
+            metrics,
+            events: events_tx,
+            commits: commits_tx,
+            shutdown: drivers_stop.clone(),
+            clock_tolerance: chrono::TimeDelta::from_std(config.gateway.clock_tolerance)
+                .unwrap_or(wardgate_drivers::DEFAULT_CLOCK_TOLERANCE),
+        },
     );
-    drop(commits_tx);
     tracing::info!(
         gateway = %config.gateway.id,
         site = %config.gateway.site,
@@ -234,20 +246,30 @@ pub async fn run(
         // The caller may have stopped listening; the gateway runs all the same.
         let _ = running.send(Running { http: http_addr });
     }
-    let supervisor = tokio::spawn(supervise(drivers, events_tx, shutdown.clone()));
+    let supervisor = tokio::spawn(drivers.supervise(drivers_stop.clone()));
 
     let mut summary = Summary::default();
-    if !startup_events.is_empty() {
-        append(&spool, startup_events, &mut summary, &hooks).await;
+    // Drivers stop on the caller's shutdown, or when the spool fails.
+    let stop = drivers_stop;
+    if !startup_events.is_empty()
+        && let Err(source) = append(&spool, startup_events, &mut summary, &hooks).await
+    {
+        stop.cancel();
+        let _ = supervisor.await;
+        return Err(PipelineError::SpoolFailed {
+            path: spool_path,
+            source,
+        });
     }
     // A task of its own, on the runtime's workers like the drivers: a driver's
     // event then wakes it without a thread switch (the caller may be
     // `block_on`, outside the workers).
     let flush_interval = config.spool.flush_interval;
-    let mut summary = tokio::spawn({
+    let (mut summary, processed) = tokio::spawn({
         let spool = Arc::clone(&spool);
+        let stop = stop.clone();
         async move {
-            process(
+            let processed = process(
                 Inputs {
                     events: events_rx,
                     commits: commits_rx,
@@ -260,14 +282,23 @@ pub async fn run(
                 flush_interval,
             )
             .await;
-            summary
+            if processed.is_err() {
+                // Nothing more can be accepted: stop the drivers.
+                stop.cancel();
+            }
+            (summary, processed)
         }
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    if let Err(e) = supervisor.await {
-        tracing::error!(error = %e, "driver supervisor failed");
+    match supervisor.await {
+        Ok(crashes) => summary.driver_crashes = crashes,
+        Err(e) => tracing::error!(error = %e, "driver supervisor failed"),
     }
+    let failure = processed.err().map(|source| PipelineError::SpoolFailed {
+        path: spool_path.clone(),
+        source,
+    });
 
     // Everything accepted is in the spool: let the sinks deliver what they can.
     drain.cancel();
@@ -311,7 +342,10 @@ pub async fn run(
     if let Some(server) = http {
         server.abort();
     }
-    Ok(summary)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
 }
 
 /// The rules stage: every driver event goes through the engine, which may
@@ -329,7 +363,7 @@ async fn process(
     summary: &mut Summary,
     mut hooks: Hooks,
     flush_interval: Duration,
-) {
+) -> Result<(), SpoolError> {
     let Inputs {
         mut events,
         mut commits,
@@ -401,7 +435,7 @@ async fn process(
             }
         }
         if !alerts.is_empty() {
-            append(spool, alerts, summary, &hooks).await;
+            append(spool, alerts, summary, &hooks).await?;
         }
         if !telemetry.is_empty() {
             let due = *flush_at.get_or_insert_with(|| tokio::time::Instant::now() + flush_interval);
@@ -412,7 +446,7 @@ async fn process(
             {
                 flush_at = None;
                 let full = std::mem::replace(&mut telemetry, Vec::with_capacity(COMMIT_BATCH * 2));
-                append(spool, full, summary, &hooks).await;
+                append(spool, full, summary, &hooks).await?;
             }
         }
         for done in waiting.drain(..) {
@@ -420,6 +454,7 @@ async fn process(
             let _ = done.send(());
         }
     }
+    Ok(())
 }
 
 /// Runs what a driver emitted through the engine (a measurement's events
@@ -511,7 +546,12 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Commits one batch, retrying while the spool fails: the drivers wait
 /// meanwhile (the event channel is bounded), nothing is dropped.
-async fn append(spool: &Arc<Spool>, events: Vec<Event>, summary: &mut Summary, hooks: &Hooks) {
+async fn append(
+    spool: &Arc<Spool>,
+    events: Vec<Event>,
+    summary: &mut Summary,
+    hooks: &Hooks,
+) -> Result<(), SpoolError> {
     for event in &events {
         *summary.events.entry(kind_name(event)).or_default() += 1;
         if let Event::Alert(a) = event {
@@ -520,6 +560,8 @@ async fn append(spool: &Arc<Spool>, events: Vec<Event>, summary: &mut Summary, h
     }
     let events: Arc<[Event]> = events.into();
     let mut attempt = 0u32;
+    let mut first: Option<SpoolError> = None;
+    let give_up = tokio::time::Instant::now() + SPOOL_FAILURE_LIMIT;
     loop {
         let spool = Arc::clone(spool);
         let batch = Arc::clone(&events);
@@ -541,14 +583,25 @@ async fn append(spool: &Arc<Spool>, events: Vec<Event>, summary: &mut Summary, h
                         "spool full: oldest telemetry evicted"
                     );
                 }
-                return;
+                if attempt > 0 {
+                    tracing::info!(attempts = attempt + 1, "spool commits again");
+                }
+                return Ok(());
             }
             Err(e) => {
                 attempt += 1;
-                if attempt == 1 {
+                // The first error is the cause; later ones only repeat that
+                // the database latched it.
+                if first.is_none() {
                     tracing::error!(error = %e, events = events.len(), "spool commit failed; retrying (drivers are held back meanwhile)");
+                    first = Some(e);
                 }
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(50)))).await;
+                if tokio::time::Instant::now() >= give_up
+                    && let Some(e) = first.take()
+                {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(20)))).await;
             }
         }
     }
@@ -561,111 +614,4 @@ fn kind_name(event: &Event) -> &'static str {
         Event::DeviceAlarm(_) => "device_alarm",
         Event::Alert(_) => "alert",
     }
-}
-
-fn spawn_drivers(
-    devices: &[DeviceConfig],
-    clock_tolerance: chrono::TimeDelta,
-    metrics: &Arc<MetricRegistry>,
-    events: &mpsc::Sender<Emitted>,
-    commits: &CommitRequests,
-    shutdown: &CancellationToken,
-) -> JoinSet<()> {
-    let mut set = JoinSet::new();
-    let mut buses: BTreeMap<String, Vec<modbus::BusDevice>> = BTreeMap::new();
-    for device in devices {
-        let ctx = DriverContext::new(
-            device.device.clone(),
-            device.subject.clone(),
-            events.clone(),
-            shutdown.child_token(),
-        )
-        .with_commits(commits.clone())
-        .with_clock_tolerance(clock_tolerance);
-        let id = device.device.id.clone();
-        tracing::info!(device = %id, kind = device.device.kind.as_str(), subject = %device.subject, "starting driver");
-        let metrics = Arc::clone(metrics);
-        // Every driver returns only when the gateway stops (its one error is
-        // "the pipeline is closed"); device errors are handled inside it.
-        let driver: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-            match device.driver.clone() {
-                DriverConfig::Synthetic(c) => Box::pin(async move {
-                    let _ = synthetic::run(c, &metrics, ctx).await;
-                }),
-                DriverConfig::Pump(c) => Box::pin(async move {
-                    let _ = pump::run(c, ctx).await;
-                }),
-                // Without Bluetooth on the host the driver reports the device
-                // offline, logs once and returns; the other devices go on.
-                DriverConfig::Ble(c) => Box::pin(async move {
-                    let _ = ble::driver::run(*c, ctx).await;
-                }),
-                DriverConfig::Modbus(c) => match c.bus_key() {
-                    // RTU devices sharing a port are polled by one bus task, below.
-                    Some(port) => {
-                        buses
-                            .entry(port.to_owned())
-                            .or_default()
-                            .push(modbus::BusDevice {
-                                config: *c,
-                                ctx,
-                                stats: modbus::ModbusStats::default(),
-                            });
-                        continue;
-                    }
-                    None => Box::pin(async move {
-                        let _ = modbus::run(*c, &metrics, ctx).await;
-                    }),
-                },
-            };
-        set.spawn(async move {
-            driver.await;
-            tracing::debug!(device = %id, "driver stopped");
-        });
-    }
-    for (port, members) in buses {
-        let metrics = Arc::clone(metrics);
-        tracing::info!(port = %port, slaves = members.len(), "starting Modbus RTU bus");
-        set.spawn(async move {
-            let _ = modbus::run_bus(members, &metrics).await;
-            tracing::debug!(port = %port, "Modbus RTU bus stopped");
-        });
-    }
-    set
-}
-
-/// Waits for shutdown, gives drivers a grace period, then releases the last
-/// event sender so the forwarding loop can finish.
-async fn supervise(
-    mut drivers: JoinSet<()>,
-    events_tx: mpsc::Sender<Emitted>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            joined = drivers.join_next(), if !drivers.is_empty() => {
-                if let Some(Err(e)) = joined {
-                    tracing::error!(error = %e, "a driver task panicked; other devices continue");
-                } else {
-                    tracing::warn!("a driver stopped before shutdown; other devices continue");
-                }
-            }
-        }
-    }
-    tracing::info!(drivers = drivers.len(), "stopping drivers");
-    let drained = tokio::time::timeout(DRIVER_STOP_GRACE, async {
-        while drivers.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            remaining = drivers.len(),
-            grace_s = DRIVER_STOP_GRACE.as_secs(),
-            "drivers did not stop in time; abandoning them"
-        );
-        drivers.abort_all();
-        while drivers.join_next().await.is_some() {}
-    }
-    drop(events_tx);
 }

@@ -2,11 +2,13 @@
 
 mod ble;
 mod check_config;
+mod faults;
 mod first_run;
 mod http;
 mod modbus;
 mod pump;
 mod run;
+mod supervision;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +49,11 @@ struct Running {
 
 impl Running {
     fn start(devices_and_subjects: &str) -> Self {
+        Self::start_env(devices_and_subjects, &[])
+    }
+
+    /// As [`Running::start`], with extra environment variables.
+    fn start_env(devices_and_subjects: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("events.jsonl");
         let cfg = dir.path().join("gw.toml");
@@ -59,12 +66,17 @@ impl Running {
         )
         .unwrap();
         let child = wardgate()
+            .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(&cfg)
             .stderr(std::fs::File::create(dir.path().join("gw.log")).unwrap())
             .spawn()
             .unwrap();
         Self { child, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gw.log")).unwrap_or_default()
     }
 
     fn events(&self) -> Vec<Event> {

@@ -708,6 +708,23 @@ fn device_exceptions_from_a_modbus_device_only() {
 }
 
 #[test]
+fn driver_restarting_from_the_gateways_supervisor() {
+    let r = "driver_restarting";
+    let alarm = |s: i64, phase: &str| {
+        json!({"at": at(s), "subject": "p", "device": "band-1", "event": "driver_restarting", "phase": phase, "kind": "ble"}).to_string()
+    };
+    let events = run(&[alarm(0, "start"), alarm(600, "end")]);
+    let m = "The gateway's driver for band-1 keeps crashing and restarting: its readings are unreliable";
+    assert_eq!(
+        details(&events, r),
+        vec![
+            dt(0, "p", X::Raised, S::Active, P::Medium, m),
+            dt(600, "p", X::Cleared, S::Cleared, P::Medium, m),
+        ]
+    );
+}
+
+#[test]
 fn every_built_in_rule_has_a_replay_test_here() {
     // Keeps this file honest when a rule is added to a pack: every built-in
     // rule is named in a test above (news2 in tests/it/news2.rs), and the
@@ -741,6 +758,7 @@ fn every_built_in_rule_has_a_replay_test_here() {
             "data_stale",
             "device_exceptions",
             "device_offline",
+            "driver_restarting",
             "fever",
             "hf_weight_gain",
             "hyperglycaemia",

@@ -1,0 +1,89 @@
+//! Failures of the gateway's own storage make it say so and stop, never
+//! leave a process that looks alive and accepts nothing.
+
+use std::io::Read as _;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::wardgate;
+
+const CONFIG: &str = r#"
+[gateway]
+site = "t"
+ward = "w"
+id = "gw"
+
+[spool]
+path = "SPOOL"
+
+[[subjects]]
+id = "bed-1"
+kind = "bed"
+devices = ["flood-1"]
+
+[[devices]]
+id = "flood-1"
+type = "synthetic"
+interval = "10ms"
+signals = [{ metric = "heart_rate", base = 72, amplitude = 5, period = "7s" }, { metric = "spo2", base = 97 }]
+
+# A broker that is never there (nothing listens on loopback port 1): nothing
+# is delivered, so the spool keeps everything and grows.
+[[sinks]]
+type = "mqtt"
+broker = { host = "127.0.0.1", port = 1 }
+"#;
+
+/// A disk write fails for good (here: a file-size limit the spool outgrows,
+/// with SIGXFSZ ignored so the write returns EFBIG as on a full disk): the
+/// gateway retries for a bounded time, then exits 1 with one message that
+/// names the spool and the cause, for the service manager to restart it.
+#[test]
+fn a_spool_that_cannot_commit_ends_the_gateway_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool.redb");
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(&cfg, CONFIG.replace("SPOOL", &spool.display().to_string())).unwrap();
+    let bin = wardgate().get_program().to_owned();
+    // `ulimit -f` counts 512-byte blocks in POSIX sh: 400 KiB. The spool
+    // starts near 140 KiB and outgrows that within seconds.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 800; exec \"$0\" run --config \"$1\"")
+        .arg(bin)
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wardgate is still running: wedged"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    // Logged once when it starts failing, and once when it gives up.
+    assert_eq!(log.matches("spool commit failed").count(), 1, "{log}");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!(
+            "the spool {} cannot commit (spool database: I/O error: File too large",
+            spool.display()
+        )) && last.contains("wardgate stops so that the service manager restarts it"),
+        "{log}"
+    );
+}
