@@ -161,6 +161,26 @@ pub async fn run(
     for subject in &config.subjects {
         startup_events.extend(engine.set_profile(now, &subject.id, subject.profile.clone()));
     }
+    // The alerts that were open when the gateway last stopped (or was
+    // killed) are open again, with their ids and states.
+    let open = spool.open_alerts().map_err(|source| PipelineError::Spool {
+        path: spool_path.clone(),
+        source,
+    })?;
+    let not_restored = engine.restore(now, &open);
+    if !open.is_empty() {
+        tracing::info!(
+            restored = open.len() - not_restored.len(),
+            not_restored = not_restored.len(),
+            "open alerts restored from the spool"
+        );
+    }
+    for e in &not_restored {
+        if let wardgate_model::Event::Alert(a) = e {
+            tracing::warn!(alert = %a.id.0, message = %a.message, "alert not restored; ended explicitly");
+        }
+    }
+    startup_events.extend(not_restored);
     tracing::info!(rules = config.rule_set.rules().len(), "rules engine ready");
     let mut sink_tasks = JoinSet::new();
     for sink in &config.sinks {

@@ -1383,6 +1383,76 @@ impl Engine {
         Ok(())
     }
 
+    /// Re-opens the alerts that were open before a restart, from their last
+    /// snapshots (the spool keeps them), with their ids, states, priorities,
+    /// escalation levels and acknowledgements, so the page, the API and
+    /// retained MQTT messages agree before and after. An alert that cannot
+    /// be re-opened (its rule is gone from the configuration, or the rule
+    /// no longer applies to the subject) is not forgotten silently: it is
+    /// returned as an explicit `cleared` transition whose message says why.
+    /// Call before the first event.
+    pub fn restore(&mut self, now: Timestamp, alerts: &[Alert]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for a in alerts {
+            if a.state == AlertState::Cleared {
+                continue;
+            }
+            let si = self.subject_index(&a.subject);
+            let Some(&ri) = self.rule_index.get(&a.rule) else {
+                out.push(not_restored(now, a, "its rule is no longer configured"));
+                continue;
+            };
+            let ri = ri as usize;
+            if !self.subjects[si].applicable[ri] {
+                out.push(not_restored(
+                    now,
+                    a,
+                    "its rule no longer applies to this subject",
+                ));
+                continue;
+            }
+            let rule = &self.rules.rules[ri];
+            let band = rule
+                .bands
+                .iter()
+                .position(|b| b.priority == a.priority)
+                .map(|b| b as u16);
+            let escalate_after = self.escalate_after_of(ri, band);
+            let next_escalation = matches!(a.state, AlertState::Active | AlertState::Latched)
+                .then(|| escalate_after.map(|d| now + d))
+                .flatten();
+            if let Some(t) = next_escalation {
+                lower(&mut self.next_deadline, t);
+            }
+            let st = &mut self.subjects[si].rules[ri];
+            st.last_start = Some(a.raised_at);
+            st.episode = Some(Box::new(Episode {
+                id: a.id.clone(),
+                raised_at: a.raised_at,
+                state: a.state,
+                priority: a.priority,
+                band,
+                // Re-evaluated with the next data: a condition gone meanwhile
+                // starts its hold time then.
+                condition: a.state != AlertState::Latched,
+                clearing_since: None,
+                lower_since: [None; 3],
+                escalation_level: a.escalation_level,
+                next_escalation,
+                ack: a.acknowledged.clone(),
+                device: a.device.clone(),
+                message: a.message.clone(),
+            }));
+            self.alerts.insert(a.id.clone(), (si as u32, ri as u16));
+        }
+        for e in &out {
+            if let Event::Alert(a) = e {
+                self.push_audit(AuditEntry::Alert(a.clone()));
+            }
+        }
+        out
+    }
+
     /// Takes the audit trail collected since the last call, and how many
     /// entries were dropped for want of room since then.
     pub fn drain_audit(&mut self) -> (Vec<AuditEntry>, u64) {
@@ -1440,6 +1510,18 @@ impl Engine {
             })
             .sum()
     }
+}
+
+/// The explicit end of an alert that could not be re-opened after a restart.
+fn not_restored(now: Timestamp, a: &Alert, why: &str) -> Event {
+    Event::Alert(Alert {
+        state: AlertState::Cleared,
+        transition: Transition::Cleared,
+        at: now,
+        cleared_at: Some(now),
+        message: format!("{} — not restored after a restart: {why}", a.message).into(),
+        ..a.clone()
+    })
 }
 
 fn param_index(rules: &RuleSet, name: &str) -> Result<usize, EngineError> {

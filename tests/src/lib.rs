@@ -2,7 +2,7 @@
 //! Everything here waits on readiness (a port accepting connections, a file
 //! holding lines), never on a fixed sleep, and every wait is bounded.
 
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -368,4 +368,29 @@ impl Subscriber {
     pub fn drain(&self) -> Vec<(String, Vec<u8>, bool)> {
         self.rx.try_iter().collect()
     }
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+pub fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to wardgate");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

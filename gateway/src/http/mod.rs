@@ -152,7 +152,14 @@ pub async fn start(
     if tokens.is_empty() {
         tracing::warn!("[http] has no tokens: acknowledging and silencing are refused");
     }
-    let view = View::new(&config.subjects, &config.devices);
+    let mut view = View::new(&config.subjects, &config.devices);
+    // The alerts open before a restart are on the page from the first view.
+    match spool.open_alerts() {
+        Ok(open) => view.seed_alerts(open),
+        Err(e) => {
+            tracing::error!(error = %e, "the open alerts in the spool cannot be read for the page");
+        }
+    }
     let probe = SpoolProbe {
         spool,
         max_bytes: config.spool.max_bytes,

@@ -168,6 +168,16 @@ impl View {
     }
 
     /// Applies one committed event.
+    /// Alerts already open when the view starts (restored after a restart),
+    /// shown as they are without counting as transitions.
+    pub fn seed_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {
+        for a in alerts {
+            if a.state != AlertState::Cleared {
+                self.alerts.insert(a.id.clone(), a);
+            }
+        }
+    }
+
     pub fn handle_event(&mut self, event: &Event) {
         *self.counters.events.entry(kind_name(event)).or_default() += 1;
         match event {

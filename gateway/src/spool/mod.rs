@@ -17,7 +17,11 @@
 //!    next append or [`Spool::sync`]; after a crash a cursor may be behind,
 //!    never ahead (records are delivered again, never skipped).
 //! 4. A record is deleted once every configured sink's cursor has passed it.
-//! 5. Bounds: when the telemetry lane holds more than `max_bytes`, or its
+//! 5. Open alerts: the latest snapshot of every alert not yet cleared is kept
+//!    in a table of its own, updated in the same transaction as the alert
+//!    lane ([`Spool::open_alerts`]), so a restart (even after SIGKILL) can
+//!    restore exactly the alerts that were open when the last commit ended.
+//! 6. Bounds: when the telemetry lane holds more than `max_bytes`, or its
 //!    oldest record is older than `max_age`, telemetry is evicted oldest first
 //!    and counted. Alerts are never evicted and do not count against the bound.
 //!    A sink whose cursor lies inside the evicted range resumes after it.
@@ -55,6 +59,8 @@ const TELEMETRY: TableDefinition<u64, &[u8]> = TableDefinition::new("telemetry")
 const CURSORS: TableDefinition<(&str, u8), u64> = TableDefinition::new("cursors");
 /// Counters: next sequence numbers, telemetry bytes, evictions.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Alert id → the latest snapshot (JSON) of each alert not yet cleared.
+const OPEN_ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("open_alerts");
 
 const NEXT_ALERT: &str = "next_alert";
 const NEXT_TELEMETRY: &str = "next_telemetry";
@@ -240,6 +246,7 @@ impl Spool {
         {
             tx.open_table(ALERTS)?;
             tx.open_table(TELEMETRY)?;
+            tx.open_table(OPEN_ALERTS)?;
             let mut meta = tx.open_table(META)?;
             for key in [NEXT_ALERT, NEXT_TELEMETRY] {
                 if meta.get(key)?.is_none() {
@@ -305,14 +312,22 @@ impl Spool {
             let mut meta = tx.open_table(META)?;
             let mut alerts = tx.open_table(ALERTS)?;
             let mut telemetry = tx.open_table(TELEMETRY)?;
+            let mut open = tx.open_table(OPEN_ALERTS)?;
             let mut next_alert = meta.get(NEXT_ALERT)?.map_or(1, |v| v.value());
             let mut next_tel = meta.get(NEXT_TELEMETRY)?.map_or(1, |v| v.value());
             let mut bytes = meta.get(TELEMETRY_BYTES)?.map_or(0, |v| v.value());
-            for (lane, v) in &encoded {
+            for ((lane, v), event) in encoded.iter().zip(events) {
                 match lane {
                     Lane::Alert => {
                         alerts.insert(next_alert, v.as_slice())?;
                         next_alert += 1;
+                        if let Event::Alert(a) = event {
+                            if a.state == wardgate_model::AlertState::Cleared {
+                                open.remove(&*a.id.0)?;
+                            } else if let Some((_, json)) = split_value(v) {
+                                open.insert(&*a.id.0, json)?;
+                            }
+                        }
                     }
                     Lane::Telemetry => {
                         telemetry.insert(next_tel, v.as_slice())?;
@@ -357,6 +372,25 @@ impl Spool {
         }
         tx.commit()?;
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(out)
+    }
+
+    /// The latest snapshot of every alert that was open at the last commit,
+    /// oldest id first. A snapshot that cannot be decoded is skipped and
+    /// logged (the caller says what it could not restore).
+    pub fn open_alerts(&self) -> Result<Vec<wardgate_model::Alert>, SpoolError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(OPEN_ALERTS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (id, json) = entry?;
+            match serde_json::from_slice(json.value()) {
+                Ok(alert) => out.push(alert),
+                Err(e) => {
+                    tracing::error!(alert = id.value(), error = %e, "an open alert in the spool cannot be read; it is not restored");
+                }
+            }
+        }
         Ok(out)
     }
 

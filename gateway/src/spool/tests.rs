@@ -399,3 +399,34 @@ fn backlog_counts_what_each_sink_has_not_confirmed_and_since_when() {
     assert_eq!(get("influx", Lane::Alert), (1, Some(t(0))));
     assert_eq!(backlog.len(), 4);
 }
+
+#[test]
+fn open_alerts_follow_the_alert_lane_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.redb");
+    let cleared = |n: u32| {
+        let Event::Alert(mut a) = alert(n) else {
+            unreachable!()
+        };
+        a.state = AlertState::Cleared;
+        a.transition = Transition::Cleared;
+        Event::Alert(a)
+    };
+    {
+        let spool = Spool::open(&path, BIG, &sinks()).unwrap();
+        spool
+            .append(t(1), &[alert(1), reading(70.0), alert(2)])
+            .unwrap();
+        spool.append(t(2), &[cleared(1)]).unwrap();
+        // Delivered and deleted from the lane: still open.
+        for sink in sinks() {
+            spool.ack(&sink, Lane::Alert, 3).unwrap();
+        }
+        spool.sync().unwrap();
+    }
+    let spool = Spool::open(&path, BIG, &sinks()).unwrap();
+    let open = spool.open_alerts().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].id.0.as_ref(), "a-2");
+    assert_eq!(open[0].message.as_ref(), "SpO2 88 %");
+}

@@ -170,3 +170,72 @@ fn a_device_clock_far_ahead_neither_masks_newer_values_nor_looks_fresh() {
     // "no data" 300 s after it arrived, not 20 hours later.
     assert_eq!(raised("quiet", "data_stale"), Some(301));
 }
+
+#[test]
+fn open_alerts_are_restored_with_their_state_and_unknown_ones_end_explicitly() {
+    let glucose = |s: i64, v: f64| {
+        Event::Reading(
+            Reading::new(
+                base() + TimeDelta::seconds(s),
+                TimeSource::Device,
+                "p".into(),
+                None,
+                Metric::Glucose,
+                v,
+            )
+            .unwrap(),
+        )
+    };
+    let now = |s: i64| base() + TimeDelta::seconds(s);
+    let mut before = engine(EngineOptions::default());
+    let raised: Vec<wardgate_model::Alert> = before
+        .handle_event(now(0), &glucose(0, 50.0))
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(raised.len(), 1);
+    let mut gone = raised[0].clone();
+    gone.rule = "a_rule_removed_since".into();
+    gone.id = wardgate_model::AlertId("p/a_rule_removed_since/x".into());
+
+    // A new process: the same alert is open again, the other ends explicitly.
+    let mut after = engine(EngineOptions::default());
+    let ended = after.restore(now(60), &[raised[0].clone(), gone]);
+    let Some(Event::Alert(end)) = ended.first() else {
+        panic!("{ended:?}")
+    };
+    assert_eq!((end.transition, end.state), (X::Cleared, S::Cleared));
+    assert!(
+        end.message
+            .ends_with("not restored after a restart: its rule is no longer configured"),
+        "{}",
+        end.message
+    );
+    assert_eq!(ended.len(), 1);
+    let open = after.open_alerts();
+    assert_eq!(open.len(), 1);
+    assert_eq!((&open[0].0, open[0].3), (&raised[0].id, S::Active));
+    // It goes on as the same episode: glucose back up, latched 15 minutes later.
+    let mut out = Vec::new();
+    after.handle_events_into(now(120), &[glucose(120, 90.0)], &mut out);
+    let mut s = 120;
+    while s < 120 + 16 * 60 {
+        s += 1;
+        out.extend(after.poll_tick(now(s)));
+    }
+    let latched: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) if a.transition == X::Latched => Some((a.id.clone(), a.priority)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(latched, vec![(raised[0].id.clone(), P::High)]);
+    // ... and no second hypoglycaemia alert.
+    assert!(!out.iter().any(
+        |e| matches!(e, Event::Alert(a) if a.rule.as_str() == "hypoglycaemia" && a.transition == X::Raised)
+    ));
+}

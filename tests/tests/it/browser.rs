@@ -7,15 +7,14 @@
 //! Chromium is required, not optional: without it this test fails with a
 //! message saying how to install it (`.ci/run` installs it).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 use nix::sys::signal::Signal;
-use wardgate_e2e::{free_port, signal, wait_exit, wait_for, wait_port, wardgate_bin};
+use wardgate_e2e::{free_port, http, signal, wait_exit, wait_for, wait_port, wardgate_bin};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -28,31 +27,6 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// One HTTP/1.1 request on a fresh connection: (status, body).
-fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the demo");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn require(path: &str, what: &str) {

@@ -5,3 +5,4 @@ mod alert_path;
 mod browser;
 mod influx;
 mod mqtt;
+mod restart;
