@@ -11,6 +11,7 @@ pub mod lineproto;
 pub mod logging;
 pub mod mqtt;
 pub mod pipeline;
+pub mod service;
 pub mod sinks;
 pub mod spool;
 pub mod supervisor;

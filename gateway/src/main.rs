@@ -299,6 +299,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
             tracing::info!(
                 "stop requested: stopping drivers, draining, flushing sinks (signal again to exit at once)"
             );
+            wardgate::service::stopping();
             shutdown.cancel();
         } else {
             tracing::warn!("second stop signal: exiting without draining");

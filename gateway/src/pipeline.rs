@@ -123,18 +123,27 @@ pub async fn run(
         max_bytes: config.spool.max_bytes,
         max_age: config.spool.max_age,
     };
-    let spool = {
+    let (spool, set_aside) = {
         let path = spool_path.clone();
         let names = sink_names.clone();
-        tokio::task::spawn_blocking(move || Spool::open(&path, limits, &names))
+        let now = chrono::Utc::now();
+        tokio::task::spawn_blocking(move || Spool::open_recovering(&path, limits, &names, now))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-            .map(Arc::new)
+            .map(|(spool, set_aside)| (Arc::new(spool), set_aside))
             .map_err(|source| PipelineError::Spool {
                 path: spool_path.clone(),
                 source,
             })?
     };
+    if let Some(s) = &set_aside {
+        tracing::error!(
+            spool = %spool_path.display(),
+            set_aside = %s.path.display(),
+            reason = %s.reason,
+            "the spool was unreadable: it was moved aside and an empty one started; readings and alerts it held but had not delivered are in the file set aside"
+        );
+    }
     if let Ok(stats) = spool.stats() {
         tracing::info!(
             path = %spool_path.display(),
@@ -181,6 +190,43 @@ pub async fn run(
         }
     }
     startup_events.extend(not_restored);
+    if let Some(s) = set_aside {
+        // The alarm system announces its own failure, through the rules
+        // like any alarm: a high, latching technical alert (`storage_reset`).
+        let at = chrono::Utc::now();
+        let alarm = |phase| {
+            Event::DeviceAlarm(wardgate_model::DeviceAlarm {
+                at,
+                subject: config.gateway.id.as_str().into(),
+                device: wardgate_model::DeviceRef::new(
+                    "spool".into(),
+                    wardgate_model::DeviceKind::Gateway,
+                ),
+                alarm: crate::spool::RESET_ALARM.into(),
+                phase,
+                kind: wardgate_model::AlertKind::Technical,
+                raw: Some(
+                    format!(
+                        "{} was set aside as {} ({})",
+                        spool_path.display(),
+                        s.path.display(),
+                        s.reason
+                    )
+                    .into(),
+                ),
+            })
+        };
+        // Start and end one after the other (not as one measurement, where
+        // they would cancel out): the latching alert stays until seen.
+        for phase in [
+            wardgate_model::AlarmPhase::Start,
+            wardgate_model::AlarmPhase::End,
+        ] {
+            let event = alarm(phase);
+            engine.handle_event_into(now, &event, &mut startup_events);
+            startup_events.push(event);
+        }
+    }
     tracing::info!(rules = config.rule_set.rules().len(), "rules engine ready");
     let mut sink_tasks = JoinSet::new();
     for sink in &config.sinks {
@@ -247,7 +293,7 @@ pub async fn run(
         DriverEnv {
             metrics,
             events: events_tx,
-            commits: commits_tx,
+            commits: commits_tx.clone(),
             shutdown: drivers_stop.clone(),
             clock_tolerance: chrono::TimeDelta::from_std(config.gateway.clock_tolerance)
                 .unwrap_or(wardgate_drivers::DEFAULT_CLOCK_TOLERANCE),
@@ -266,6 +312,12 @@ pub async fn run(
         // The caller may have stopped listening; the gateway runs all the same.
         let _ = running.send(Running { http: http_addr });
     }
+    crate::service::ready(&format!(
+        "running: {} devices, {} sinks",
+        config.devices.len(),
+        config.sinks.len()
+    ));
+    let watchdog = tokio::spawn(crate::service::watchdog(commits_tx));
     let supervisor = tokio::spawn(drivers.supervise(drivers_stop.clone()));
 
     let mut summary = Summary::default();
@@ -275,6 +327,7 @@ pub async fn run(
         && let Err(source) = append(&spool, startup_events, &mut summary, &hooks).await
     {
         stop.cancel();
+        watchdog.abort();
         let _ = supervisor.await;
         return Err(PipelineError::SpoolFailed {
             path: spool_path,
@@ -311,6 +364,7 @@ pub async fn run(
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    watchdog.abort();
     match supervisor.await {
         Ok(crashes) => summary.driver_crashes = crashes,
         Err(e) => tracing::error!(error = %e, "driver supervisor failed"),

@@ -18,6 +18,9 @@ pub enum DeviceKind {
     Modbus,
     /// Configured synthetic source (demo and testing without hardware).
     Synthetic,
+    /// A part of the gateway itself (its spool): the subject of the
+    /// technical alarms an alarm system raises about its own failures.
+    Gateway,
 }
 
 impl DeviceKind {
@@ -27,6 +30,7 @@ impl DeviceKind {
             DeviceKind::Pump => "pump",
             DeviceKind::Modbus => "modbus",
             DeviceKind::Synthetic => "synthetic",
+            DeviceKind::Gateway => "gateway",
         }
     }
 }

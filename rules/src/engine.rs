@@ -208,7 +208,8 @@ struct Episode {
     escalation_level: u8,
     next_escalation: Option<Timestamp>,
     ack: Option<Acknowledgement>,
-    device: Option<DeviceRef>,
+    /// The device that explains the alert and what it said.
+    cause: Cause,
     message: Arc<str>,
 }
 
@@ -237,7 +238,8 @@ struct SubjectState {
     latest: Vec<Option<(i64, f64)>>,
     latest_device: Vec<Option<DeviceRef>>,
     windows: Vec<Option<Window>>,
-    alarms: Vec<(DeviceRef, Arc<str>)>,
+    /// Active device alarms: device, code, and what the device said of it.
+    alarms: Vec<(DeviceRef, Arc<str>, Option<Arc<str>>)>,
     offline: Vec<DeviceRef>,
     last_data: Option<i64>,
     rules: Vec<RuleState>,
@@ -619,9 +621,12 @@ impl Engine {
                 let pos = s
                     .alarms
                     .iter()
-                    .position(|(d, c)| *d == a.device && *c == a.alarm);
+                    .position(|(d, c, _)| *d == a.device && *c == a.alarm);
                 match (a.phase, pos) {
-                    (AlarmPhase::Start, None) => s.alarms.push((a.device.clone(), a.alarm.clone())),
+                    (AlarmPhase::Start, None) => {
+                        s.alarms
+                            .push((a.device.clone(), a.alarm.clone(), a.raw.clone()));
+                    }
                     (AlarmPhase::End, Some(p)) => {
                         s.alarms.remove(p);
                     }
@@ -845,8 +850,10 @@ impl Engine {
                         lower(&mut self.next_deadline, now + self.opts.tick_interval);
                     } else {
                         self.subjects[si].rules[ri].pending_since = None;
-                        let device = hint.and_then(|h| h.resolve(&self.subjects[si]));
-                        self.raise(now, si, ri, band.band(), device, out);
+                        let cause = hint
+                            .map(|h| h.cause(&self.subjects[si]))
+                            .unwrap_or_default();
+                        self.raise(now, si, ri, band.band(), cause, out);
                     }
                 } else {
                     lower(&mut self.next_deadline, since + for_);
@@ -1030,8 +1037,8 @@ impl Engine {
         }
         ep.priority = priority;
         ep.band = band;
-        let device = ep.device.clone();
-        let message = self.render(si, now, self.message_of(ri, band), device.as_ref());
+        let cause = ep.cause.clone();
+        let message = self.render(si, now, self.message_of(ri, band), &cause);
         if let Some(ep) = self.subjects[si].rules[ri].episode.as_mut() {
             ep.message = message.into();
         }
@@ -1058,12 +1065,12 @@ impl Engine {
         si: usize,
         ri: usize,
         band: Option<u16>,
-        device: Option<DeviceRef>,
+        cause: Cause,
         out: &mut Vec<Event>,
     ) {
         let rule = &self.rules.rules[ri];
         let priority = band.map_or(rule.priority, |b| rule.bands[b as usize].priority);
-        let message = self.render(si, now, self.message_of(ri, band), device.as_ref());
+        let message = self.render(si, now, self.message_of(ri, band), &cause);
         let escalate_after = self.escalate_after_of(ri, band);
         let mut id = format!(
             "{}/{}/{}",
@@ -1093,7 +1100,7 @@ impl Engine {
             escalation_level: 0,
             next_escalation,
             ack: None,
-            device,
+            cause,
             message: message.into(),
         }));
         self.alerts.insert(id, (si as u32, ri as u16));
@@ -1128,7 +1135,7 @@ impl Engine {
             id: ep.id.clone(),
             rule: rule.id.clone(),
             subject: s.id.clone(),
-            device: ep.device.clone(),
+            device: ep.cause.device.clone(),
             priority: ep.priority,
             kind: rule.kind,
             state: ep.state,
@@ -1156,13 +1163,7 @@ impl Engine {
         self.audit.push_back(e);
     }
 
-    fn render(
-        &self,
-        si: usize,
-        now: Timestamp,
-        pieces: &[Piece],
-        device: Option<&DeviceRef>,
-    ) -> String {
+    fn render(&self, si: usize, now: Timestamp, pieces: &[Piece], cause: &Cause) -> String {
         use std::fmt::Write;
         let s = &self.subjects[si];
         let mut out = String::new();
@@ -1199,7 +1200,15 @@ impl Engine {
                     o.push_str("(pulse not measured)");
                 }),
                 Piece::Device => {
-                    out.push_str(device.map_or("an unknown device", |d| d.id.as_str()));
+                    out.push_str(
+                        cause
+                            .device
+                            .as_ref()
+                            .map_or("an unknown device", |d| d.id.as_str()),
+                    );
+                }
+                Piece::Detail => {
+                    out.push_str(cause.detail.as_deref().unwrap_or("(no details given)"));
                 }
             }
         }
@@ -1440,7 +1449,10 @@ impl Engine {
                 escalation_level: a.escalation_level,
                 next_escalation,
                 ack: a.acknowledged.clone(),
-                device: a.device.clone(),
+                cause: Cause {
+                    device: a.device.clone(),
+                    detail: None,
+                },
                 message: a.message.clone(),
             }));
             self.alerts.insert(a.id.clone(), (si as u32, ri as u16));
@@ -1571,13 +1583,30 @@ enum Hint {
 }
 
 impl Hint {
-    fn resolve(self, s: &SubjectState) -> Option<DeviceRef> {
+    fn cause(self, s: &SubjectState) -> Cause {
         match self {
-            Hint::Slot(slot) => s.latest_device[slot as usize].clone(),
-            Hint::Alarm(i) => s.alarms.get(i).map(|a| a.0.clone()),
-            Hint::Offline(i) => s.offline.get(i).cloned(),
+            Hint::Slot(slot) => Cause {
+                device: s.latest_device[slot as usize].clone(),
+                detail: None,
+            },
+            Hint::Alarm(i) => Cause {
+                device: s.alarms.get(i).map(|a| a.0.clone()),
+                detail: s.alarms.get(i).and_then(|a| a.2.clone()),
+            },
+            Hint::Offline(i) => Cause {
+                device: s.offline.get(i).cloned(),
+                detail: None,
+            },
         }
     }
+}
+
+/// What explains an alert: the device, and what it said of the condition
+/// (a device alarm's detail, for `{detail}` in messages).
+#[derive(Clone, Debug, Default)]
+struct Cause {
+    device: Option<DeviceRef>,
+    detail: Option<Arc<str>>,
 }
 
 /// Seconds from `then` to `now` (0 when `then` lies ahead: a device clock
@@ -1657,7 +1686,7 @@ impl Ctx<'_> {
             }
             Expr::ParamSet(i) => self.subject().params[*i as usize].is_finite(),
             Expr::Alarm { code, kind } => {
-                let hit = self.subject().alarms.iter().position(|(dev, c)| {
+                let hit = self.subject().alarms.iter().position(|(dev, c, _)| {
                     kind.is_none_or(|k| dev.kind == k)
                         && (**c == **code
                             || (c.len() > code.len()

@@ -735,11 +735,12 @@ fn compile_call(
                     "pump" => DeviceKind::Pump,
                     "modbus" => DeviceKind::Modbus,
                     "synthetic" => DeviceKind::Synthetic,
+                    "gateway" => DeviceKind::Gateway,
                     other => {
                         return Err(ExprError::new(
                             a.1,
                             format!(
-                                "unknown device kind '{other}'; allowed: ble, pump, modbus, synthetic"
+                                "unknown device kind '{other}'; allowed: ble, pump, modbus, synthetic, gateway"
                             ),
                         ));
                     }
@@ -797,6 +798,8 @@ pub(crate) enum Piece {
     News2,
     Pulse,
     Device,
+    /// What the device said of the alarm that explains the alert.
+    Detail,
 }
 
 /// Parses a message template; `{{` and `}}` are literal braces.
@@ -832,11 +835,13 @@ pub(crate) fn compile_template(src: &str, names: &mut dyn Resolve) -> Result<Vec
                     Piece::Pulse
                 } else if name == "device" {
                     Piece::Device
+                } else if name == "detail" {
+                    Piece::Detail
                 } else {
                     Piece::Metric(names.metric(name).ok_or_else(|| {
                         ExprError::new(
                             i + 1,
-                            format!("unknown metric '{name}' in message; use {{metric}}, {{param.NAME}}, {{news2}}, {{pulse}} or {{device}}"),
+                            format!("unknown metric '{name}' in message; use {{metric}}, {{param.NAME}}, {{news2}}, {{pulse}}, {{device}} or {{detail}}"),
                         )
                     })?)
                 };

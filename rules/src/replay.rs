@@ -328,7 +328,7 @@ fn parse_line(v: Value) -> Result<(Option<Timestamp>, Vec<Input>), String> {
 /// - reading: `{"at": "<RFC 3339>", "subject": "bed-1", "metric": "spo2", "value": 93}`
 /// - device event: `{"at", "subject", "device": "pump-1", "event": "occlusion"}`
 ///   (`"phase": "end"` ends an alarm; `"event": "offline"` / `"online"` is a
-///   device status; optional `"kind"`: ble, pump, modbus, synthetic)
+///   device status; optional `"kind"`: ble, pump, modbus, synthetic, gateway)
 /// - subject: `{"subject": "p1", "profile": {"spo2_scale": 2, "conditions": ["copd"]}}`
 ///   and/or `"params": {"prescribed_rate": 100}`
 /// - action: `{"at", "action": "ack", "subject", "rule", "by"}` (or `"id"`),

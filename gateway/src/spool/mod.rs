@@ -34,6 +34,11 @@
 //!
 //! # Recovery
 //!
+//! A file that redb reports corrupt, fails on with a panic, or finds torn is
+//! moved aside as `<file>.corrupt-<UTC time>` and a fresh spool starts
+//! ([`Spool::open_recovering`]); the caller announces it (the `storage_reset`
+//! alert). Any other error opening the file leaves it alone.
+//!
 //! redb commits atomically: after a crash the spool holds exactly the
 //! committed transactions. On open, sequence numbers continue from the stored
 //! counters, cursors are read back, a sink seen for the first time starts at
@@ -43,7 +48,7 @@
 
 mod reader;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -141,6 +146,45 @@ pub enum SpoolError {
     Encode(#[from] serde_json::Error),
     #[error("unknown sink `{0}`")]
     UnknownSink(String),
+    #[error("the spool is unreadable ({reason}) and cannot be moved aside to {aside}: {source}")]
+    SetAside {
+        aside: PathBuf,
+        reason: String,
+        source: std::io::Error,
+    },
+}
+
+/// Why an error opening the spool means its file is corrupt: redb says so,
+/// or the file ends where its own structures say there is more (a torn or
+/// overwritten file). A permission, a full disk or a lock held by another
+/// process is not corruption: that file must be left alone.
+fn corruption(e: &SpoolError) -> Option<String> {
+    match e {
+        SpoolError::Db(redb::Error::Corrupted(why)) => Some(why.clone()),
+        SpoolError::Db(redb::Error::Io(io))
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            ) =>
+        {
+            Some(format!("the file is damaged: {io}"))
+        }
+        _ => None,
+    }
+}
+
+/// The device alarm announcing a spool that was set aside (the technical
+/// pack's `storage_reset` rule).
+pub const RESET_ALARM: &str = "storage_reset";
+
+/// A spool file that could not be read, moved aside so a fresh spool could
+/// start ([`Spool::open_recovering`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// Where the unreadable file is now.
+    pub path: PathBuf,
+    /// Why it could not be read.
+    pub reason: String,
 }
 
 macro_rules! db_err {
@@ -294,6 +338,56 @@ impl Spool {
         // between an ack and its deletion; drop them now.
         spool.collect_garbage()?;
         Ok(spool)
+    }
+
+    /// As [`Spool::open`], but a file that is corrupt (redb reports it
+    /// corrupted, or fails on it with a panic) is moved aside as
+    /// `<file>.corrupt-<UTC time>` and a fresh spool starts in its place;
+    /// what was set aside is returned for the caller to announce. Any other
+    /// error (a permission, a lock held by another process) is returned: the
+    /// file is left alone.
+    pub fn open_recovering(
+        path: &Path,
+        limits: SpoolLimits,
+        sinks: &[String],
+        now: Timestamp,
+    ) -> Result<(Spool, Option<SetAside>), SpoolError> {
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Spool::open(path, limits, sinks)
+        }));
+        let reason = match attempt {
+            Ok(Ok(spool)) => return Ok((spool, None)),
+            Ok(Err(e)) => match corruption(&e) {
+                Some(why) => why,
+                None => return Err(e),
+            },
+            Err(panic) => panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .map_or_else(
+                    || "the database could not be read".to_owned(),
+                    |m| format!("the database could not be read: {m}"),
+                ),
+        };
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".corrupt-{}", now.format("%Y%m%dT%H%M%SZ")));
+        let aside = PathBuf::from(name);
+        if let Err(source) = std::fs::rename(path, &aside) {
+            return Err(SpoolError::SetAside {
+                aside,
+                reason,
+                source,
+            });
+        }
+        let spool = Spool::open(path, limits, sinks)?;
+        Ok((
+            spool,
+            Some(SetAside {
+                path: aside,
+                reason,
+            }),
+        ))
     }
 
     /// Commits a batch in one transaction (one fsync), assigning sequence

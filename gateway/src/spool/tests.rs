@@ -430,3 +430,29 @@ fn open_alerts_follow_the_alert_lane_and_survive_a_reopen() {
     assert_eq!(open[0].id.0.as_ref(), "a-2");
     assert_eq!(open[0].message.as_ref(), "SpO2 88 %");
 }
+
+#[test]
+fn only_a_corrupt_spool_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.redb");
+    let held = Spool::open(&path, BIG, &sinks()).unwrap();
+    // Held by another opener (another wardgate): an error, the file stays.
+    assert!(Spool::open_recovering(&path, BIG, &sinks(), t(0)).is_err());
+    drop(held);
+    let entries = || std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(entries(), 1);
+    // Torn: the file ends where its header says there is more.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    let (spool, aside) = Spool::open_recovering(&path, BIG, &sinks(), t(0)).unwrap();
+    let aside = aside.expect("set aside");
+    assert!(aside.path.exists());
+    assert!(
+        aside
+            .path
+            .to_string_lossy()
+            .ends_with(".corrupt-20270115T080000Z"),
+        "{aside:?}"
+    );
+    spool.append(t(1), &[reading(70.0)]).unwrap();
+}

@@ -87,3 +87,105 @@ fn a_spool_that_cannot_commit_ends_the_gateway_with_a_clear_message() {
         "{log}"
     );
 }
+
+/// A spool file with corrupted pages (here: bytes flipped across the file)
+/// does not stop the gateway from starting, nor send it into a crash loop:
+/// the file is moved aside, an empty spool starts, and a high, latching
+/// technical alert says what was set aside and where.
+#[test]
+fn a_corrupt_spool_is_set_aside_and_announced() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use wardgate_model::{AlertState, Event, Priority, Transition};
+
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool.redb");
+    let out = dir.path().join("events.jsonl");
+    let cfg = dir.path().join("gw.toml");
+    let text = CONFIG
+        .replace("SPOOL", &spool.display().to_string())
+        .replace(
+            "type = \"mqtt\"\nbroker = { host = \"127.0.0.1\", port = 1 }",
+            &format!("type = \"jsonl\"\npath = \"{}\"", out.display()),
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let run = || {
+        wardgate()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let wait_for = |what: &str, pred: &dyn Fn(&[Event]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pred(&crate::events(&out)) {
+            assert!(Instant::now() < deadline, "no {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let stop = |mut child: std::process::Child| {
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+        assert!(crate::run::wait_exit(&mut child).success());
+    };
+    // A spool with data in it.
+    let child = run();
+    wait_for("readings", &|e| e.len() > 20);
+    stop(child);
+    let mut bytes = std::fs::read(&spool).unwrap();
+    for i in (4096..bytes.len().min(32 * 1024)).step_by(97) {
+        bytes[i] ^= 0xFF;
+    }
+    std::fs::write(&spool, bytes).unwrap();
+
+    let child = run();
+    let reset = |e: &Event| matches!(e, Event::Alert(a) if a.rule.as_str() == "storage_reset");
+    wait_for("the storage_reset alert", &|e| {
+        e.iter().filter(|e| reset(e)).count() >= 2
+    });
+    let events = crate::events(&out);
+    stop(child);
+    let alerts: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) if a.rule.as_str() == "storage_reset" => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        alerts
+            .iter()
+            .map(|a| (a.transition, a.state))
+            .collect::<Vec<_>>(),
+        [
+            (Transition::Raised, AlertState::Active),
+            (Transition::Latched, AlertState::Latched)
+        ]
+    );
+    assert_eq!(alerts[0].priority, Priority::High);
+    assert_eq!(alerts[0].subject.as_str(), "gw");
+    // It names the file and where it went, and that file is there.
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("spool.redb.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(
+        alerts[0].message.contains(&format!(
+            "{} was set aside as {}",
+            spool.display(),
+            aside[0].display()
+        )),
+        "{}",
+        alerts[0].message
+    );
+    // The fresh spool works: readings after the reset were delivered.
+    assert!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Reading(_)))
+            .count()
+            > 0
+    );
+}

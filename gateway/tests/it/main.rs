@@ -8,6 +8,7 @@ mod http;
 mod modbus;
 mod pump;
 mod run;
+mod service;
 mod supervision;
 
 use std::path::{Path, PathBuf};

@@ -725,6 +725,25 @@ fn driver_restarting_from_the_gateways_supervisor() {
 }
 
 #[test]
+fn storage_reset_latches_until_acknowledged_and_says_what_was_set_aside() {
+    let r = "storage_reset";
+    let alarm = |s: i64, phase: &str| {
+        json!({"at": at(s), "subject": "gw-1", "device": "spool", "kind": "gateway", "event": "storage_reset", "phase": phase, "reason": "spool.redb was set aside as spool.redb.corrupt-x"}).to_string()
+    };
+    let events = run(&[alarm(0, "start"), alarm(0, "end"), ack(600, "gw-1", r)]);
+    let m = "The gateway's storage was unreadable and was replaced by an empty one; undelivered readings and alerts may be missing: spool.redb was set aside as spool.redb.corrupt-x";
+    assert_eq!(
+        details(&events, r),
+        vec![
+            dt(0, "gw-1", X::Raised, S::Active, P::High, m),
+            dt(0, "gw-1", X::Latched, S::Latched, P::High, m),
+            dt(600, "gw-1", X::Acknowledged, S::Acknowledged, P::High, m),
+            dt(600, "gw-1", X::Cleared, S::Cleared, P::High, m),
+        ]
+    );
+}
+
+#[test]
 fn every_built_in_rule_has_a_replay_test_here() {
     // Keeps this file honest when a rule is added to a pack: every built-in
     // rule is named in a test above (news2 in tests/it/news2.rs), and the
@@ -776,6 +795,7 @@ fn every_built_in_rule_has_a_replay_test_here() {
             "pump_occlusion",
             "sensor_contact_lost",
             "sensor_malfunction",
+            "storage_reset",
             "tachycardia",
         ]
     );
