@@ -124,6 +124,46 @@ impl HttpState {
     pub fn committed(&self) -> broadcast::Sender<Arc<[Event]>> {
         self.events.clone()
     }
+
+    /// After missed batches: the open alerts again from the authoritative
+    /// state, the spool's open-alert snapshots (vitals catch up with the next
+    /// readings). Without a spool (tests) there is nothing to read.
+    pub fn resync_alerts(&self) {
+        let Some(probe) = &self.spool else {
+            return;
+        };
+        match probe.spool.open_alerts() {
+            Ok(open) => {
+                let n = open.len();
+                self.view
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .replace_alerts(open);
+                tracing::info!(open_alerts = n, "HTTP view resynchronised from the spool");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "HTTP view cannot resynchronise: the spool cannot be read");
+            }
+        }
+    }
+}
+
+/// Keeps the view following the committed batches until the pipeline closes
+/// the channel. A view that fell behind (the broadcast is bounded) does not
+/// stay wrong: it counts the loss and resynchronises its open alerts from
+/// the spool, so the page never misses an alert.
+pub async fn follow(feeder: HttpState, mut rx: broadcast::Receiver<Arc<[Event]>>) {
+    loop {
+        match rx.recv().await {
+            Ok(batch) => feeder.apply(&batch),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                feeder.lagged.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!(batches = n, "HTTP view fell behind; resynchronising");
+                feeder.resync_alerts();
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
 }
 
 /// A running server, as the pipeline holds it.
@@ -173,26 +213,10 @@ pub async fn start(
         })?;
     let addr = listener.local_addr().unwrap_or(http.listen);
     // The view follows the committed events in its own task.
-    let mut rx = state.events.subscribe();
-    let feeder = state.clone();
+    let feed = follow(state.clone(), state.events.subscribe());
     let committed = state.committed();
     let app = router(state);
     let server = tokio::spawn(async move {
-        let feed = async {
-            loop {
-                match rx.recv().await {
-                    Ok(batch) => feeder.apply(&batch),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        feeder.lagged.fetch_add(n, Ordering::Relaxed);
-                        tracing::warn!(
-                            batches = n,
-                            "HTTP view fell behind; some updates were skipped"
-                        );
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        };
         let serve = axum::serve(listener, app);
         tokio::select! {
             () = feed => {}

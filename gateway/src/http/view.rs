@@ -168,6 +168,12 @@ impl View {
     }
 
     /// Applies one committed event.
+    /// The open alerts replaced by `alerts` (after missed updates).
+    pub fn replace_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {
+        self.alerts.clear();
+        self.seed_alerts(alerts);
+    }
+
     /// Alerts already open when the view starts (restored after a restart),
     /// shown as they are without counting as transitions.
     pub fn seed_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {

@@ -354,3 +354,96 @@ async fn metrics_show_each_sinks_backlog_and_its_age() {
     // Appended 90 s ago; the test may take a while on a loaded machine.
     assert!((90.0..600.0).contains(&age), "age {age}");
 }
+
+/// The view follows a bounded broadcast of committed batches. When it falls
+/// behind (here: more batches than the broadcast holds arrive before it
+/// reads any), the batch that raised an alert is lost to it — and it must
+/// not stay lost: the view resynchronises its open alerts from the spool.
+#[tokio::test]
+async fn a_view_that_fell_behind_gets_its_alerts_back_from_the_spool() {
+    use wardgate::http::{SpoolProbe, follow};
+    use wardgate::spool::{Spool, SpoolLimits};
+
+    let mut f = fixture();
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(
+        Spool::open(
+            &spool_dir.path().join("spool.redb"),
+            SpoolLimits {
+                max_bytes: 1 << 30,
+                max_age: std::time::Duration::from_secs(3600),
+            },
+            &["jsonl".to_owned()],
+        )
+        .unwrap(),
+    );
+    let config: Config =
+        wardgate::config::parse(std::path::Path::new("test.toml"), CONFIG).expect("valid config");
+    let (state, _commands) = HttpState::new(
+        View::new(&config.subjects, &config.devices),
+        Vec::new(),
+        Some(SpoolProbe {
+            spool: Arc::clone(&spool),
+            max_bytes: 1 << 30,
+        }),
+    );
+    f.state = state;
+    // An alert, committed to the spool as the pipeline does.
+    let now = chrono::Utc::now();
+    let low = Event::Reading(
+        Reading::new(
+            now,
+            TimeSource::Gateway,
+            "bed-1".into(),
+            None,
+            Metric::Glucose,
+            45.0,
+        )
+        .unwrap(),
+    );
+    let raised = f.engine.lock().unwrap().handle_event(now, &low);
+    assert!(raised.iter().any(|e| matches!(e, Event::Alert(_))));
+    spool.append(now, &raised).unwrap();
+
+    let committed = f.state.committed();
+    let rx = committed.subscribe();
+    committed.send(raised.clone().into()).unwrap();
+    // A burst the view cannot keep up with: the alert's batch is overwritten.
+    let reading = Event::Reading(
+        Reading::new(
+            now,
+            TimeSource::Gateway,
+            "bed-1".into(),
+            None,
+            Metric::HeartRate,
+            70.0,
+        )
+        .unwrap(),
+    );
+    for _ in 0..2000 {
+        let _ = committed.send(vec![reading.clone()].into());
+    }
+    let follower = tokio::spawn(follow(f.state.clone(), rx));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let alerts = f.alerts().await;
+        if alerts.iter().any(|a| a["rule"] == "hypoglycaemia") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the alert never came back: {alerts:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The loss is counted for operators.
+    let (_, metrics) = f.call("GET", "/metrics", None, "").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wardgate_http_sse_lagged_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    follower.abort();
+}
