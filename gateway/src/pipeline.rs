@@ -14,19 +14,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wardgate_drivers::Emitted;
 use wardgate_model::{AlertId, Event};
 use wardgate_rules::Engine;
 
 use crate::commands::{AlertCommand, CommandRejected};
-use crate::config::{Config, SinkKind};
+use crate::config::Config;
 use crate::lineproto::Identity;
-use crate::sinks::influxdb::{InfluxDbSink, InfluxSetupError};
-use crate::sinks::jsonl::{JsonlError, JsonlSink};
-use crate::sinks::mqtt::{AckCommand, MqttSink};
-use crate::spool::{Spool, SpoolError, SpoolLimits, SpoolReader};
+use crate::sinks::mqtt::AckCommand;
+use crate::sinks::supervisor::{SinkEnv, SinkHealth, SinkStartError, Sinks};
+use crate::spool::{Spool, SpoolError, SpoolLimits};
 use crate::supervisor::{DriverEnv, Drivers};
 
 /// Events waiting between the drivers and the spool.
@@ -39,18 +37,11 @@ const COMMAND_QUEUE: usize = 256;
 /// and exits, so that the service manager restarts it (a fresh process
 /// reopens the database; a wedged one that looks alive helps nobody).
 const SPOOL_FAILURE_LIMIT: Duration = Duration::from_secs(10);
-/// How long sinks get, at shutdown, to deliver what is spooled.
-const SINK_DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("sink `{name}`: {source}")]
-    SinkOpen { name: String, source: JsonlError },
-    #[error("sink `{name}`: {source}")]
-    SinkSetup {
-        name: String,
-        source: InfluxSetupError,
-    },
+    #[error(transparent)]
+    Sink(#[from] SinkStartError),
     #[error("spool {path}: {source}")]
     Spool { path: PathBuf, source: SpoolError },
     #[error(
@@ -155,11 +146,6 @@ pub async fn run(
 
     // Open every sink before any device starts: a bad path fails now.
     let drain = CancellationToken::new();
-    let identity = Identity {
-        site: config.gateway.site.clone(),
-        ward: config.gateway.ward.clone(),
-        gateway: config.gateway.id.clone(),
-    };
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let mut engine = config
         .rules
@@ -228,55 +214,34 @@ pub async fn run(
         }
     }
     tracing::info!(rules = config.rule_set.rules().len(), "rules engine ready");
-    let mut sink_tasks = JoinSet::new();
-    for sink in &config.sinks {
-        let reader = SpoolReader::new(Arc::clone(&spool), &sink.name).map_err(|source| {
-            PipelineError::Spool {
-                path: spool_path.clone(),
-                source,
-            }
-        })?;
-        let name = sink.name.clone();
-        match &sink.kind {
-            SinkKind::Jsonl(c) => {
-                let opened = JsonlSink::open(&sink.name, c).await.map_err(|source| {
-                    PipelineError::SinkOpen {
-                        name: sink.name.clone(),
-                        source,
-                    }
-                })?;
-                let drain = drain.clone();
-                sink_tasks.spawn(async move { (name, opened.run(reader, drain).await) });
-            }
-            SinkKind::Mqtt(c) => {
-                let sink = MqttSink::new(&sink.name, (**c).clone(), identity.clone());
-                let drain = drain.clone();
-                let commands = commands_tx.clone();
-                sink_tasks.spawn(async move { (name, sink.run(reader, drain, commands).await) });
-            }
-            SinkKind::InfluxDb(c) => {
-                // Rejected batches land next to the spool unless configured.
-                let quarantine =
-                    spool_path.with_file_name(format!("{}.quarantine.jsonl", sink.name));
-                let sink =
-                    InfluxDbSink::new(&sink.name, (**c).clone(), identity.clone(), quarantine)
-                        .map_err(|source| PipelineError::SinkSetup {
-                            name: sink.name.clone(),
-                            source,
-                        })?;
-                let drain = drain.clone();
-                let spool = Arc::clone(&spool);
-                sink_tasks.spawn(async move { (name, sink.run(reader, spool, drain).await) });
-            }
-        }
-        tracing::info!(sink = %sink.name, "sink ready");
-    }
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let sink_health = SinkHealth::default();
+    let sinks = Sinks::start(
+        &config.sinks,
+        SinkEnv {
+            spool: Arc::clone(&spool),
+            spool_path: spool_path.clone(),
+            identity: Identity {
+                site: config.gateway.site.clone(),
+                ward: config.gateway.ward.clone(),
+                gateway: config.gateway.id.clone(),
+            },
+            commands: commands_tx.clone(),
+            drain: drain.clone(),
+            events: events_tx.downgrade(),
+            gateway: config.gateway.id.clone(),
+            health: sink_health.clone(),
+        },
+    )
+    .await?;
+    let sinks = tokio::spawn(sinks.supervise());
 
     let mut hooks = Hooks::default();
     let mut http_addr = None;
     let http = match &config.http {
         Some(http) => {
-            let started = crate::http::start(http, &config, Arc::clone(&spool)).await?;
+            let started =
+                crate::http::start(http, &config, Arc::clone(&spool), sink_health.clone()).await?;
             hooks.committed = Some(started.committed.clone());
             hooks.commands = Some(started.commands_rx);
             http_addr = Some(started.addr);
@@ -284,7 +249,6 @@ pub async fn run(
         }
         None => None,
     };
-    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (commits_tx, commits_rx) = mpsc::channel(COMMAND_QUEUE);
     let metrics = Arc::new(config.metrics.clone());
     let drivers_stop = shutdown.child_token();
@@ -376,31 +340,12 @@ pub async fn run(
 
     // Everything accepted is in the spool: let the sinks deliver what they can.
     drain.cancel();
-    let deadline = tokio::time::sleep(SINK_DRAIN_GRACE);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            joined = sink_tasks.join_next() => match joined {
-                None => break,
-                Some(Ok((name, Ok(written)))) => {
-                    summary.written.insert(name, written);
-                }
-                Some(Ok((name, Err(e)))) => {
-                    tracing::error!(sink = %name, error = %e, "sink failed");
-                    summary.failed_sinks.push(name);
-                }
-                Some(Err(e)) => tracing::error!(error = %e, "sink task panicked"),
-            },
-            () = &mut deadline => {
-                tracing::warn!(
-                    remaining = sink_tasks.len(),
-                    "sinks could not deliver everything in time; the rest stays in the spool for the next start"
-                );
-                sink_tasks.abort_all();
-                while sink_tasks.join_next().await.is_some() {}
-                break;
-            }
+    match sinks.await {
+        Ok(report) => {
+            summary.written = report.written;
+            summary.failed_sinks = report.failed;
         }
+        Err(e) => tracing::error!(error = %e, "sink supervisor failed"),
     }
     // Cursor moves since the last append are made durable now.
     let synced = {

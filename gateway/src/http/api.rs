@@ -123,6 +123,14 @@ fn identity(token_name: &str, by: Option<&str>) -> Result<String, &'static str> 
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
+    let failing = state.sinks.failing();
+    if !failing.is_empty() {
+        let mut text = String::new();
+        for (name, why) in &failing {
+            let _ = writeln!(text, "sink {name} failing: {why}");
+        }
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
     let Some(probe) = state.spool.clone() else {
         return "ready\n".into_response();
     };

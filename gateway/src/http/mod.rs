@@ -23,6 +23,7 @@ pub use view::View;
 
 use crate::commands::AlertCommand;
 use crate::config::{Config, Secret, SecretError};
+use crate::sinks::supervisor::SinkHealth;
 use crate::spool::Spool;
 
 /// Committed batches buffered for slow SSE clients before they lag.
@@ -82,6 +83,8 @@ pub struct HttpState {
     pub(crate) spool: Option<SpoolProbe>,
     pub(crate) lagged: Arc<AtomicU64>,
     pub(crate) rejected_writes: Arc<AtomicU64>,
+    /// Sinks failing now (for `/readyz`).
+    pub(crate) sinks: SinkHealth,
 }
 
 impl HttpState {
@@ -103,9 +106,17 @@ impl HttpState {
                 spool,
                 lagged: Arc::new(AtomicU64::new(0)),
                 rejected_writes: Arc::new(AtomicU64::new(0)),
+                sinks: SinkHealth::default(),
             },
             rx,
         )
+    }
+
+    /// Reports these sinks' failures on `/readyz`.
+    #[must_use]
+    pub fn with_sink_health(mut self, sinks: SinkHealth) -> Self {
+        self.sinks = sinks;
+        self
     }
 
     /// Applies committed events to the view (the pipeline's hook calls this
@@ -180,6 +191,7 @@ pub async fn start(
     http: &HttpConfig,
     config: &Config,
     spool: Arc<Spool>,
+    sinks: SinkHealth,
 ) -> Result<Started, HttpError> {
     let mut tokens = Vec::new();
     for t in &http.tokens {
@@ -205,6 +217,7 @@ pub async fn start(
         max_bytes: config.spool.max_bytes,
     };
     let (state, commands_rx) = HttpState::new(view, tokens, Some(probe));
+    let state = state.with_sink_health(sinks);
     let listener = tokio::net::TcpListener::bind(http.listen)
         .await
         .map_err(|reason| HttpError::Bind {

@@ -5,6 +5,7 @@
 pub mod influxdb;
 pub mod jsonl;
 pub mod mqtt;
+pub mod supervisor;
 
 /// Why a sink stopped.
 #[derive(Debug, thiserror::Error)]

@@ -189,3 +189,134 @@ fn a_corrupt_spool_is_set_aside_and_announced() {
             > 0
     );
 }
+
+/// A sink that fails while the gateway runs — a JSONL file on a full disk
+/// (`/dev/full`: every write fails with ENOSPC) — is noticed at once,
+/// restarted with backoff from its spool position, reported on `/readyz`,
+/// and raises the high `sink_failing` alert, which the other sinks deliver.
+#[test]
+fn a_sink_on_a_full_disk_is_restarted_reported_and_alarmed() {
+    use std::io::{Read as _, Write as _};
+
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use wardgate_model::{Event, Priority, Transition};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let observer = dir.path().join("observer.jsonl");
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[gateway]
+site = "t"
+ward = "w"
+id = "gw"
+
+[http]
+listen = "127.0.0.1:{port}"
+
+[[subjects]]
+id = "bed-1"
+kind = "bed"
+devices = ["hr-1"]
+
+[[devices]]
+id = "hr-1"
+type = "synthetic"
+interval = "100ms"
+signals = [{{ metric = "heart_rate", base = 72 }}]
+
+[[sinks]]
+type = "jsonl"
+name = "ward_file"
+path = "/dev/full"
+
+[[sinks]]
+type = "jsonl"
+name = "observer"
+path = "{}"
+"#,
+            observer.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("gw.log");
+    let mut child = wardgate()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let readyz = || -> Option<(u16, String)> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(
+            s,
+            "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut r = String::new();
+        s.read_to_string(&mut r).ok()?;
+        let status = r.split(' ').nth(1)?.parse().ok()?;
+        Some((status, r.split_once("\r\n\r\n")?.1.to_owned()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let alert = loop {
+        let found = crate::events(&observer).into_iter().find_map(|e| match e {
+            Event::Alert(a) if a.rule.as_str() == "sink_failing" => Some(a),
+            _ => None,
+        });
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no sink_failing alert");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (alert.transition, alert.priority),
+        (Transition::Raised, Priority::High)
+    );
+    assert_eq!(alert.subject.as_str(), "gw");
+    assert!(
+        alert.message.contains("sink:ward_file"),
+        "{}",
+        alert.message
+    );
+    assert!(
+        alert.message.contains("No space left on device"),
+        "{}",
+        alert.message
+    );
+    // Not ready while a sink fails, and it says which and why.
+    let (status, body) = readyz().expect("readyz answers");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("sink ward_file failing: "), "{body}");
+    // Restarted with backoff (1 s, then 2 s): a second failure is logged.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("sink failed; restarting it")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The other sink kept delivering throughout.
+    let readings = crate::events(&observer)
+        .iter()
+        .filter(|e| matches!(e, Event::Reading(_)))
+        .count();
+    assert!(readings > 10, "{readings}");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    // A sink that still fails at the stop makes the exit code say so.
+    assert_eq!(crate::run::wait_exit(&mut child).code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("restarting sink"), "{text}");
+}

@@ -744,6 +744,24 @@ fn storage_reset_latches_until_acknowledged_and_says_what_was_set_aside() {
 }
 
 #[test]
+fn sink_failing_while_the_gateway_restarts_the_sink() {
+    let r = "sink_failing";
+    let alarm = |s: i64, phase: &str| {
+        json!({"at": at(s), "subject": "gw-1", "device": "sink:ward_file", "kind": "gateway", "event": "sink_failing", "phase": phase, "reason": "No space left on device (os error 28)"}).to_string()
+    };
+    let events = run(&[alarm(0, "start"), alarm(900, "end")]);
+    let m = "The gateway's output sink:ward_file is failing and being restarted; data waits in the spool: No space left on device (os error 28)";
+    assert_eq!(
+        details(&events, r),
+        vec![
+            dt(0, "gw-1", X::Raised, S::Active, P::High, m),
+            dt(600, "gw-1", X::Escalated, S::Active, P::High, m),
+            dt(900, "gw-1", X::Cleared, S::Cleared, P::High, m),
+        ]
+    );
+}
+
+#[test]
 fn every_built_in_rule_has_a_replay_test_here() {
     // Keeps this file honest when a rule is added to a pack: every built-in
     // rule is named in a test above (news2 in tests/it/news2.rs), and the
@@ -795,6 +813,7 @@ fn every_built_in_rule_has_a_replay_test_here() {
             "pump_occlusion",
             "sensor_contact_lost",
             "sensor_malfunction",
+            "sink_failing",
             "storage_reset",
             "tachycardia",
         ]
