@@ -235,6 +235,23 @@ pub async fn run(
     )
     .await?;
     let sinks = tokio::spawn(sinks.supervise());
+    let monitor = tokio::spawn(
+        crate::monitor::Monitor {
+            spool: Arc::clone(&spool),
+            max_bytes: config.spool.max_bytes,
+            stalled_after: config.spool.stalled_after,
+            required: config
+                .sinks
+                .iter()
+                .filter(|s| s.required)
+                .map(|s| s.name.clone())
+                .collect(),
+            health: sink_health.clone(),
+            events: events_tx.downgrade(),
+            gateway: config.gateway.id.clone(),
+        }
+        .run(drain.clone()),
+    );
 
     let mut hooks = Hooks::default();
     let mut http_addr = None;
@@ -340,6 +357,7 @@ pub async fn run(
 
     // Everything accepted is in the spool: let the sinks deliver what they can.
     drain.cancel();
+    monitor.abort();
     match sinks.await {
         Ok(report) => {
             summary.written = report.written;

@@ -77,6 +77,14 @@ pub struct SpoolConfig {
     /// transitions never wait: they are committed at once, on their own.
     #[serde(with = "humantime_serde", default = "default_flush_interval")]
     pub flush_interval: std::time::Duration,
+    /// A sink whose oldest undelivered record has waited this long raises
+    /// the `sink_stalled` alarm (and, when required, makes `/readyz` say so).
+    #[serde(with = "humantime_serde", default = "default_stalled_after")]
+    pub stalled_after: std::time::Duration,
+}
+
+fn default_stalled_after() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
 }
 
 fn default_flush_interval() -> std::time::Duration {
@@ -98,6 +106,7 @@ impl Default for SpoolConfig {
             max_bytes: default_spool_bytes(),
             max_age: default_spool_age(),
             flush_interval: default_flush_interval(),
+            stalled_after: default_stalled_after(),
         }
     }
 }
@@ -159,6 +168,9 @@ impl DriverConfig {
 pub struct SinkConfig {
     /// Unique name (defaults to the type); names the sink in logs and metrics.
     pub name: String,
+    /// Whether the gateway can do its job without it: a required sink that
+    /// stalls makes `/readyz` say "not ready" (default: required).
+    pub required: bool,
     pub kind: SinkKind,
 }
 
@@ -881,6 +893,19 @@ impl<'i> Loader<'i> {
                 out.push(None);
                 continue;
             };
+            let required = match table.remove_entry("required") {
+                Some((_, v)) => match v.get_ref().as_bool() {
+                    Some(b) => b,
+                    None => {
+                        self.error(
+                            v.span(),
+                            "`required` in [[sinks]] must be true or false".into(),
+                        );
+                        true
+                    }
+                },
+                None => true,
+            };
             let rest = Spanned::new(span, DeValue::Table(table));
             let what = format!("sink (type {})", kind.get_ref());
             let sink = match kind.get_ref().as_str() {
@@ -908,6 +933,7 @@ impl<'i> Loader<'i> {
             };
             out.push(sink.map(|kind_config| SinkConfig {
                 name: name.unwrap_or_else(|| kind.get_ref().clone()),
+                required,
                 kind: kind_config,
             }));
         }

@@ -123,11 +123,11 @@ fn identity(token_name: &str, by: Option<&str>) -> Result<String, &'static str> 
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
-    let failing = state.sinks.failing();
-    if !failing.is_empty() {
+    let problems = state.sinks.not_ready();
+    if !problems.is_empty() {
         let mut text = String::new();
-        for (name, why) in &failing {
-            let _ = writeln!(text, "sink {name} failing: {why}");
+        for line in &problems {
+            let _ = writeln!(text, "{line}");
         }
         return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
     }

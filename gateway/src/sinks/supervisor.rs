@@ -57,28 +57,53 @@ pub enum SinkStartError {
     Spool { name: String, source: SpoolError },
 }
 
-/// Which sinks are failing now, and why: `/readyz` reports them.
+/// Which sinks are failing or stalled now, and why: `/readyz` reports them.
 #[derive(Debug, Clone, Default)]
-pub struct SinkHealth(Arc<Mutex<BTreeMap<String, String>>>);
+pub struct SinkHealth(Arc<Mutex<Problems>>);
+
+#[derive(Debug, Default)]
+struct Problems {
+    failing: BTreeMap<String, String>,
+    /// Required sinks that have not delivered for too long.
+    stalled: BTreeMap<String, String>,
+}
 
 impl SinkHealth {
-    fn set(&self, name: &str, failure: Option<String>) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match failure {
-            Some(why) => map.insert(name.to_owned(), why),
-            None => map.remove(name),
-        };
-    }
-
-    /// The failing sinks and their errors, by name.
-    pub fn failing(&self) -> BTreeMap<String, String> {
+    fn problems(&self) -> std::sync::MutexGuard<'_, Problems> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    }
+
+    fn set(&self, name: &str, failure: Option<String>) {
+        let mut p = self.problems();
+        match failure {
+            Some(why) => p.failing.insert(name.to_owned(), why),
+            None => p.failing.remove(name),
+        };
+    }
+
+    /// Marks a required sink stalled (or no longer).
+    pub fn set_stalled(&self, name: &str, stalled: Option<String>) {
+        let mut p = self.problems();
+        match stalled {
+            Some(why) => p.stalled.insert(name.to_owned(), why),
+            None => p.stalled.remove(name),
+        };
+    }
+
+    /// What keeps the gateway from being ready, one line per sink.
+    pub fn not_ready(&self) -> Vec<String> {
+        let p = self.problems();
+        p.failing
+            .iter()
+            .map(|(n, why)| format!("sink {n} failing: {why}"))
+            .chain(
+                p.stalled
+                    .iter()
+                    .map(|(n, why)| format!("sink {n} stalled: {why}")),
+            )
+            .collect()
     }
 }
 

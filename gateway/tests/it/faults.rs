@@ -196,18 +196,12 @@ fn a_corrupt_spool_is_set_aside_and_announced() {
 /// and raises the high `sink_failing` alert, which the other sinks deliver.
 #[test]
 fn a_sink_on_a_full_disk_is_restarted_reported_and_alarmed() {
-    use std::io::{Read as _, Write as _};
-
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     use wardgate_model::{Event, Priority, Transition};
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let observer = dir.path().join("observer.jsonl");
     let cfg = dir.path().join("gw.toml");
     std::fs::write(
@@ -254,30 +248,7 @@ path = "{}"
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let readyz = || -> Option<(u16, String)> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(
-            s,
-            "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut r = String::new();
-        s.read_to_string(&mut r).ok()?;
-        let status = r.split(' ').nth(1)?.parse().ok()?;
-        Some((status, r.split_once("\r\n\r\n")?.1.to_owned()))
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let alert = loop {
-        let found = crate::events(&observer).into_iter().find_map(|e| match e {
-            Event::Alert(a) if a.rule.as_str() == "sink_failing" => Some(a),
-            _ => None,
-        });
-        if let Some(a) = found {
-            break a;
-        }
-        assert!(Instant::now() < deadline, "no sink_failing alert");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let alert = first_alert(&observer, "sink_failing");
     assert_eq!(
         (alert.transition, alert.priority),
         (Transition::Raised, Priority::High)
@@ -294,7 +265,7 @@ path = "{}"
         alert.message
     );
     // Not ready while a sink fails, and it says which and why.
-    let (status, body) = readyz().expect("readyz answers");
+    let (status, body) = readyz(port);
     assert_eq!(status, 503, "{body}");
     assert!(body.starts_with("sink ward_file failing: "), "{body}");
     // Restarted with backoff (1 s, then 2 s): a second failure is logged.
@@ -319,4 +290,125 @@ path = "{}"
     assert_eq!(crate::run::wait_exit(&mut child).code(), Some(1));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("restarting sink"), "{text}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /readyz`: (status, body).
+fn readyz(port: u16) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let status = r
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        r.split_once("\r\n\r\n")
+            .map(|x| x.1.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+/// The first transition of `rule` a JSONL sink wrote (waits up to a minute).
+fn first_alert(jsonl: &std::path::Path, rule: &str) -> wardgate_model::Alert {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = crate::events(jsonl).into_iter().find_map(|e| match e {
+            wardgate_model::Event::Alert(a) if a.rule.as_str() == rule => Some(a),
+            _ => None,
+        });
+        if let Some(a) = found {
+            return a;
+        }
+        assert!(Instant::now() < deadline, "no {rule} alert");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A sink that does not fail but does not deliver either (its broker is
+/// down) raises `sink_stalled` once its oldest record has waited longer than
+/// `[spool] stalled_after`, and a required one makes `/readyz` say so.
+#[test]
+fn a_sink_whose_peer_is_down_is_reported_stalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let observer = dir.path().join("observer.jsonl");
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[gateway]
+site = "t"
+ward = "w"
+id = "gw"
+
+[http]
+listen = "127.0.0.1:{port}"
+
+[spool]
+stalled_after = "2s"
+
+[[subjects]]
+id = "bed-1"
+kind = "bed"
+devices = ["hr-1"]
+
+[[devices]]
+id = "hr-1"
+type = "synthetic"
+interval = "100ms"
+signals = [{{ metric = "heart_rate", base = 72 }}]
+
+# Nothing listens on loopback port 1: the broker is down.
+[[sinks]]
+type = "mqtt"
+name = "nurse_call"
+broker = {{ host = "127.0.0.1", port = 1 }}
+
+[[sinks]]
+type = "jsonl"
+name = "observer"
+required = false
+path = "{}"
+"#,
+            observer.display()
+        ),
+    )
+    .unwrap();
+    let mut child = wardgate()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let alert = first_alert(&observer, "sink_stalled");
+    assert_eq!(alert.priority, wardgate_model::Priority::High);
+    assert!(
+        alert
+            .message
+            .starts_with("The gateway's output sink:nurse_call is not delivering: "),
+        "{}",
+        alert.message
+    );
+    let (status, body) = readyz(port);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("sink nurse_call stalled: "), "{body}");
+    let _ = child.kill();
+    let _ = child.wait();
 }

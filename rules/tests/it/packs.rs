@@ -762,6 +762,60 @@ fn sink_failing_while_the_gateway_restarts_the_sink() {
 }
 
 #[test]
+fn sink_stalled_and_spool_filling_from_the_gateways_monitor() {
+    let alarm = |s: i64, device: &str, event: &str, phase: &str, detail: &str| {
+        json!({"at": at(s), "subject": "gw-1", "device": device, "kind": "gateway", "event": event, "phase": phase, "reason": detail}).to_string()
+    };
+    let events = run(&[
+        alarm(
+            0,
+            "sink:mqtt",
+            "sink_stalled",
+            "start",
+            "120 records waiting, the oldest for 301 s",
+        ),
+        alarm(
+            0,
+            "spool",
+            "spool_filling",
+            "start",
+            "81 % of 1000000 bytes",
+        ),
+        alarm(600, "sink:mqtt", "sink_stalled", "end", ""),
+        alarm(700, "spool", "spool_filling", "end", ""),
+    ]);
+    assert_eq!(
+        details(&events, "sink_stalled"),
+        vec![
+            dt(
+                0,
+                "gw-1",
+                X::Raised,
+                S::Active,
+                P::High,
+                "The gateway's output sink:mqtt is not delivering: 120 records waiting, the oldest for 301 s"
+            ),
+            dt(
+                600,
+                "gw-1",
+                X::Cleared,
+                S::Cleared,
+                P::High,
+                "The gateway's output sink:mqtt is not delivering: 120 records waiting, the oldest for 301 s"
+            ),
+        ]
+    );
+    let m = "The gateway's spool is filling up (81 % of 1000000 bytes); past its bound the oldest telemetry is evicted";
+    assert_eq!(
+        details(&events, "spool_filling"),
+        vec![
+            dt(0, "gw-1", X::Raised, S::Active, P::Medium, m),
+            dt(700, "gw-1", X::Cleared, S::Cleared, P::Medium, m),
+        ]
+    );
+}
+
+#[test]
 fn every_built_in_rule_has_a_replay_test_here() {
     // Keeps this file honest when a rule is added to a pack: every built-in
     // rule is named in a test above (news2 in tests/it/news2.rs), and the
@@ -814,6 +868,8 @@ fn every_built_in_rule_has_a_replay_test_here() {
             "sensor_contact_lost",
             "sensor_malfunction",
             "sink_failing",
+            "sink_stalled",
+            "spool_filling",
             "storage_reset",
             "tachycardia",
         ]
