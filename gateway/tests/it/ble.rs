@@ -17,6 +17,23 @@ fn simulate(
     speed: f64,
     repeat: bool,
 ) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
+    simulate_with_clock(
+        scenario,
+        last,
+        speed,
+        repeat,
+        chrono::Utc::now().naive_utc(),
+    )
+}
+
+/// As [`simulate`], the device's clock reading `clock` when it starts.
+fn simulate_with_clock(
+    scenario: Scenario,
+    last: u8,
+    speed: f64,
+    repeat: bool,
+    clock: chrono::NaiveDateTime,
+) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -28,7 +45,7 @@ fn simulate(
             scenario,
             address: [0xAA, 0xBB, 0xCC, 0x00, 0x00, last],
             speed: Some(speed),
-            start: chrono::Utc::now().naive_utc(),
+            start: clock,
             repeat,
         },
     ));
@@ -119,4 +136,43 @@ state_dir = "{}"
         persisted.elapsed()
     );
     gw.stop();
+}
+
+/// A device whose clock runs 20 hours ahead (a thermometer set wrong, a
+/// clock jump): its time stamps are replaced by the gateway's, the readings
+/// marked `time_source = gateway`, and it is said once in the log.
+#[test]
+fn a_device_clock_far_ahead_gets_the_gateway_time() {
+    let ahead = chrono::Utc::now() + chrono::TimeDelta::hours(20);
+    let (_rt, addr) = simulate_with_clock(Scenario::Normal, 0x0B, 1.0, true, ahead.naive_utc());
+    let mut gw = Running::start(&format!(
+        r#"
+[[subjects]]
+id = "bed-4"
+kind = "bed"
+devices = ["patch-4"]
+
+[[devices]]
+id = "patch-4"
+type = "ble"
+addresses = ["AA:BB:CC:00:00:0B"]
+simulator = "{addr}"
+"#
+    ));
+    gw.wait_event(
+        "a temperature reading",
+        |e| matches!(e, Event::Reading(r) if r.metric == Metric::BodyTemp),
+    );
+    let log = gw.log();
+    let all = gw.stop();
+    let now = chrono::Utc::now();
+    for e in &all {
+        if let Event::Reading(r) = e {
+            assert!(r.at <= now, "{} is in the future", r.at);
+            if r.metric == Metric::BodyTemp {
+                assert_eq!(r.time_source, wardgate_model::TimeSource::Gateway);
+            }
+        }
+    }
+    assert_eq!(log.matches("device clock ahead").count(), 1, "{log}");
 }
