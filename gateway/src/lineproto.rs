@@ -95,6 +95,26 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
             string_field(out, "message", &a.message);
             finish(out, a.at);
         }
+        Event::Silence(s) => {
+            measurement(out, "silence");
+            common_tags(out, id, s.subject.as_str(), None);
+            if let wardgate_model::SilenceTarget::Rule(r) = &s.target {
+                tag(out, "rule", r.as_str());
+            }
+            out.push_str(" active=");
+            out.push_str(if s.state == wardgate_model::SilenceState::Active {
+                "1i"
+            } else {
+                "0i"
+            });
+            string_field(out, "by", &s.by);
+            let _ = write!(
+                out,
+                ",until={}i",
+                s.until.timestamp_nanos_opt().unwrap_or_default()
+            );
+            finish(out, s.at);
+        }
     }
 }
 
@@ -264,6 +284,30 @@ mod tests {
         check(
             &Event::Alert(a),
             r#"alert,site=st\ example,ward=ward-7,gateway=gw-1,subject=bed-1,rule=spo2_low,priority=high,kind=physiological active=1i,escalation_level=1i,id="bed-1/spo2_low/1",state="acknowledged",transition="acknowledged",message="SpO2 85 %" 1795773600000000001"#,
+        );
+    }
+
+    #[test]
+    fn silence_start_and_end() {
+        let s = wardgate_model::Silence::new(
+            wardgate_model::SilenceTarget::Rule("news2".into()),
+            at(),
+            at() + chrono::TimeDelta::minutes(15),
+            "station-1 (nurse a)",
+        );
+        // 15 minutes after `at`, in nanoseconds.
+        let until = 1_795_773_600_000_000_001i64 + 15 * 60 * 1_000_000_000;
+        check(
+            &Event::Silence(s.clone()),
+            &format!(
+                r#"silence,site=st\ example,ward=ward-7,gateway=gw-1,subject=*,rule=news2 active=1i,by="station-1 (nurse a)",until={until}i 1795773600000000001"#
+            ),
+        );
+        check(
+            &Event::Silence(s.ended(at())),
+            &format!(
+                r#"silence,site=st\ example,ward=ward-7,gateway=gw-1,subject=*,rule=news2 active=0i,by="station-1 (nurse a)",until={until}i 1795773600000000001"#
+            ),
         );
     }
 

@@ -219,6 +219,11 @@ impl Topics {
         )
     }
 
+    /// Silences as they start and end (not retained: a record, not a state).
+    pub fn silences(&self) -> String {
+        format!("{}/silences", self.base)
+    }
+
     /// Where nurses' apps publish acknowledgements.
     pub fn ack_commands(&self) -> String {
         format!("{}/commands/ack", self.base)

@@ -176,6 +176,19 @@ pub async fn run(
         }
     }
     startup_events.extend(not_restored);
+    let silences = spool
+        .open_silences()
+        .map_err(|source| PipelineError::Spool {
+            path: spool_path.clone(),
+            source,
+        })?;
+    if !silences.is_empty() {
+        tracing::info!(
+            silences = silences.len(),
+            "silences restored from the spool"
+        );
+    }
+    startup_events.extend(engine.restore_silences(now, &silences));
     if let Some(s) = set_aside {
         // The alarm system announces its own failure, through the rules
         // like any alarm: a high, latching technical alert (`storage_reset`).
@@ -559,17 +572,19 @@ fn apply_command(engine: &mut Engine, cmd: AlertCommand) -> Vec<Event> {
             by,
             reply,
         } => {
-            let result = engine.silence(now, target.clone(), until, &by);
-            match &result {
-                Ok(()) => {
+            match engine.silence(now, target.clone(), until, &by) {
+                Ok(record) => {
                     tracing::info!(target = ?target, until = %until, by = %by, at = %now, "silenced");
+                    let _ = reply.send(Ok(()));
+                    // On the record: the alert lane carries it to every sink.
+                    vec![record]
                 }
                 Err(e) => {
                     tracing::warn!(target = ?target, by = %by, error = %e, "silence not applied");
+                    let _ = reply.send(Err(CommandRejected::from(e)));
+                    Vec::new()
                 }
             }
-            let _ = reply.send(result.map_err(CommandRejected::from));
-            Vec::new()
         }
     }
 }
@@ -590,7 +605,7 @@ async fn append(
     hooks: &Hooks,
 ) -> Result<(), SpoolError> {
     for event in &events {
-        *summary.events.entry(kind_name(event)).or_default() += 1;
+        *summary.events.entry(event.type_name()).or_default() += 1;
         if let Event::Alert(a) = event {
             tracing::info!(alert = %a.id.0, subject = %a.subject, rule = %a.rule, priority = a.priority.as_str(), transition = ?a.transition, "alert");
         }
@@ -641,14 +656,5 @@ async fn append(
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(20)))).await;
             }
         }
-    }
-}
-
-fn kind_name(event: &Event) -> &'static str {
-    match event {
-        Event::Reading(_) => "reading",
-        Event::DeviceStatus(_) => "device_status",
-        Event::DeviceAlarm(_) => "device_alarm",
-        Event::Alert(_) => "alert",
     }
 }

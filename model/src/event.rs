@@ -2,11 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Alert, DeviceAlarm, DeviceStatus, Reading, SubjectId, Timestamp};
+use crate::{Alert, DeviceAlarm, DeviceStatus, Reading, Silence, SubjectId, Timestamp};
 
 /// One thing that happened, as drivers, the rules engine and sinks see it.
 /// JSON: an object with a `"type"` of `reading`, `device_status`,
-/// `device_alarm` or `alert` beside the variant's own fields.
+/// `device_alarm`, `alert` or `silence` beside the variant's own fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -14,6 +14,8 @@ pub enum Event {
     DeviceStatus(DeviceStatus),
     DeviceAlarm(DeviceAlarm),
     Alert(Alert),
+    /// A silence started or ended (audited with the alerts).
+    Silence(Silence),
 }
 
 impl Event {
@@ -23,6 +25,7 @@ impl Event {
             Event::DeviceStatus(s) => s.at,
             Event::DeviceAlarm(a) => a.at,
             Event::Alert(a) => a.at,
+            Event::Silence(s) => s.at,
         }
     }
 
@@ -32,12 +35,25 @@ impl Event {
             Event::DeviceStatus(s) => &s.subject,
             Event::DeviceAlarm(a) => &a.subject,
             Event::Alert(a) => &a.subject,
+            Event::Silence(s) => &s.subject,
         }
     }
 
-    /// Alerts travel ahead of telemetry and are never evicted.
+    /// The `"type"` of its JSON (`reading`, `device_status`, ...).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::Reading(_) => "reading",
+            Event::DeviceStatus(_) => "device_status",
+            Event::DeviceAlarm(_) => "device_alarm",
+            Event::Alert(_) => "alert",
+            Event::Silence(_) => "silence",
+        }
+    }
+
+    /// Alerts (and the silences of alerts) travel ahead of telemetry and
+    /// are never evicted.
     pub fn is_alert(&self) -> bool {
-        matches!(self, Event::Alert(_))
+        matches!(self, Event::Alert(_) | Event::Silence(_))
     }
 }
 

@@ -16,6 +16,7 @@ mod event;
 mod ids;
 mod metric;
 mod reading;
+mod silence;
 mod subject;
 
 pub use alert::{Acknowledgement, Alert, AlertId, AlertKind, AlertState, Priority, Transition};
@@ -24,6 +25,7 @@ pub use event::Event;
 pub use ids::{DeviceId, RuleId, SubjectId};
 pub use metric::{CustomMetric, MdcCode, Metric, MetricInfo, MetricRegistry};
 pub use reading::{Reading, ReadingError, TimeSource};
+pub use silence::{Silence, SilenceState, SilenceTarget};
 pub use subject::{Condition, Spo2Scale, Subject, SubjectKind, SubjectProfile};
 
 /// A point in time: UTC with nanosecond precision.

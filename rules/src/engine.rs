@@ -23,6 +23,7 @@ use wardgate_model::{
     Acknowledgement, AlarmPhase, Alert, AlertId, AlertState, DeviceRef, DeviceState, Event, Metric,
     Priority, Reading, RuleId, SubjectId, SubjectProfile, TimeSource, Timestamp, Transition,
 };
+pub use wardgate_model::{Silence, SilenceTarget};
 
 use crate::expr::{ArOp, CmpOp, Expr, Piece, Slot};
 use crate::news2::{self, News2Inputs};
@@ -103,25 +104,6 @@ pub enum SilenceError {
     TooLong { max_minutes: i64 },
     #[error("unknown rule '{0}'")]
     UnknownRule(String),
-}
-
-/// What a silence applies to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SilenceTarget {
-    /// Every rule for one subject.
-    Subject(SubjectId),
-    /// One rule for every subject.
-    Rule(RuleId),
-}
-
-/// One silence, as audited.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Silence {
-    pub target: SilenceTarget,
-    pub from: Timestamp,
-    pub until: Timestamp,
-    pub by: Arc<str>,
 }
 
 /// One entry of the audit trail.
@@ -651,7 +633,7 @@ impl Engine {
                 p.rules
                     .extend(self.status_rules.iter().map(|&ri| (si as u32, ri)));
             }
-            Event::Alert(_) => {}
+            Event::Alert(_) | Event::Silence(_) => {}
         }
     }
 
@@ -1221,7 +1203,16 @@ impl Engine {
         let mut out = Vec::new();
         self.last_tick = Some(now);
         self.next_deadline = None;
-        self.silences.retain(|s| s.until > now);
+        // Silences that have run out end, on the record.
+        let (over, still): (Vec<Silence>, Vec<Silence>) = std::mem::take(&mut self.silences)
+            .into_iter()
+            .partition(|s| s.until <= now);
+        self.silences = still;
+        for s in over {
+            let ended = s.ended(s.until);
+            self.push_audit(AuditEntry::Silenced(ended.clone()));
+            out.push(Event::Silence(ended));
+        }
         for si in 0..self.subjects.len() {
             for k in 0..self.time_rules.len() {
                 let ri = self.time_rules[k] as usize;
@@ -1360,13 +1351,15 @@ impl Engine {
     /// Silences a subject or a rule until `until` (at most `max_silence` from
     /// now). While silenced, new alerts are held back and escalations deferred;
     /// a condition still holding when the silence ends raises its alert then.
+    /// Returns the silence's record (`Event::Silence`, state active) for the
+    /// alert lane; its end is returned by the tick at `until`.
     pub fn silence(
         &mut self,
         now: Timestamp,
         target: SilenceTarget,
         until: Timestamp,
         by: &str,
-    ) -> Result<(), SilenceError> {
+    ) -> Result<Event, SilenceError> {
         if until <= now {
             return Err(SilenceError::EndsInPast);
         }
@@ -1380,16 +1373,11 @@ impl Engine {
         {
             return Err(SilenceError::UnknownRule(r.to_string()));
         }
-        let s = Silence {
-            target,
-            from: now,
-            until,
-            by: by.into(),
-        };
+        let s = Silence::new(target, now, until, by);
         lower(&mut self.next_deadline, until);
         self.push_audit(AuditEntry::Silenced(s.clone()));
-        self.silences.push(s);
-        Ok(())
+        self.silences.push(s.clone());
+        Ok(Event::Silence(s))
     }
 
     /// Re-opens the alerts that were open before a restart, from their last
@@ -1460,6 +1448,23 @@ impl Engine {
         for e in &out {
             if let Event::Alert(a) = e {
                 self.push_audit(AuditEntry::Alert(a.clone()));
+            }
+        }
+        out
+    }
+
+    /// Puts back the silences that were in force before a restart; those
+    /// that ran out meanwhile end now, on the record (returned).
+    pub fn restore_silences(&mut self, now: Timestamp, silences: &[Silence]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for s in silences {
+            if s.until <= now {
+                let ended = s.ended(now);
+                self.push_audit(AuditEntry::Silenced(ended.clone()));
+                out.push(Event::Silence(ended));
+            } else {
+                lower(&mut self.next_deadline, s.until);
+                self.silences.push(s.clone());
             }
         }
         out

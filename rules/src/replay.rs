@@ -127,11 +127,11 @@ impl Driver<'_> {
                     .acknowledge(now, &id, &by)
                     .map_err(|e| e.to_string())?,
             ),
-            Input::Silence { target, until, by } => {
+            Input::Silence { target, until, by } => out.push(
                 self.engine
                     .silence(now, target, until, &by)
-                    .map_err(|e| e.to_string())?;
-            }
+                    .map_err(|e| e.to_string())?,
+            ),
         }
         Ok(())
     }

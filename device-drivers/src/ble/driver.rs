@@ -705,7 +705,7 @@ mod tests {
                 format!("{:?}:{}", s.state, s.reason.as_deref().unwrap_or(""))
             }
             Event::DeviceAlarm(a) => format!("{}:{:?}", a.alarm, a.phase),
-            Event::Alert(_) => "alert".into(),
+            Event::Alert(_) | Event::Silence(_) => e.type_name().into(),
         }
     }
 

@@ -23,7 +23,6 @@ use wardgate_model::{AlertId, RuleId, SubjectId, Timestamp};
 use wardgate_rules::{AckError, SilenceError, SilenceTarget};
 
 use super::HttpState;
-use super::view::kind_name;
 use crate::commands::{AlertCommand, CommandRejected};
 use crate::spool::SinkBacklog;
 
@@ -59,6 +58,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/alerts", get(alerts))
         .route("/api/alerts/{id}/ack", post(acknowledge))
         .route("/api/silence", post(silence))
+        .route("/api/silences", get(silences))
         .route("/api/events", get(events))
         .with_state(state)
 }
@@ -173,6 +173,14 @@ async fn alerts(State(state): State<HttpState>) -> Response {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     Json(json!({ "alerts": view.alerts() })).into_response()
+}
+
+async fn silences(State(state): State<HttpState>) -> Response {
+    let view = state
+        .view
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(json!({ "silences": view.silences() })).into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -311,7 +319,7 @@ async fn events(
         let out: Vec<Result<SseEvent, Infallible>> = match batch {
             Ok(batch) => batch
                 .iter()
-                .filter_map(|e| SseEvent::default().event(kind_name(e)).json_data(e).ok())
+                .filter_map(|e| SseEvent::default().event(e.type_name()).json_data(e).ok())
                 .map(Ok)
                 .collect(),
             Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {

@@ -206,6 +206,16 @@ pub async fn start(
     }
     let mut view = View::new(&config.subjects, &config.devices);
     // The alerts open before a restart are on the page from the first view.
+    match spool.open_silences() {
+        Ok(open) => {
+            for s in open {
+                view.handle_event(&Event::Silence(s));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the silences in the spool cannot be read for the page");
+        }
+    }
     match spool.open_alerts() {
         Ok(open) => view.seed_alerts(open),
         Err(e) => {

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 use wardgate_model::{
-    AlarmPhase, Alert, AlertId, AlertState, DeviceState, Event, Metric, Subject, SubjectKind,
-    Timestamp,
+    AlarmPhase, Alert, AlertId, AlertState, DeviceState, Event, Metric, Silence, SilenceState,
+    Subject, SubjectKind, Timestamp,
 };
 
 use crate::config::DeviceConfig;
@@ -91,6 +91,8 @@ pub struct View {
     subjects: BTreeMap<String, SubjectView>,
     devices: BTreeMap<String, DeviceView>,
     alerts: BTreeMap<AlertId, Alert>,
+    /// Silences in force, by (subject or `*`, start).
+    silences: BTreeMap<(String, i64), Silence>,
     pub counters: Counters,
 }
 
@@ -185,7 +187,7 @@ impl View {
     }
 
     pub fn handle_event(&mut self, event: &Event) {
-        *self.counters.events.entry(kind_name(event)).or_default() += 1;
+        *self.counters.events.entry(event.type_name()).or_default() += 1;
         match event {
             Event::Reading(r) => {
                 if let Some(d) = &r.device {
@@ -254,7 +256,28 @@ impl View {
                     self.alerts.insert(a.id.clone(), a.clone());
                 }
             }
+            Event::Silence(s) => {
+                let key = (
+                    format!("{}:{:?}", s.subject, s.target),
+                    s.from.timestamp_nanos_opt().unwrap_or_default(),
+                );
+                match s.state {
+                    SilenceState::Active => {
+                        self.silences.insert(key, s.clone());
+                    }
+                    SilenceState::Ended => {
+                        self.silences.remove(&key);
+                    }
+                }
+            }
         }
+    }
+
+    /// Silences in force, the oldest first.
+    pub fn silences(&self) -> Vec<&Silence> {
+        let mut v: Vec<&Silence> = self.silences.values().collect();
+        v.sort_by_key(|s| s.from);
+        v
     }
 
     pub fn subjects(&self) -> Vec<&SubjectView> {
@@ -298,15 +321,6 @@ fn push_history(h: &mut VecDeque<(i64, f64)>, at: Timestamp, value: f64) {
     let oldest = ms - HISTORY.num_milliseconds();
     while h.front().is_some_and(|p| p.0 < oldest) {
         h.pop_front();
-    }
-}
-
-pub fn kind_name(event: &Event) -> &'static str {
-    match event {
-        Event::Reading(_) => "reading",
-        Event::DeviceStatus(_) => "device_status",
-        Event::DeviceAlarm(_) => "device_alarm",
-        Event::Alert(_) => "alert",
     }
 }
 

@@ -66,6 +66,18 @@ const CURSORS: TableDefinition<(&str, u8), u64> = TableDefinition::new("cursors"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Alert id → the latest snapshot (JSON) of each alert not yet cleared.
 const OPEN_ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("open_alerts");
+/// A silence's subject, target and start → its record (JSON), while in force.
+const OPEN_SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("open_silences");
+
+/// The key of a silence in [`OPEN_SILENCES`].
+fn silence_key(s: &wardgate_model::Silence) -> String {
+    format!(
+        "{}|{:?}|{}",
+        s.subject,
+        s.target,
+        s.from.timestamp_nanos_opt().unwrap_or_default()
+    )
+}
 
 const NEXT_ALERT: &str = "next_alert";
 const NEXT_TELEMETRY: &str = "next_telemetry";
@@ -291,6 +303,7 @@ impl Spool {
             tx.open_table(ALERTS)?;
             tx.open_table(TELEMETRY)?;
             tx.open_table(OPEN_ALERTS)?;
+            tx.open_table(OPEN_SILENCES)?;
             let mut meta = tx.open_table(META)?;
             for key in [NEXT_ALERT, NEXT_TELEMETRY] {
                 if meta.get(key)?.is_none() {
@@ -407,6 +420,7 @@ impl Spool {
             let mut alerts = tx.open_table(ALERTS)?;
             let mut telemetry = tx.open_table(TELEMETRY)?;
             let mut open = tx.open_table(OPEN_ALERTS)?;
+            let mut silences = tx.open_table(OPEN_SILENCES)?;
             let mut next_alert = meta.get(NEXT_ALERT)?.map_or(1, |v| v.value());
             let mut next_tel = meta.get(NEXT_TELEMETRY)?.map_or(1, |v| v.value());
             let mut bytes = meta.get(TELEMETRY_BYTES)?.map_or(0, |v| v.value());
@@ -415,12 +429,24 @@ impl Spool {
                     Lane::Alert => {
                         alerts.insert(next_alert, v.as_slice())?;
                         next_alert += 1;
-                        if let Event::Alert(a) = event {
-                            if a.state == wardgate_model::AlertState::Cleared {
+                        match event {
+                            Event::Alert(a) if a.state == wardgate_model::AlertState::Cleared => {
                                 open.remove(&*a.id.0)?;
-                            } else if let Some((_, json)) = split_value(v) {
-                                open.insert(&*a.id.0, json)?;
                             }
+                            Event::Alert(a) => {
+                                if let Some((_, json)) = split_value(v) {
+                                    open.insert(&*a.id.0, json)?;
+                                }
+                            }
+                            Event::Silence(s) => {
+                                let key = silence_key(s);
+                                if s.state == wardgate_model::SilenceState::Ended {
+                                    silences.remove(key.as_str())?;
+                                } else if let Some((_, json)) = split_value(v) {
+                                    silences.insert(key.as_str(), json)?;
+                                }
+                            }
+                            _ => {}
                         }
                     }
                     Lane::Telemetry => {
@@ -482,6 +508,23 @@ impl Spool {
                 Ok(alert) => out.push(alert),
                 Err(e) => {
                     tracing::error!(alert = id.value(), error = %e, "an open alert in the spool cannot be read; it is not restored");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The silences in force at the last commit.
+    pub fn open_silences(&self) -> Result<Vec<wardgate_model::Silence>, SpoolError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(OPEN_SILENCES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, json) = entry?;
+            match serde_json::from_slice(json.value()) {
+                Ok(s) => out.push(s),
+                Err(e) => {
+                    tracing::error!(silence = key.value(), error = %e, "a silence in the spool cannot be read; it is not restored");
                 }
             }
         }

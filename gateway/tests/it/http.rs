@@ -76,7 +76,10 @@ fn fixture() -> Fixture {
                     reply,
                 } => {
                     let r = engine.silence(now, target, until, &by);
-                    let _ = reply.send(r.map_err(CommandRejected::from));
+                    if let Ok(record) = &r {
+                        s.apply(std::slice::from_ref(record));
+                    }
+                    let _ = reply.send(r.map(|_| ()).map_err(CommandRejected::from));
                 }
             }
         }

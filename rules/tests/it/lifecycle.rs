@@ -5,8 +5,8 @@
 use chrono::TimeDelta;
 use wardgate_model::{
     AlarmPhase, AlertId, AlertKind, AlertState as S, DeviceAlarm, DeviceId, DeviceKind, DeviceRef,
-    Event, Metric, MetricRegistry, Reading, SubjectId, SubjectProfile, TimeSource, Timestamp,
-    Transition as X,
+    Event, Metric, MetricRegistry, Reading, SilenceState, SubjectId, SubjectProfile, TimeSource,
+    Timestamp, Transition as X,
 };
 use wardgate_rules::{
     AckError, AuditEntry, Engine, EngineOptions, RuleSet, RuleSource, SilenceError, SilenceTarget,
@@ -298,13 +298,16 @@ fn silence_holds_back_new_alerts_and_defers_escalation() {
         Err(SilenceError::UnknownRule("nope".into()))
     );
 
-    // Both silences and every transition are in the audit trail, with who and when.
+    // Both silences (their start and their end) and every transition are in
+    // the audit trail, with who and when.
     let (audit, dropped) = e.drain_audit();
     assert_eq!(dropped, 0);
     let silences: Vec<_> = audit
         .iter()
         .filter_map(|a| match a {
             AuditEntry::Silenced(s) => Some((
+                (s.at - base()).num_seconds(),
+                s.state,
                 (s.from - base()).num_seconds(),
                 (s.until - base()).num_seconds(),
                 s.by.to_string(),
@@ -315,8 +318,10 @@ fn silence_holds_back_new_alerts_and_defers_escalation() {
     assert_eq!(
         silences,
         vec![
-            (0, 300, "nurse-a".to_owned()),
-            (400, 600, "nurse-a".to_owned())
+            (0, SilenceState::Active, 0, 300, "nurse-a".to_owned()),
+            (300, SilenceState::Ended, 0, 300, "nurse-a".to_owned()),
+            (400, SilenceState::Active, 400, 600, "nurse-a".to_owned()),
+            (600, SilenceState::Ended, 400, 600, "nurse-a".to_owned()),
         ]
     );
     assert_eq!(

@@ -137,8 +137,25 @@ fn model_events_and_actions_are_accepted() {
     assert_eq!(stats.actions, 2);
     let t: Vec<_> = out
         .iter()
+        .filter(|e| e["type"] == "alert")
         .map(|a| (a["transition"].as_str().unwrap(), a["at"].as_str().unwrap()))
         .collect();
+    // The silence is on the record too: who, what, until when.
+    let silence = out.iter().find(|e| e["type"] == "silence").unwrap();
+    assert_eq!(
+        (
+            silence["target"]["rule"].as_str(),
+            silence["by"].as_str(),
+            silence["state"].as_str(),
+            silence["until"].as_str()
+        ),
+        (
+            Some("device_offline"),
+            Some("nurse-a"),
+            Some("active"),
+            Some("2026-11-27T10:30:00Z")
+        )
+    );
     assert_eq!(
         t,
         vec![

@@ -89,11 +89,44 @@ fn open_alerts_survive_a_sigkill_with_their_ids_and_states() {
         ("active", "high")
     );
 
+    // A nurse silences bed 1 for 30 minutes: on the record in the JSONL
+    // sink (who, what, until when) and on the API.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/silence",
+        Some(TOKEN),
+        r#"{"subject": "bed-1", "minutes": 30, "by": "nurse-b"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let record = wait_for("the silence in the JSONL sink", || {
+        lines(&gw.path("events.jsonl"))
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["type"] == "silence")
+    });
+    assert_eq!(record["target"]["subject"], "bed-1");
+    assert_eq!(record["state"], "active");
+    assert!(
+        record["by"].as_str().unwrap().contains("nurse-b"),
+        "{record}"
+    );
+    let silences = |port| {
+        let (status, body) = http(port, "GET", "/api/silences", None, "");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["silences"].as_array().unwrap().clone()
+    };
+    let silenced = silences(port);
+    assert_eq!(silenced.len(), 1, "{silenced:?}");
+
     gw.kill();
     gw.restart();
     wait_port(port);
-    // From the first page view after the restart: the same alert.
+    // From the first page view after the restart: the same alert, and the
+    // silence still in force.
     assert_eq!(open_alerts(port), before);
+    assert_eq!(silences(port), silenced);
     assert!(gw.log().contains("open alerts restored"), "{}", gw.log());
     // The glucose is still low: still one episode, no second alert, however
     // many readings arrive after the restart.

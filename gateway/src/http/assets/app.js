@@ -159,13 +159,23 @@ function renderDevices() {
   $("no-devices").hidden = attention.length > 0;
 }
 
-function render() { renderToken(); renderAlerts(); renderBeds(); renderDevices(); }
+// Silences in force, in words: who held back which alerts until when.
+function renderSilences() {
+  const list = $("silences");
+  list.replaceChildren(...(state.silences || []).map((s) => {
+    const what = s.target.subject ? "all alerts of " + s.target.subject : "rule " + s.target.rule + " for everyone";
+    const until = new Date(s.until).toLocaleTimeString();
+    return el("li", { class: "silence", textContent: `Silenced: ${what} until ${until}, by ${s.by}` });
+  }));
+}
+
+function render() { renderToken(); renderAlerts(); renderSilences(); renderBeds(); renderDevices(); }
 
 async function refresh() {
   try {
-    const [s, d, a] = await Promise.all(["subjects", "devices", "alerts"].map((p) =>
+    const [s, d, a, q] = await Promise.all(["subjects", "devices", "alerts", "silences"].map((p) =>
       fetch("/api/" + p, { cache: "no-store" }).then((r) => r.json())));
-    state = { subjects: s.subjects, devices: d.devices, alerts: a.alerts };
+    state = { subjects: s.subjects, devices: d.devices, alerts: a.alerts, silences: q.silences };
     render();
   } catch (e) {
     $("live").textContent = "connection lost";

@@ -72,6 +72,11 @@ pub fn messages(
                     });
                 }
             }
+            Event::Silence(_) => out.push(Message {
+                topic: topics.silences(),
+                payload: json(&r.event),
+                retain: false,
+            }),
             Event::Reading(_) | Event::DeviceAlarm(_) => {}
         }
     }
