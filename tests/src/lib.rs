@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+pub mod soak;
+
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -293,6 +295,11 @@ impl Gateway {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -6,3 +6,4 @@ mod browser;
 mod influx;
 mod mqtt;
 mod restart;
+mod soak;
