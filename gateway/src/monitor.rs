@@ -8,7 +8,11 @@
 //!   `/readyz` report not ready;
 //! - `spool_filling` (device `spool`): telemetry fills 80 % or more of
 //!   `[spool] max_bytes` (ended below 70 %); beyond the bound the oldest
-//!   telemetry is evicted (alerts never are).
+//!   telemetry is evicted (alerts never are);
+//! - `rules_behind` (device `rules`): the queue between the drivers and the
+//!   rules stage stayed three quarters full at two checks in a row — the
+//!   rules stage (or the spool behind it) is not keeping up and the drivers
+//!   are being held back; ended when the queue is below half full.
 //!
 //! Invariant: it only reads figures and reports; it changes nothing.
 
@@ -26,7 +30,9 @@ use crate::spool::Spool;
 
 pub const STALLED_ALARM: &str = "sink_stalled";
 pub const FILLING_ALARM: &str = "spool_filling";
-const EVERY: Duration = Duration::from_secs(5);
+pub const BEHIND_ALARM: &str = "rules_behind";
+/// How often the gateway checks itself.
+pub const EVERY: Duration = Duration::from_secs(5);
 const FILL_RAISE: f64 = 0.8;
 const FILL_END: f64 = 0.7;
 
@@ -42,6 +48,8 @@ pub struct Monitor {
     pub events: mpsc::WeakSender<Emitted>,
     /// The gateway's id: the subject of its own technical alarms.
     pub gateway: String,
+    /// How often to check ([`EVERY`]).
+    pub every: Duration,
 }
 
 impl Monitor {
@@ -49,12 +57,14 @@ impl Monitor {
     pub async fn run(self, stop: CancellationToken) {
         let mut stalled: BTreeSet<String> = BTreeSet::new();
         let mut filling = false;
-        let mut tick = tokio::time::interval(EVERY);
+        let (mut full_checks, mut behind) = (0u32, false);
+        let mut tick = tokio::time::interval(self.every);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            self.check_queue(&mut full_checks, &mut behind).await;
             let spool = Arc::clone(&self.spool);
             let figures = tokio::task::spawn_blocking(move || {
                 Ok::<_, crate::spool::SpoolError>((spool.backlog()?, spool.stats()?))
@@ -126,6 +136,34 @@ impl Monitor {
                 self.alarm("spool", FILLING_ALARM, AlarmPhase::End, None)
                     .await;
             }
+        }
+    }
+
+    /// The drivers' queue into the rules stage: three quarters full at two
+    /// checks in a row raises `rules_behind`, below half full ends it.
+    async fn check_queue(&self, full_checks: &mut u32, behind: &mut bool) {
+        let Some(events) = self.events.upgrade() else {
+            return;
+        };
+        let (max, free) = (events.max_capacity(), events.capacity());
+        drop(events);
+        let used = max - free;
+        if used * 4 >= max * 3 {
+            *full_checks += 1;
+        } else {
+            *full_checks = 0;
+        }
+        if !*behind && *full_checks >= 2 {
+            *behind = true;
+            let why = format!("{used} of {max} events waiting for the rules stage");
+            tracing::error!(%why, "the rules stage is falling behind; drivers are held back");
+            self.alarm("rules", BEHIND_ALARM, AlarmPhase::Start, Some(&why))
+                .await;
+        } else if *behind && used * 2 < max {
+            *behind = false;
+            tracing::info!("the rules stage keeps up again");
+            self.alarm("rules", BEHIND_ALARM, AlarmPhase::End, None)
+                .await;
         }
     }
 

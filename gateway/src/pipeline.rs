@@ -262,6 +262,7 @@ pub async fn run(
             health: sink_health.clone(),
             events: events_tx.downgrade(),
             gateway: config.gateway.id.clone(),
+            every: crate::monitor::EVERY,
         }
         .run(drain.clone()),
     );

@@ -47,16 +47,18 @@ fn a_spool_that_cannot_commit_ends_the_gateway_with_a_clear_message() {
     let bin = wardgate().get_program().to_owned();
     // `ulimit -f` counts 512-byte blocks in POSIX sh: 400 KiB. The spool
     // starts near 140 KiB and outgrows that within seconds.
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("trap '' XFSZ; ulimit -f 800; exec \"$0\" run --config \"$1\"")
-        .arg(bin)
-        .arg(&cfg)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::Guarded(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("trap '' XFSZ; ulimit -f 800; exec \"$0\" run --config \"$1\"")
+            .arg(bin)
+            .arg(&cfg)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -86,6 +88,32 @@ fn a_spool_that_cannot_commit_ends_the_gateway_with_a_clear_message() {
         )) && last.contains("wardgate stops so that the service manager restarts it"),
         "{log}"
     );
+
+    // The service manager restarts it once the disk has room again: the
+    // same spool opens and the gateway runs.
+    let restarted = dir.path().join("restarted.log");
+    let mut again = crate::Guarded(
+        wardgate()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stderr(std::fs::File::create(&restarted).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&restarted)
+        .unwrap_or_default()
+        .contains("wardgate running")
+    {
+        assert!(again.try_wait().unwrap().is_none(), "the restart failed");
+        assert!(Instant::now() < deadline, "no restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&restarted).unwrap();
+    assert!(
+        !text.contains("set aside"),
+        "the spool was not damaged: {text}"
+    );
 }
 
 /// A spool file with corrupted pages (here: bytes flipped across the file)
@@ -110,12 +138,14 @@ fn a_corrupt_spool_is_set_aside_and_announced() {
         );
     std::fs::write(&cfg, text).unwrap();
     let run = || {
-        wardgate()
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+        crate::Guarded(
+            wardgate()
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     };
     let wait_for = |what: &str, pred: &dyn Fn(&[Event]) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -124,7 +154,7 @@ fn a_corrupt_spool_is_set_aside_and_announced() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    let stop = |mut child: std::process::Child| {
+    let stop = |mut child: crate::Guarded| {
         kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
         assert!(crate::run::wait_exit(&mut child).success());
     };
@@ -242,12 +272,14 @@ path = "{}"
     )
     .unwrap();
     let log = dir.path().join("gw.log");
-    let mut child = wardgate()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = crate::Guarded(
+        wardgate()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let alert = first_alert(&observer, "sink_failing");
     assert_eq!(
         (alert.transition, alert.priority),
@@ -391,12 +423,14 @@ path = "{}"
         ),
     )
     .unwrap();
-    let mut child = wardgate()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = crate::Guarded(
+        wardgate()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let alert = first_alert(&observer, "sink_stalled");
     assert_eq!(alert.priority, wardgate_model::Priority::High);
     assert!(
@@ -409,6 +443,96 @@ path = "{}"
     let (status, body) = readyz(port);
     assert_eq!(status, 503, "{body}");
     assert!(body.starts_with("sink nurse_call stalled: "), "{body}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
+}
+
+/// The queue from the drivers into the rules stage stays three quarters
+/// full (here: nobody reads it): the gateway says the rules stage is falling
+/// behind, and says so again when it catches up.
+#[tokio::test]
+async fn a_full_queue_into_the_rules_stage_raises_rules_behind() {
+    use wardgate_drivers::Emitted;
+    use wardgate_model::{AlarmPhase, Event, Metric, Reading, TimeSource};
+
+    let dir = tempfile::tempdir().unwrap();
+    let spool = std::sync::Arc::new(
+        wardgate::spool::Spool::open(
+            &dir.path().join("spool.redb"),
+            wardgate::spool::SpoolLimits {
+                max_bytes: 1 << 30,
+                max_age: Duration::from_secs(3600),
+            },
+            &["jsonl".to_owned()],
+        )
+        .unwrap(),
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Emitted>(8);
+    let reading = Event::Reading(
+        Reading::new(
+            chrono::Utc::now(),
+            TimeSource::Gateway,
+            "bed-1".into(),
+            None,
+            Metric::HeartRate,
+            72.0,
+        )
+        .unwrap(),
+    );
+    for _ in 0..7 {
+        tx.try_send(Emitted::Event(reading.clone())).unwrap();
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let monitor = wardgate::monitor::Monitor {
+        spool,
+        max_bytes: 1 << 30,
+        stalled_after: Duration::from_secs(300),
+        required: std::collections::BTreeSet::new(),
+        health: wardgate::sinks::supervisor::SinkHealth::default(),
+        events: tx.downgrade(),
+        gateway: "gw".into(),
+        every: Duration::from_millis(50),
+    };
+    let task = tokio::spawn(monitor.run(stop.clone()));
+    // Nobody reads: after two checks the alarm takes the last free slot.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tx.capacity() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no alarm while the queue stays full"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Reading the queue empties it: first the readings, then the alarm.
+    let start = next_alarm(&mut rx).await;
+    assert_eq!(
+        (start.alarm.as_ref(), start.phase, start.subject.as_str()),
+        ("rules_behind", AlarmPhase::Start, "gw")
+    );
+    assert_eq!(
+        start.raw.as_deref(),
+        Some("7 of 8 events waiting for the rules stage")
+    );
+    let end = next_alarm(&mut rx).await;
+    assert_eq!(
+        (end.alarm.as_ref(), end.phase),
+        ("rules_behind", AlarmPhase::End)
+    );
+    stop.cancel();
+    task.await.unwrap();
+    drop(tx);
+}
+
+/// The next device alarm on a drivers' queue (other events are skipped).
+async fn next_alarm(
+    rx: &mut tokio::sync::mpsc::Receiver<wardgate_drivers::Emitted>,
+) -> wardgate_model::DeviceAlarm {
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an alarm in time")
+            .expect("open");
+        if let wardgate_drivers::Emitted::Event(wardgate_model::Event::DeviceAlarm(a)) = item {
+            return a;
+        }
+    }
 }

@@ -61,16 +61,18 @@ fn ready_watchdog_and_stopping_reach_the_notify_socket() {
         .unwrap();
     let cfg = dir.path().join("gw.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
-    let mut child = wardgate()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("NOTIFY_SOCKET", &socket)
-        // A 1 s watchdog: a ping every half second.
-        .env("WATCHDOG_USEC", "1000000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::Guarded(
+        wardgate()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("NOTIFY_SOCKET", &socket)
+            // A 1 s watchdog: a ping every half second.
+            .env("WATCHDOG_USEC", "1000000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut seen = Vec::new();
     receive_until(&sock, &mut seen, |m| m.lines().any(|l| l == "READY=1"));
     assert!(

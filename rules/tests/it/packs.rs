@@ -816,6 +816,23 @@ fn sink_stalled_and_spool_filling_from_the_gateways_monitor() {
 }
 
 #[test]
+fn rules_behind_from_the_gateways_monitor() {
+    let r = "rules_behind";
+    let alarm = |s: i64, phase: &str| {
+        json!({"at": at(s), "subject": "gw-1", "device": "rules", "kind": "gateway", "event": "rules_behind", "phase": phase, "reason": "3100 of 4096 events waiting for the rules stage"}).to_string()
+    };
+    let events = run(&[alarm(0, "start"), alarm(30, "end")]);
+    let m = "The gateway is falling behind its devices; alerts may come late: 3100 of 4096 events waiting for the rules stage";
+    assert_eq!(
+        details(&events, r),
+        vec![
+            dt(0, "gw-1", X::Raised, S::Active, P::High, m),
+            dt(30, "gw-1", X::Cleared, S::Cleared, P::High, m),
+        ]
+    );
+}
+
+#[test]
 fn every_built_in_rule_has_a_replay_test_here() {
     // Keeps this file honest when a rule is added to a pack: every built-in
     // rule is named in a test above (news2 in tests/it/news2.rs), and the
@@ -865,6 +882,7 @@ fn every_built_in_rule_has_a_replay_test_here() {
             "pump_door_open",
             "pump_fault",
             "pump_occlusion",
+            "rules_behind",
             "sensor_contact_lost",
             "sensor_malfunction",
             "sink_failing",
