@@ -27,13 +27,15 @@ fn main() {
     let samples = run(&opts, |s| println!("{}", s.csv()));
     if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
         eprintln!(
-            "soak: rss {} → {} KiB, fds {} → {}, threads {} → {}, spool {} → {} bytes",
+            "soak: rss {} → {} KiB, fds {} → {}, threads {} → {}, tasks {} → {}, spool {} → {} bytes",
             first.rss_kib,
             last.rss_kib,
             first.fds,
             last.fds,
             first.threads,
             last.threads,
+            first.tasks,
+            last.tasks,
             first.spool_bytes,
             last.spool_bytes
         );

@@ -27,16 +27,18 @@ pub struct Sample {
     pub rss_kib: u64,
     pub fds: usize,
     pub threads: u64,
+    /// Tasks alive in the gateway's async runtime (`wardgate_tasks`).
+    pub tasks: u64,
     pub spool_bytes: u64,
 }
 
 impl Sample {
-    pub const HEADER: &'static str = "seconds,rss_kib,fds,threads,spool_bytes";
+    pub const HEADER: &'static str = "seconds,rss_kib,fds,threads,tasks,spool_bytes";
 
     pub fn csv(&self) -> String {
         format!(
-            "{},{},{},{},{}",
-            self.seconds, self.rss_kib, self.fds, self.threads, self.spool_bytes
+            "{},{},{},{},{},{}",
+            self.seconds, self.rss_kib, self.fds, self.threads, self.tasks, self.spool_bytes
         )
     }
 }
@@ -50,13 +52,23 @@ fn status_field(status: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn sample(pid: u32, spool: &Path, seconds: u64) -> Sample {
+/// `wardgate_tasks` from the gateway's `/metrics`.
+fn tasks(port: u16) -> u64 {
+    let (_, body) = crate::http(port, "GET", "/metrics", None, "");
+    body.lines()
+        .find_map(|l| l.strip_prefix("wardgate_tasks "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn sample(pid: u32, port: u16, spool: &Path, seconds: u64) -> Sample {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     Sample {
         seconds,
         rss_kib: status_field(&status, "VmRSS:"),
         fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count),
         threads: status_field(&status, "Threads:"),
+        tasks: tasks(port),
         spool_bytes: std::fs::metadata(spool).map_or(0, |m| m.len()),
     }
 }
@@ -78,12 +90,14 @@ pub fn run(opts: &SoakOptions, mut each: impl FnMut(&Sample)) -> Vec<Sample> {
         .read_line(&mut ready)
         .expect("READY line");
     assert!(ready.starts_with("READY"), "{ready}");
+    let port = crate::free_port();
     let config = format!(
-        "[gateway]\nsite = \"soak\"\nward = \"ward-1\"\nid = \"gw-soak\"\n\n[spool]\npath = \"{{dir}}/spool.redb\"\n\n[[sinks]]\ntype = \"jsonl\"\npath = \"{{dir}}/events.jsonl\"\n\n{}",
+        "[gateway]\nsite = \"soak\"\nward = \"ward-1\"\nid = \"gw-soak\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[spool]\npath = \"{{dir}}/spool.redb\"\n\n[[sinks]]\ntype = \"jsonl\"\npath = \"{{dir}}/events.jsonl\"\n\n{}",
         std::fs::read_to_string(&fragment).expect("fragment")
     );
     let mut gw = Gateway::start(&config);
     let pid = gw.pid().expect("running");
+    crate::wait_port(port);
     let spool = gw.path("spool.redb");
     let start = Instant::now();
     let mut samples = Vec::new();
@@ -92,7 +106,7 @@ pub fn run(opts: &SoakOptions, mut each: impl FnMut(&Sample)) -> Vec<Sample> {
             opts.every
                 .min(opts.duration.saturating_sub(start.elapsed())),
         );
-        let s = sample(pid, &spool, start.elapsed().as_secs());
+        let s = sample(pid, port, &spool, start.elapsed().as_secs());
         each(&s);
         samples.push(s);
     }

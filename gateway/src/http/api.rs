@@ -423,6 +423,18 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     );
     let _ = writeln!(
         out,
+        "# HELP wardgate_tasks Tasks alive in the gateway's runtime (drivers, sinks, connections): a leak shows as growth."
+    );
+    let _ = writeln!(out, "# TYPE wardgate_tasks gauge");
+    let _ = writeln!(
+        out,
+        "wardgate_tasks {}",
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    );
+    let _ = writeln!(
+        out,
         "# HELP wardgate_http_unauthorized_total Writes refused for want of a valid token."
     );
     let _ = writeln!(out, "# TYPE wardgate_http_unauthorized_total counter");

@@ -1,7 +1,7 @@
 //! The short soak (the hour-long one is `bench/soak.rs`): a simulated ward
 //! read by a real gateway for two minutes. After a 40 s warm-up nothing may
 //! keep growing: not memory (beyond a stated bound), not file descriptors,
-//! not threads, not the spool (its sink delivers).
+//! not threads, not the runtime's tasks, not the spool (its sink delivers).
 
 use std::time::Duration;
 
