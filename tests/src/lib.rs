@@ -238,8 +238,21 @@ impl Gateway {
     /// Writes `config` (where `{dir}` stands for the temporary directory) and
     /// starts `wardgate run` on it.
     pub fn start(config: &str) -> Self {
+        Self::start_with_secrets(config, &[])
+    }
+
+    /// As [`Gateway::start`], with secret files (name, content) written
+    /// first into the directory, private to the user as wardgate requires.
+    pub fn start_with_secrets(config: &str, secrets: &[(&str, &str)]) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut g = Self { dir, child: None };
+        for (name, content) in secrets {
+            let path = g.path(name);
+            std::fs::write(&path, content).expect("write secret");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("make the secret private");
+        }
         let text = config.replace("{dir}", &g.dir.path().display().to_string());
         std::fs::write(g.config_path(), text).expect("write config");
         g.spawn();

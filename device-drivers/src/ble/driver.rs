@@ -579,7 +579,16 @@ impl SeqStore {
                 Some(at) => format!("{seq} {}\n", at.to_rfc3339()),
                 None => format!("{seq}\n"),
             };
-            tokio::fs::write(&tmp, line).await?;
+            // Private to the gateway's user, like every file of patient data.
+            let mut f = tokio::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp)
+                .await?;
+            tokio::io::AsyncWriteExt::write_all(&mut f, line.as_bytes()).await?;
+            f.sync_all().await?;
             tokio::fs::rename(&tmp, &self.path).await
         };
         if let Err(e) = result.await {

@@ -49,6 +49,10 @@ pub enum SecretError {
     },
     #[error("secret from {0} is empty")]
     Empty(String),
+    #[error(
+        "secret file {path} can be read by its group or others (mode {mode:o}); make it private: chmod 600 {path}"
+    )]
+    Exposed { path: PathBuf, mode: u32 },
 }
 
 impl SecretSource {
@@ -59,13 +63,27 @@ impl SecretSource {
                 std::env::var(var).map_err(|_| SecretError::MissingEnv(var.clone()))?,
                 format!("${var}"),
             ),
-            SecretSource::File(path) => (
-                std::fs::read_to_string(path).map_err(|source| SecretError::File {
+            SecretSource::File(path) => {
+                use std::os::unix::fs::PermissionsExt as _;
+                let file_err = |source| SecretError::File {
                     path: path.clone(),
                     source,
-                })?,
-                path.display().to_string(),
-            ),
+                };
+                let mode = std::fs::metadata(path)
+                    .map_err(file_err)?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(SecretError::Exposed {
+                        path: path.clone(),
+                        mode: mode & 0o777,
+                    });
+                }
+                (
+                    std::fs::read_to_string(path).map_err(file_err)?,
+                    path.display().to_string(),
+                )
+            }
         };
         let value = value.trim_end_matches(['\r', '\n']).to_owned();
         if value.is_empty() {
@@ -77,6 +95,8 @@ impl SecretSource {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]
@@ -84,6 +104,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "s3cr3t-token\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Readable by others: refused, with what to do.
+        let err = SecretSource::File(path.clone()).resolve().unwrap_err();
+        assert!(
+            err.to_string().ends_with(&format!(
+                "can be read by its group or others (mode 644); make it private: chmod 600 {}",
+                path.display()
+            )),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let secret = SecretSource::File(path).resolve().unwrap();
         assert_eq!(secret.expose(), "s3cr3t-token");
         assert!(!format!("{secret:?} {secret}").contains("s3cr3t"));

@@ -405,7 +405,19 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
         .context("creating the demo's temporary directory")?;
     let token = new_token();
     let token_file = dir.path().join("station.token");
-    std::fs::write(&token_file, &token).context("writing the demo token")?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // A secret file must be private to the gateway's user.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&token_file)
+            .and_then(|mut f| f.write_all(token.as_bytes()))
+            .context("writing the demo token")?;
+    }
     std::fs::write(dir.path().join("rules.toml"), include_str!("rules.toml"))
         .context("writing the demo rules")?;
 

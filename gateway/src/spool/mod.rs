@@ -294,9 +294,22 @@ fn split_value(v: &[u8]) -> Option<(i64, &[u8])> {
     Some((i64::from_le_bytes(*t), json))
 }
 
+/// Files holding patient data (the spool, JSONL and quarantine files) are
+/// created readable and writable by the gateway's user alone.
+pub const PRIVATE_MODE: u32 = 0o600;
+
 impl Spool {
-    /// Opens (or creates) the spool file for these sinks.
+    /// Opens (or creates) the spool file for these sinks. A new file is
+    /// created private ([`PRIVATE_MODE`]); an existing one is made private.
     pub fn open(path: &Path, limits: SpoolLimits, sinks: &[String]) -> Result<Spool, SpoolError> {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(PRIVATE_MODE)
+            .open(path)
+            .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(PRIVATE_MODE)))
+            .map_err(|e| SpoolError::Db(redb::Error::Io(e)))?;
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
         {

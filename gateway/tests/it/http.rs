@@ -49,6 +49,8 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
     std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+    // Secret files must be private to the gateway's user.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let secret = SecretSource::File(path).resolve().unwrap();
     let view = View::new(&config.subjects, &config.devices);
     let (state, mut commands) = HttpState::new(view, vec![("station-1".into(), secret)], None);

@@ -76,8 +76,7 @@ fn raised(gw: &Gateway) -> usize {
 #[test]
 fn open_alerts_survive_a_sigkill_with_their_ids_and_states() {
     let port = free_port();
-    let mut gw = Gateway::start(&config(port));
-    std::fs::write(gw.path("token"), TOKEN).unwrap();
+    let mut gw = Gateway::start_with_secrets(&config(port), &[("token", TOKEN)]);
     wait_port(port);
     let before = wait_for("the hypoglycaemia alert on the API", || {
         let open = open_alerts(port);

@@ -59,6 +59,7 @@ impl Quarantine {
         let mut f = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(crate::spool::PRIVATE_MODE)
             .open(&self.path)
             .await?;
         f.write_all(&text).await?;

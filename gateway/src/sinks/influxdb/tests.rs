@@ -102,6 +102,8 @@ const BAD: &str = "HTTP/1.1 400 Bad Request\r\nContent-Length: 24\r\nConnection:
 fn config(url: &str, dir: &std::path::Path) -> InfluxDbConfig {
     let token = dir.join("token");
     std::fs::write(&token, "t0k\n").unwrap();
+    // Secret files must be private to the gateway's user.
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut c: InfluxDbConfig =
         toml::from_str(&format!("url = \"{url}\"\norg = \"o\"\nbucket = \"b\"")).unwrap();
     c.token = Some(SecretSource::File(token));

@@ -65,6 +65,7 @@ impl JsonlSink {
             let file = tokio::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(crate::spool::PRIVATE_MODE)
                 .open(&config.path)
                 .await
                 .map_err(|source| JsonlError::Open {
