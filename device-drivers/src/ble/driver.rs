@@ -39,6 +39,11 @@ pub struct BleConfig {
     /// Service UUIDs to scan for (`180d`, `0x1810`, or 128-bit).
     #[serde(default)]
     pub services: Vec<String>,
+    /// Accept a device found by its advertised `services` alone, without an
+    /// address: any nearby device advertising them becomes this subject's.
+    /// Off unless said: a device is bound by its address.
+    #[serde(default)]
+    pub allow_any_device: bool,
     /// Characteristics to subscribe to; empty = every measurement
     /// characteristic the device offers.
     #[serde(default)]
@@ -82,6 +87,7 @@ impl BleConfig {
         Self {
             addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
             services: Vec::new(),
+            allow_any_device: false,
             characteristics: Vec::new(),
             scan_timeout: default_scan_timeout(),
             backoff_initial: default_backoff_initial(),
@@ -151,10 +157,16 @@ impl Validate for BleConfig {
                 Ok(_) => {}
             }
         }
-        if self.addresses.is_empty() && self.services.is_empty() {
+        if self.addresses.is_empty() && !self.allow_any_device {
             issues.push(ConfigIssue::new(
                 [PathSeg::from("addresses")],
-                "name the device: give `addresses` (an allow-list) and/or `services` to scan for; otherwise any nearby device could be bound to this subject",
+                "bind the device by its address: give `addresses`; a device chosen by its advertised services alone could be any nearby device advertising them (set `allow_any_device = true` only where that is acceptable, with `services` to scan for)",
+            ));
+        }
+        if self.addresses.is_empty() && self.allow_any_device && self.services.is_empty() {
+            issues.push(ConfigIssue::new(
+                [PathSeg::from("services")],
+                "with `allow_any_device = true` and no `addresses`, give `services` to scan for",
             ));
         }
         let s = Duration::from_secs;
@@ -992,11 +1004,26 @@ mod tests {
         let mut empty = BleConfig::for_addresses(&[]);
         empty.scan_timeout = Duration::from_millis(10);
         let issues = empty.validate(&MetricRegistry::default());
-        assert!(issues[0].message.contains("name the device"));
+        assert!(
+            issues[0]
+                .message
+                .starts_with("bind the device by its address")
+        );
         assert_eq!(
             issues[1].message,
             "scan_timeout must be between 1s and 10m, got 10ms"
         );
+        // Selected by service alone: only when said, and with services.
+        let mut by_service = BleConfig::for_addresses(&[]);
+        by_service.services = vec!["1810".into()];
+        let issues = by_service.validate(&MetricRegistry::default());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].dotted_path(), "addresses");
+        by_service.allow_any_device = true;
+        assert!(by_service.validate(&MetricRegistry::default()).is_empty());
+        by_service.services.clear();
+        let issues = by_service.validate(&MetricRegistry::default());
+        assert_eq!(issues[0].dotted_path(), "services");
         assert!(
             BleConfig::for_addresses(&["aa:bb:cc:dd:ee:ff"])
                 .validate(&MetricRegistry::default())

@@ -60,6 +60,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/silence", post(silence))
         .route("/api/silences", get(silences))
         .route("/api/events", get(events))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            allowed_host,
+        ))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
@@ -112,14 +117,68 @@ fn unauthorized(state: &HttpState) -> Response {
 }
 
 /// `by` from a request body: optional, 1 to 64 printable characters.
+/// Who did it: the nurse's name as given, then the token's. The name is
+/// letters, digits, spaces and `.-_'` only: no `@` (it would read as another
+/// station) and no control or bidirectional-formatting characters (they
+/// could make a record display as someone else's).
 fn identity(token_name: &str, by: Option<&str>) -> Result<String, &'static str> {
     match by.map(str::trim) {
         None | Some("") => Ok(token_name.to_owned()),
-        Some(by) if by.chars().count() <= 64 && !by.chars().any(char::is_control) => {
+        Some(by)
+            if by.chars().count() <= 64
+                && by
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '.' | '-' | '_' | '\'')) =>
+        {
             Ok(format!("{by}@{token_name}"))
         }
-        Some(_) => Err("`by` must be at most 64 printable characters"),
+        Some(_) => Err(
+            "`by` must be at most 64 letters, digits, spaces or . - _ ' (no @, no control or direction characters)",
+        ),
     }
+}
+
+/// Every response: a content security policy that allows the page's own
+/// script and style only, no framing, no MIME sniffing, no referrer.
+async fn security_headers(response: Response) -> Response {
+    let mut response = response;
+    let h = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Refuses a request whose `Host` is not one the gateway serves (DNS
+/// rebinding: a page that made its own name point at the gateway).
+async fn allowed_host(
+    State(state): State<HttpState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(hosts) = &state.hosts
+        && let Some(host) = request.headers().get(header::HOST)
+    {
+        let host = host.to_str().unwrap_or_default().to_ascii_lowercase();
+        if !hosts.contains(&host) {
+            return error(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "host {host} is not served here; allowed: {}",
+                    hosts.join(", ")
+                ),
+            );
+        }
+    }
+    next.run(request).await
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {

@@ -18,6 +18,36 @@ pub struct HttpConfig {
     /// Who may write. Without tokens every write is refused (401).
     #[serde(default)]
     pub tokens: Vec<HttpToken>,
+    /// `Host` headers accepted besides the listen address and the loopback
+    /// names with its port (a web page cannot then reach the gateway through
+    /// a name it controls: DNS rebinding). Empty with an unspecified listen
+    /// address (`0.0.0.0`): any host.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl HttpConfig {
+    /// The `Host` headers to accept; `None`: any.
+    pub fn hosts(&self) -> Option<Vec<String>> {
+        if self.listen.ip().is_unspecified() && self.allowed_hosts.is_empty() {
+            return None;
+        }
+        let port = self.listen.port();
+        let ip = match self.listen {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        };
+        // The listen address and the loopback names, with the port or
+        // without (a client may leave it out): names no web page controls.
+        let mut hosts = Vec::new();
+        for name in [ip.as_str(), "localhost", "127.0.0.1", "[::1]"] {
+            hosts.push(format!("{name}:{port}"));
+            hosts.push(name.to_owned());
+        }
+        hosts.dedup();
+        hosts.extend(self.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
+        Some(hosts)
+    }
 }
 
 /// `{ name = "station-1", token = { env = "VAR" } }`.

@@ -85,6 +85,8 @@ pub struct HttpState {
     pub(crate) rejected_writes: Arc<AtomicU64>,
     /// Sinks failing now (for `/readyz`).
     pub(crate) sinks: SinkHealth,
+    /// `Host` headers served; `None`: any.
+    pub(crate) hosts: Option<Arc<[String]>>,
 }
 
 impl HttpState {
@@ -107,9 +109,18 @@ impl HttpState {
                 lagged: Arc::new(AtomicU64::new(0)),
                 rejected_writes: Arc::new(AtomicU64::new(0)),
                 sinks: SinkHealth::default(),
+                hosts: None,
             },
             rx,
         )
+    }
+
+    /// Serves only requests whose `Host` is one of `hosts` (a request
+    /// without one is served: it does not come from a browser).
+    #[must_use]
+    pub fn with_hosts(mut self, hosts: Option<Vec<String>>) -> Self {
+        self.hosts = hosts.map(Into::into);
+        self
     }
 
     /// Reports these sinks' failures on `/readyz`.
@@ -227,7 +238,7 @@ pub async fn start(
         max_bytes: config.spool.max_bytes,
     };
     let (state, commands_rx) = HttpState::new(view, tokens, Some(probe));
-    let state = state.with_sink_health(sinks);
+    let state = state.with_sink_health(sinks).with_hosts(http.hosts());
     let listener = tokio::net::TcpListener::bind(http.listen)
         .await
         .map_err(|reason| HttpError::Bind {

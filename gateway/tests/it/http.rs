@@ -452,3 +452,90 @@ async fn a_view_that_fell_behind_gets_its_alerts_back_from_the_spool() {
     );
     follower.abort();
 }
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let f = fixture();
+    for uri in ["/", "/app.js", "/api/alerts", "/healthz"] {
+        let response = router(f.state.clone())
+            .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let h = response.headers();
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{uri}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{uri}");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{uri}");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer", "{uri}");
+    }
+}
+
+/// DNS rebinding: a web page that points its own name at the gateway's
+/// address reaches it with its own name in `Host`; only the gateway's own
+/// names are served.
+#[tokio::test]
+async fn only_the_gateways_own_host_names_are_served() {
+    let mut f = fixture();
+    let http: wardgate::http::HttpConfig = toml::from_str("listen = \"127.0.0.1:8080\"").unwrap();
+    f.state = f.state.clone().with_hosts(http.hosts());
+    let get = |host: Option<&str>| {
+        let mut req = Request::builder().uri("/api/alerts");
+        if let Some(h) = host {
+            req = req.header(header::HOST, h);
+        }
+        router(f.state.clone()).oneshot(req.body(Body::empty()).unwrap())
+    };
+    for good in [
+        Some("127.0.0.1:8080"),
+        Some("localhost:8080"),
+        Some("LOCALHOST:8080"),
+        None,
+    ] {
+        assert_eq!(
+            get(good).await.unwrap().status(),
+            StatusCode::OK,
+            "{good:?}"
+        );
+    }
+    for bad in [
+        "attacker.example:8080",
+        "attacker.example",
+        "127.0.0.1:9999",
+    ] {
+        assert_eq!(
+            get(Some(bad)).await.unwrap().status(),
+            StatusCode::MISDIRECTED_REQUEST,
+            "{bad}"
+        );
+    }
+    // Listening on every address without a list: any host (the operator
+    // names the box's names in `allowed_hosts`).
+    let open: wardgate::http::HttpConfig = toml::from_str("listen = \"0.0.0.0:8080\"").unwrap();
+    assert_eq!(open.hosts(), None);
+    let named: wardgate::http::HttpConfig = toml::from_str(
+        "listen = \"0.0.0.0:8080\"\nallowed_hosts = [\"gw-ward-7.hospital.example:8080\"]",
+    )
+    .unwrap();
+    assert!(
+        named
+            .hosts()
+            .unwrap()
+            .contains(&"gw-ward-7.hospital.example:8080".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_name_that_could_pass_for_another_station_is_refused() {
+    let f = fixture();
+    for by in ["nurse@station-2", "nurse\u{202e}2-noitats", "a\u{0007}b"] {
+        let body = serde_json::json!({ "by": by }).to_string();
+        let (status, v) = f
+            .call("POST", "/api/alerts/x/ack", Some(TOKEN), &body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{by:?}: {v}");
+    }
+}
