@@ -48,6 +48,14 @@ pub const RESTARTING_ALARM: &str = "driver_restarting";
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// The wait before the `n`-th restart in a row (n ≥ 1): 1 s, 2 s, 4 s …
+/// 60 s. Shared by the drivers' and the sinks' supervisors.
+pub(crate) fn restart_backoff(n: u32) -> Duration {
+    BACKOFF_FIRST
+        .saturating_mul(1 << n.saturating_sub(1).min(16))
+        .min(BACKOFF_MAX)
+}
 const FAULT_ENV: &str = "WARDGATE_FAULT_PANIC_DRIVER";
 
 type DriverFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -305,9 +313,7 @@ impl Drivers {
             slot.crashes.pop_front();
         }
         let recent = slot.crashes.len();
-        let backoff = BACKOFF_FIRST
-            .saturating_mul(1 << (recent - 1).min(16))
-            .min(BACKOFF_MAX);
+        let backoff = restart_backoff(u32::try_from(recent).unwrap_or(u32::MAX));
         tracing::error!(
             driver = %slot.unit.name(),
             panic = %message,

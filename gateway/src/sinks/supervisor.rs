@@ -40,8 +40,6 @@ pub const FAILING_ALARM: &str = "sink_failing";
 pub const TRUSTED_AFTER: Duration = Duration::from_secs(60);
 /// How long sinks get, at shutdown, to deliver what is spooled.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Why a sink could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -306,9 +304,7 @@ impl Sinks {
             return;
         };
         slot.failures += 1;
-        let backoff = BACKOFF_FIRST
-            .saturating_mul(1 << (slot.failures - 1).min(16))
-            .min(BACKOFF_MAX);
+        let backoff = crate::supervisor::restart_backoff(slot.failures);
         tracing::error!(
             sink = %name,
             error = %error,
@@ -338,9 +334,7 @@ impl Sinks {
                 }
                 Err(e) => {
                     slot.failures += 1;
-                    let backoff = BACKOFF_FIRST
-                        .saturating_mul(1 << (slot.failures - 1).min(16))
-                        .min(BACKOFF_MAX);
+                    let backoff = crate::supervisor::restart_backoff(slot.failures);
                     tracing::error!(sink = %slot.config.name, error = %e, restart_in_s = backoff.as_secs(), "sink cannot be restarted yet");
                     self.waiting.push((now + backoff, slot));
                 }

@@ -512,32 +512,29 @@ impl Spool {
     /// oldest id first. A snapshot that cannot be decoded is skipped and
     /// logged (the caller says what it could not restore).
     pub fn open_alerts(&self) -> Result<Vec<wardgate_model::Alert>, SpoolError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(OPEN_ALERTS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (id, json) = entry?;
-            match serde_json::from_slice(json.value()) {
-                Ok(alert) => out.push(alert),
-                Err(e) => {
-                    tracing::error!(alert = id.value(), error = %e, "an open alert in the spool cannot be read; it is not restored");
-                }
-            }
-        }
-        Ok(out)
+        self.snapshots(OPEN_ALERTS, "an open alert")
     }
 
-    /// The silences in force at the last commit.
+    /// The silences in force at the last commit (undecodable ones skipped
+    /// and logged, as for alerts).
     pub fn open_silences(&self) -> Result<Vec<wardgate_model::Silence>, SpoolError> {
+        self.snapshots(OPEN_SILENCES, "a silence")
+    }
+
+    fn snapshots<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        what: &str,
+    ) -> Result<Vec<T>, SpoolError> {
         let tx = self.db.begin_read()?;
-        let table = tx.open_table(OPEN_SILENCES)?;
+        let table = tx.open_table(table)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (key, json) = entry?;
             match serde_json::from_slice(json.value()) {
-                Ok(s) => out.push(s),
+                Ok(v) => out.push(v),
                 Err(e) => {
-                    tracing::error!(silence = key.value(), error = %e, "a silence in the spool cannot be read; it is not restored");
+                    tracing::error!(key = key.value(), error = %e, "{what} in the spool cannot be read; it is not restored");
                 }
             }
         }

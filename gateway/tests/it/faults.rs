@@ -236,38 +236,13 @@ fn a_sink_on_a_full_disk_is_restarted_reported_and_alarmed() {
     let cfg = dir.path().join("gw.toml");
     std::fs::write(
         &cfg,
-        format!(
-            r#"
-[gateway]
-site = "t"
-ward = "w"
-id = "gw"
-
-[http]
-listen = "127.0.0.1:{port}"
-
-[[subjects]]
-id = "bed-1"
-kind = "bed"
-devices = ["hr-1"]
-
-[[devices]]
-id = "hr-1"
-type = "synthetic"
-interval = "100ms"
-signals = [{{ metric = "heart_rate", base = 72 }}]
-
-[[sinks]]
-type = "jsonl"
-name = "ward_file"
-path = "/dev/full"
-
-[[sinks]]
-type = "jsonl"
-name = "observer"
-path = "{}"
-"#,
-            observer.display()
+        one_bed_with_page(
+            port,
+            "",
+            &format!(
+                "[[sinks]]\ntype = \"jsonl\"\nname = \"ward_file\"\npath = \"/dev/full\"\n\n[[sinks]]\ntype = \"jsonl\"\nname = \"observer\"\npath = \"{}\"\n",
+                observer.display()
+            ),
         ),
     )
     .unwrap();
@@ -383,43 +358,13 @@ fn a_sink_whose_peer_is_down_is_reported_stalled() {
     let cfg = dir.path().join("gw.toml");
     std::fs::write(
         &cfg,
-        format!(
-            r#"
-[gateway]
-site = "t"
-ward = "w"
-id = "gw"
-
-[http]
-listen = "127.0.0.1:{port}"
-
-[spool]
-stalled_after = "2s"
-
-[[subjects]]
-id = "bed-1"
-kind = "bed"
-devices = ["hr-1"]
-
-[[devices]]
-id = "hr-1"
-type = "synthetic"
-interval = "100ms"
-signals = [{{ metric = "heart_rate", base = 72 }}]
-
-# Nothing listens on loopback port 1: the broker is down.
-[[sinks]]
-type = "mqtt"
-name = "nurse_call"
-broker = {{ host = "127.0.0.1", port = 1 }}
-
-[[sinks]]
-type = "jsonl"
-name = "observer"
-required = false
-path = "{}"
-"#,
-            observer.display()
+        one_bed_with_page(
+            port,
+            "[spool]\nstalled_after = \"2s\"\n",
+            &format!(
+                "# Nothing listens on loopback port 1: the broker is down.\n[[sinks]]\ntype = \"mqtt\"\nname = \"nurse_call\"\nbroker = {{ host = \"127.0.0.1\", port = 1 }}\n\n[[sinks]]\ntype = \"jsonl\"\nname = \"observer\"\nrequired = false\npath = \"{}\"\n",
+                observer.display()
+            ),
         ),
     )
     .unwrap();
@@ -535,4 +480,32 @@ async fn next_alarm(
             return a;
         }
     }
+}
+
+/// A gateway with the page on `port`, one bed with a heart-rate source,
+/// `extra` tables and `sinks`.
+fn one_bed_with_page(port: u16, extra: &str, sinks: &str) -> String {
+    format!(
+        r#"[gateway]
+site = "t"
+ward = "w"
+id = "gw"
+
+[http]
+listen = "127.0.0.1:{port}"
+
+{extra}
+[[subjects]]
+id = "bed-1"
+kind = "bed"
+devices = ["hr-1"]
+
+[[devices]]
+id = "hr-1"
+type = "synthetic"
+interval = "100ms"
+signals = [{{ metric = "heart_rate", base = 72 }}]
+
+{sinks}"#
+    )
 }
