@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +34,9 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 const SPOOL_READY_SHARE: f64 = 0.9;
 /// Longest silence the API accepts, in minutes (the engine has its own limit too).
 const MAX_SILENCE_MIN: u32 = 24 * 60;
+/// Largest request body: an acknowledgement or a silence is a few hundred
+/// bytes; anything larger is refused before it is read (413).
+const MAX_BODY: usize = 4 * 1024;
 
 /// Every route of the server.
 pub fn router(state: HttpState) -> Router {
@@ -60,6 +63,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/silence", post(silence))
         .route("/api/silences", get(silences))
         .route("/api/events", get(events))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             allowed_host,
@@ -369,12 +373,30 @@ async fn send(
 
 /// `text/event-stream`: one SSE event per committed event, named by its
 /// type (`reading`, `device_status`, `device_alarm`, `alert`), the data
-/// being the event's JSON; `lagged` when this client fell behind.
-async fn events(
-    State(state): State<HttpState>,
-) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+/// being the event's JSON; `lagged` when this client fell behind. At most
+/// [`MAX_EVENT_STREAMS`](super::MAX_EVENT_STREAMS) at once; beyond that 503
+/// with `Retry-After`, which a browser's `EventSource` honours by retrying.
+async fn events(State(state): State<HttpState>) -> Response {
+    let Ok(permit) = Arc::clone(&state.streams).try_acquire_owned() else {
+        tracing::warn!(
+            limit = super::MAX_EVENT_STREAMS,
+            "event stream refused: too many open"
+        );
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many event streams open (at most {}); try again shortly",
+                super::MAX_EVENT_STREAMS
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    };
     let lagged = state.lagged.clone();
     let stream = BroadcastStream::new(state.events.subscribe()).flat_map(move |batch| {
+        // The permit lives as long as the stream: dropped when the client goes.
+        let _held = &permit;
         let out: Vec<Result<SseEvent, Infallible>> = match batch {
             Ok(batch) => batch
                 .iter()
@@ -388,7 +410,9 @@ async fn events(
         };
         futures_util::stream::iter(out)
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// Prometheus text format 0.0.4.

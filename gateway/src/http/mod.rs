@@ -30,6 +30,10 @@ use crate::spool::Spool;
 const BROADCAST: usize = 1024;
 /// Commands from HTTP waiting for the rules stage.
 const COMMANDS: usize = 64;
+/// Event streams (`/api/events`) served at once: a station page holds one;
+/// beyond this a client is told to come back rather than the gateway
+/// spending a task and a queue on each.
+pub const MAX_EVENT_STREAMS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -87,6 +91,8 @@ pub struct HttpState {
     pub(crate) sinks: SinkHealth,
     /// `Host` headers served; `None`: any.
     pub(crate) hosts: Option<Arc<[String]>>,
+    /// One permit per open `/api/events` stream.
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl HttpState {
@@ -110,6 +116,7 @@ impl HttpState {
                 rejected_writes: Arc::new(AtomicU64::new(0)),
                 sinks: SinkHealth::default(),
                 hosts: None,
+                streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             },
             rx,
         )

@@ -539,3 +539,53 @@ async fn a_name_that_could_pass_for_another_station_is_refused() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{by:?}: {v}");
     }
 }
+
+/// A body far larger than any acknowledgement is refused before it is read.
+#[tokio::test]
+async fn an_oversized_body_is_refused_unread() {
+    let f = fixture();
+    let by = "a".repeat(64 * 1024);
+    let body = serde_json::json!({ "by": by }).to_string();
+    let (status, v) = f
+        .call("POST", "/api/alerts/x/ack", Some(TOKEN), &body)
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+}
+
+/// Open event streams are bounded; a client beyond the bound is told when to
+/// retry, and a stream that closes frees its place.
+#[tokio::test]
+async fn event_streams_are_bounded_and_freed_when_closed() {
+    let f = fixture();
+    let open = || {
+        router(f.state.clone()).oneshot(
+            Request::builder()
+                .uri("/api/events")
+                .body(Body::empty())
+                .unwrap(),
+        )
+    };
+    let mut streams = Vec::new();
+    for _ in 0..wardgate::http::MAX_EVENT_STREAMS {
+        let r = open().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/event-stream");
+        streams.push(r);
+    }
+    let refused = open().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "5");
+    let bytes = axum::body::to_bytes(refused.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many event streams"),
+        "{v}"
+    );
+    streams.pop();
+    assert_eq!(open().await.unwrap().status(), StatusCode::OK);
+}
