@@ -9,6 +9,7 @@
 
 mod api;
 mod config;
+mod serve;
 pub mod view;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use wardgate_model::Event;
 
 pub use api::router;
 pub use config::{HttpConfig, HttpToken};
+pub use serve::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, serve};
 pub use view::View;
 
 use crate::commands::AlertCommand;
@@ -258,12 +260,9 @@ pub async fn start(
     let committed = state.committed();
     let app = router(state);
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app);
         tokio::select! {
             () = feed => {}
-            r = serve => if let Err(e) = r {
-                tracing::error!(error = %e, "HTTP server stopped");
-            },
+            e = serve(listener, app) => tracing::error!(error = %e, "HTTP server stopped"),
         }
     });
     tracing::info!(url = %format!("http://{addr}/"), "nurse-station page and API listening");

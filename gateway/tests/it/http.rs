@@ -589,3 +589,50 @@ async fn event_streams_are_bounded_and_freed_when_closed() {
     streams.pop();
     assert_eq!(open().await.unwrap().status(), StatusCode::OK);
 }
+
+/// Idle or slow clients cannot hold the server: a connection that never
+/// finishes its request head is closed after the header timeout, and a
+/// client waiting behind a full set of such connections is then served.
+#[tokio::test]
+async fn idle_connections_are_closed_and_cannot_starve_others() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let f = fixture();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(wardgate::http::serve(listener, router(f.state.clone())));
+    // Every slot taken: half by clients that send nothing, half by clients
+    // that stop in the middle of their headers.
+    let mut idle = Vec::new();
+    for i in 0..wardgate::http::MAX_CONNECTIONS {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        if i % 2 == 0 {
+            c.write_all(b"GET /api/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                .await
+                .unwrap();
+        }
+        idle.push(c);
+    }
+    let mut late = TcpStream::connect(addr).await.unwrap();
+    late.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let limit = wardgate::http::HEADER_READ_TIMEOUT * 3;
+    let mut answer = String::new();
+    tokio::time::timeout(limit, late.read_to_string(&mut answer))
+        .await
+        .expect("the late client is served once the idle ones are closed")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
+    for (i, mut c) in idle.into_iter().enumerate() {
+        let mut rest = Vec::new();
+        // Closed by the server: end of stream (possibly after a 408).
+        let read = tokio::time::timeout(limit, c.read_to_end(&mut rest))
+            .await
+            .unwrap_or_else(|_| panic!("idle connection {i} is still open"));
+        assert!(read.is_ok() || rest.is_empty(), "{read:?}");
+    }
+    server.abort();
+}
