@@ -329,13 +329,13 @@ impl Drop for Gateway {
     }
 }
 
-/// Lines of a file (empty when it does not exist yet).
+/// The whole lines of a file (none when it does not exist yet); a last
+/// line still being written is left out.
 pub fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // The writer may be in the middle of a line: only whole lines count.
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole.lines().map(str::to_owned).collect()
 }
 
 /// An MQTT subscriber with a persistent session (QoS 1), collecting every

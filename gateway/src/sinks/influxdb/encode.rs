@@ -37,8 +37,12 @@ pub enum Verdict {
     /// 429, 5xx (and anything unexpected such as a redirect): the server may
     /// take them later; retry with backoff.
     Retry,
-    /// Any other 4xx: the request itself is wrong (bad line, unknown bucket,
-    /// bad token); retrying cannot help, so the batch is quarantined.
+    /// 401, 403, 404: the gateway's configuration is wrong (token, org,
+    /// bucket), not the points; they are kept and retried with backoff until
+    /// an operator fixes it, while the sink's backlog raises `sink_stalled`.
+    Misconfigured,
+    /// Any other 4xx: the request itself is wrong (a bad line, too large);
+    /// retrying cannot help, so the batch is quarantined.
     Reject,
 }
 
@@ -46,6 +50,7 @@ pub fn verdict(status: u16) -> Verdict {
     match status {
         200..=299 => Verdict::Stored,
         429 => Verdict::Retry,
+        401 | 403 | 404 => Verdict::Misconfigured,
         400..=499 => Verdict::Reject,
         _ => Verdict::Retry,
     }
@@ -128,8 +133,9 @@ mod tests {
             (204, Verdict::Stored),
             (200, Verdict::Stored),
             (400, Verdict::Reject),
-            (401, Verdict::Reject),
-            (404, Verdict::Reject),
+            (401, Verdict::Misconfigured),
+            (403, Verdict::Misconfigured),
+            (404, Verdict::Misconfigured),
             (413, Verdict::Reject),
             (422, Verdict::Reject),
             (429, Verdict::Retry),

@@ -266,3 +266,36 @@ async fn a_full_batch_is_stored_and_acknowledged() {
     assert_eq!(seen[0].header("content-encoding"), None);
     assert_eq!(spool.cursor("influx", Lane::Telemetry).unwrap(), 5);
 }
+
+/// A wrong token or a missing bucket is the gateway's fault, not the
+/// points': they are retried, never quarantined, and go through once fixed.
+#[tokio::test]
+async fn a_401_or_404_is_retried_never_quarantined() {
+    const UNAUTHORIZED: &str = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 13\r\nConnection: close\r\n\r\nunauthorized\n";
+    const NO_BUCKET: &str = "HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\nConnection: close\r\n\r\nbucket \"b\" not found";
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = server(vec![UNAUTHORIZED, NO_BUCKET, STORED]).await;
+    let spool = spool(dir.path(), &readings(3));
+    let reader = SpoolReader::new(Arc::clone(&spool), "influx").unwrap();
+    let quarantine = dir.path().join("q.jsonl");
+    let mut config = config(&url, dir.path());
+    config.max_backoff = Duration::from_millis(100);
+    let sink = InfluxDbSink::new("influx", config, identity(), quarantine.clone()).unwrap();
+    let metrics = sink.metrics();
+    let drain = CancellationToken::new();
+    let run = tokio::spawn(sink.run(reader, Arc::clone(&spool), drain.clone()));
+    // Stored on the third answer: wait for the cursor, not for time.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while spool.cursor("influx", Lane::Telemetry).unwrap() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("stored once the server accepts");
+    drain.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    assert!(!quarantine.exists(), "nothing is quarantined");
+    let s = metrics.snapshot(chrono::Utc::now());
+    assert_eq!((s.retried, s.quarantined), (2, 0));
+}

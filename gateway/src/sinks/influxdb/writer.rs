@@ -48,12 +48,10 @@ pub enum WriteError {
 }
 
 impl WriteError {
-    /// Network errors, 429 and 5xx are worth retrying; other 4xx are not.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            WriteError::Network(_) => true,
-            WriteError::Status { status, .. } => encode::verdict(*status) == Verdict::Retry,
-        }
+    /// 401, 403 or 404: the token, org or bucket is wrong.
+    fn is_misconfiguration(&self) -> bool {
+        matches!(self, WriteError::Status { status, .. }
+            if encode::verdict(*status) == Verdict::Misconfigured)
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
@@ -234,7 +232,9 @@ impl InfluxWriter {
                 Err(e) => {
                     failures += 1;
                     metrics.add_retried(1);
-                    if failures == 1 {
+                    if failures == 1 && e.is_misconfiguration() {
+                        tracing::error!(sink = %self.name, error = %e, "InfluxDB refuses the gateway's writes: check this sink's token, org and bucket; retrying with backoff (data is kept meanwhile)");
+                    } else if failures == 1 {
                         tracing::warn!(sink = %self.name, error = %e, "InfluxDB write failed; retrying with backoff (data is kept meanwhile)");
                     } else {
                         tracing::debug!(sink = %self.name, error = %e, attempt = failures, "InfluxDB write failed again");
