@@ -39,7 +39,7 @@ pub struct InfluxDbConfig {
     /// Longest pause between retries (the backoff doubles up to it).
     #[serde(with = "humantime_serde", default = "default_max_backoff")]
     pub max_backoff: Duration,
-    /// JSONL file for batches the server rejected (4xx other than 429).
+    /// JSONL file for batches the server rejected (4xx other than 401, 403, 404 and 429).
     /// Default: `<name>.quarantine.jsonl` next to the spool (gateway) or
     /// `bridge-quarantine.jsonl` next to the bridge's config file.
     pub quarantine: Option<PathBuf>,

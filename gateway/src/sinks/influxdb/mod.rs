@@ -4,7 +4,8 @@
 //!
 //! Records are taken from the spool in order, alerts first; a write carries up
 //! to `batch_max` records and waits at most `flush_interval` for a batch to
-//! fill (an alert is written at once). Network errors, 429 and 5xx are retried
+//! fill (an alert is written at once). Network errors, 429 and 5xx, and the
+//! configuration faults 401, 403 and 404 (token, org, bucket) are retried
 //! with capped exponential backoff and jitter (or the server's `Retry-After`);
 //! the batch stays in hand and the spool keeps everything behind it, so an
 //! outage costs memory only for one batch. Any other 4xx means the request

@@ -67,7 +67,7 @@ impl WriteError {
 pub enum Delivery {
     /// The server answered 2xx.
     Stored,
-    /// The server rejected the request for good (a 4xx other than 429).
+    /// The server rejected the request for good (a 4xx other than 401, 403, 404 and 429).
     Rejected { status: u16, body: String },
     /// Stopping was requested while the server was failing; nothing stored.
     Cancelled,
