@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wardgate_drivers::Emitted;
-use wardgate_model::{AlertId, Event};
+use wardgate_model::{AlarmPhase, AlertId, AlertKind, DeviceAlarm, DeviceKind, DeviceRef, Event};
 use wardgate_rules::Engine;
 
 use crate::commands::{AlertCommand, CommandRejected};
@@ -192,39 +192,18 @@ pub async fn run(
     if let Some(s) = set_aside {
         // The alarm system announces its own failure, through the rules
         // like any alarm: a high, latching technical alert (`storage_reset`).
-        let at = chrono::Utc::now();
-        let alarm = |phase| {
-            Event::DeviceAlarm(wardgate_model::DeviceAlarm {
-                at,
-                subject: config.gateway.id.as_str().into(),
-                device: wardgate_model::DeviceRef::new(
-                    "spool".into(),
-                    wardgate_model::DeviceKind::Gateway,
-                ),
-                alarm: crate::spool::RESET_ALARM.into(),
-                phase,
-                kind: wardgate_model::AlertKind::Technical,
-                raw: Some(
-                    format!(
-                        "{} was set aside as {} ({})",
-                        spool_path.display(),
-                        s.path.display(),
-                        s.reason
-                    )
-                    .into(),
-                ),
-            })
-        };
-        // Start and end one after the other (not as one measurement, where
-        // they would cancel out): the latching alert stays until seen.
-        for phase in [
-            wardgate_model::AlarmPhase::Start,
-            wardgate_model::AlarmPhase::End,
-        ] {
-            let event = alarm(phase);
-            engine.handle_event_into(now, &event, &mut startup_events);
-            startup_events.push(event);
-        }
+        latch_gateway_alarm(
+            &mut engine,
+            &config.gateway.id,
+            crate::spool::RESET_ALARM,
+            &format!(
+                "{} was set aside as {} ({})",
+                spool_path.display(),
+                s.path.display(),
+                s.reason
+            ),
+            &mut startup_events,
+        );
     }
     tracing::info!(rules = config.rule_set.rules().len(), "rules engine ready");
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -333,6 +312,7 @@ pub async fn run(
     // event then wakes it without a thread switch (the caller may be
     // `block_on`, outside the workers).
     let flush_interval = config.spool.flush_interval;
+    let gateway = config.gateway.id.clone();
     let (mut summary, processed) = tokio::spawn({
         let spool = Arc::clone(&spool);
         let stop = stop.clone();
@@ -348,6 +328,7 @@ pub async fn run(
                 &mut summary,
                 hooks,
                 flush_interval,
+                &gateway,
             )
             .await;
             if processed.is_err() {
@@ -414,6 +395,7 @@ async fn process(
     summary: &mut Summary,
     mut hooks: Hooks,
     flush_interval: Duration,
+    gateway: &str,
 ) -> Result<(), SpoolError> {
     let Inputs {
         mut events,
@@ -486,7 +468,7 @@ async fn process(
             }
         }
         if !alerts.is_empty() {
-            append(spool, alerts, summary, &hooks).await?;
+            commit(&mut engine, gateway, spool, alerts, summary, &hooks).await?;
         }
         if !telemetry.is_empty() {
             let due = *flush_at.get_or_insert_with(|| tokio::time::Instant::now() + flush_interval);
@@ -497,7 +479,7 @@ async fn process(
             {
                 flush_at = None;
                 let full = std::mem::replace(&mut telemetry, Vec::with_capacity(COMMIT_BATCH * 2));
-                append(spool, full, summary, &hooks).await?;
+                commit(&mut engine, gateway, spool, full, summary, &hooks).await?;
             }
         }
         for done in waiting.drain(..) {
@@ -597,14 +579,83 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Commits one batch, retrying while the spool fails: the drivers wait
-/// meanwhile (the event channel is bounded), nothing is dropped.
-async fn append(
+/// A latching technical alarm about the gateway itself, through the rules
+/// like any alarm. Raised and ended one after the other (as one measurement
+/// they would cancel out): the latching alert stays until a person has seen
+/// it.
+fn latch_gateway_alarm(
+    engine: &mut Engine,
+    gateway: &str,
+    alarm: &str,
+    detail: &str,
+    out: &mut Vec<Event>,
+) {
+    let at = chrono::Utc::now();
+    for phase in [AlarmPhase::Start, AlarmPhase::End] {
+        let event = Event::DeviceAlarm(DeviceAlarm {
+            at,
+            subject: gateway.into(),
+            device: DeviceRef::new("spool".into(), DeviceKind::Gateway),
+            alarm: alarm.into(),
+            phase,
+            kind: AlertKind::Technical,
+            raw: Some(detail.into()),
+        });
+        engine.handle_event_into(at, &event, out);
+        out.push(event);
+    }
+}
+
+/// Commits one batch as [`append`] does; when the spool failed for a while
+/// before it took the batch, the failure is announced (`storage_failed`)
+/// and that announcement committed in turn.
+async fn commit(
+    engine: &mut Engine,
+    gateway: &str,
     spool: &Arc<Spool>,
     events: Vec<Event>,
     summary: &mut Summary,
     hooks: &Hooks,
 ) -> Result<(), SpoolError> {
+    let mut next = Some(events);
+    while let Some(batch) = next.take() {
+        if let Some(outage) = append(spool, batch, summary, hooks).await? {
+            let mut alarm = Vec::new();
+            latch_gateway_alarm(
+                engine,
+                gateway,
+                crate::spool::FAILED_ALARM,
+                &format!(
+                    "{} could not be written for {} s ({}); it was reopened and takes writes again, nothing was lost",
+                    spool.path().display(),
+                    outage.lasted.as_secs().max(1),
+                    outage.cause
+                ),
+                &mut alarm,
+            );
+            next = Some(alarm);
+        }
+    }
+    Ok(())
+}
+
+/// A time the spool could not commit, ended by a reopen that worked.
+#[derive(Debug)]
+struct Outage {
+    lasted: Duration,
+    cause: SpoolError,
+}
+
+/// Commits one batch, retrying while the spool fails: the drivers wait
+/// meanwhile (the event channel is bounded), nothing is dropped. Each retry
+/// reopens the database first (redb refuses every write after a failed one
+/// until then). Gives up after [`SPOOL_FAILURE_LIMIT`].
+async fn append(
+    spool: &Arc<Spool>,
+    events: Vec<Event>,
+    summary: &mut Summary,
+    hooks: &Hooks,
+) -> Result<Option<Outage>, SpoolError> {
     for event in &events {
         *summary.events.entry(event.type_name()).or_default() += 1;
         if let Event::Alert(a) = event {
@@ -614,8 +665,22 @@ async fn append(
     let events: Arc<[Event]> = events.into();
     let mut attempt = 0u32;
     let mut first: Option<SpoolError> = None;
-    let give_up = tokio::time::Instant::now() + SPOOL_FAILURE_LIMIT;
+    let mut reopen_failed = false;
+    let started = tokio::time::Instant::now();
+    let give_up = started + SPOOL_FAILURE_LIMIT;
     loop {
+        if attempt > 0 {
+            let spool = Arc::clone(spool);
+            let reopened = tokio::task::spawn_blocking(move || spool.reopen())
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            if let Err(e) = reopened
+                && !reopen_failed
+            {
+                reopen_failed = true;
+                tracing::error!(error = %e, "spool cannot be reopened; retrying");
+            }
+        }
         let spool = Arc::clone(spool);
         let batch = Arc::clone(&events);
         let now = chrono::Utc::now();
@@ -636,23 +701,27 @@ async fn append(
                         "spool full: oldest telemetry evicted"
                     );
                 }
-                if attempt > 0 {
-                    tracing::info!(attempts = attempt + 1, "spool commits again");
+                if attempt == 0 {
+                    return Ok(None);
                 }
-                return Ok(());
+                let lasted = started.elapsed();
+                tracing::warn!(
+                    attempts = attempt + 1,
+                    seconds = lasted.as_secs(),
+                    "spool reopened; it commits again and nothing was lost"
+                );
+                return Ok(first.map(|cause| Outage { lasted, cause }));
             }
             Err(e) => {
                 attempt += 1;
                 // The first error is the cause; later ones only repeat that
                 // the database latched it.
-                if first.is_none() {
-                    tracing::error!(error = %e, events = events.len(), "spool commit failed; retrying (drivers are held back meanwhile)");
-                    first = Some(e);
+                if tokio::time::Instant::now() >= give_up {
+                    return Err(first.unwrap_or(e));
                 }
-                if tokio::time::Instant::now() >= give_up
-                    && let Some(e) = first.take()
-                {
-                    return Err(e);
+                if first.is_none() {
+                    tracing::error!(error = %e, events = events.len(), "spool commit failed; reopening it and retrying (drivers are held back meanwhile)");
+                    first = Some(e);
                 }
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(20)))).await;
             }

@@ -197,6 +197,13 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     let Some(probe) = state.spool.clone() else {
         return "ready\n".into_response();
     };
+    if let Some(why) = probe.spool.failing() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("spool cannot commit: {why}\n"),
+        )
+            .into_response();
+    }
     let stats =
         tokio::task::spawn_blocking(move || probe.spool.stats().map(|s| (s, probe.max_bytes)))
             .await;

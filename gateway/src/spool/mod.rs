@@ -39,6 +39,11 @@
 //! ([`Spool::open_recovering`]); the caller announces it (the `storage_reset`
 //! alert). Any other error opening the file leaves it alone.
 //!
+//! A write that fails while running (a full disk) makes redb refuse every
+//! later write until the file is reopened: the pipeline reopens it
+//! ([`Spool::reopen`]) before each retry, and while appends fail
+//! [`Spool::failing`] says why (`/readyz`).
+//!
 //! redb commits atomically: after a crash the spool holds exactly the
 //! committed transactions. On open, sequence numbers continue from the stored
 //! counters, cursors are read back, a sink seen for the first time starts at
@@ -49,7 +54,7 @@
 mod reader;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -158,6 +163,8 @@ pub enum SpoolError {
     Encode(#[from] serde_json::Error),
     #[error("unknown sink `{0}`")]
     UnknownSink(String),
+    #[error("the spool {} is closed: reopening it failed", .0.display())]
+    Closed(PathBuf),
     #[error("the spool is unreadable ({reason}) and cannot be moved aside to {aside}: {source}")]
     SetAside {
         aside: PathBuf,
@@ -188,6 +195,10 @@ fn corruption(e: &SpoolError) -> Option<String> {
 /// The device alarm announcing a spool that was set aside (the technical
 /// pack's `storage_reset` rule).
 pub const RESET_ALARM: &str = "storage_reset";
+
+/// The device alarm announcing that the spool could not be written for a
+/// while and recovered (the technical pack's `storage_failed` rule).
+pub const FAILED_ALARM: &str = "storage_failed";
 
 /// A spool file that could not be read, moved aside so a fresh spool could
 /// start ([`Spool::open_recovering`]).
@@ -251,7 +262,11 @@ pub struct Appended {
 /// run them on the blocking pool.
 #[derive(Debug)]
 pub struct Spool {
-    db: Database,
+    /// `None` only between a failed [`Spool::reopen`] and the next one.
+    db: RwLock<Option<Database>>,
+    path: PathBuf,
+    /// Why the last append failed, while appends fail (`/readyz` says so).
+    failing: Mutex<Option<String>>,
     sinks: Vec<String>,
     limits: SpoolLimits,
     /// Bumped after every commit so waiting sinks wake up.
@@ -292,6 +307,20 @@ fn decode_event(json: &[u8]) -> Result<Event, serde_json::Error> {
 fn split_value(v: &[u8]) -> Option<(i64, &[u8])> {
     let (t, json) = v.split_first_chunk::<8>()?;
     Some((i64::from_le_bytes(*t), json))
+}
+
+/// A read lock on the spool's open database.
+struct Db<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        match self.0.as_ref() {
+            Some(db) => db,
+            None => unreachable!("Spool::db checks that the database is open"),
+        }
+    }
 }
 
 /// Files holding patient data (the spool, JSONL and quarantine files) are
@@ -354,7 +383,9 @@ impl Spool {
         tx.commit()?;
         let (appended, _) = watch::channel(0);
         let spool = Spool {
-            db,
+            db: RwLock::new(Some(db)),
+            path: path.to_owned(),
+            failing: Mutex::new(None),
             sinks: sinks.to_vec(),
             limits,
             appended,
@@ -418,7 +449,20 @@ impl Spool {
 
     /// Commits a batch in one transaction (one fsync), assigning sequence
     /// numbers, then evicts telemetry beyond the limits.
+    /// While appends fail, [`Spool::failing`] says why.
     pub fn append(&self, now: Timestamp, events: &[Event]) -> Result<Appended, SpoolError> {
+        let result = self.commit(now, events);
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        match &result {
+            Ok(_) => *failing = None,
+            Err(e) => {
+                failing.get_or_insert_with(|| e.to_string());
+            }
+        }
+        result
+    }
+
+    fn commit(&self, now: Timestamp, events: &[Event]) -> Result<Appended, SpoolError> {
         let mut out = Appended::default();
         // Encoded before the write transaction: the lock other writers (an
         // alert's commit, a sink's cursor move) wait for is held only for
@@ -427,7 +471,8 @@ impl Spool {
             .iter()
             .map(|e| Ok((Lane::of(e), value(now, &serde_json::to_vec(e)?))))
             .collect::<Result<Vec<_>, SpoolError>>()?;
-        let tx = self.db.begin_write()?;
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;
             let mut alerts = tx.open_table(ALERTS)?;
@@ -526,7 +571,8 @@ impl Spool {
         table: TableDefinition<'static, &'static str, &'static [u8]>,
         what: &str,
     ) -> Result<Vec<T>, SpoolError> {
-        let tx = self.db.begin_read()?;
+        let db = self.db()?;
+        let tx = db.begin_read()?;
         let table = tx.open_table(table)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
@@ -543,7 +589,8 @@ impl Spool {
 
     /// Up to `max` records of `lane` with a sequence number above `after`, in order.
     pub fn read(&self, lane: Lane, after: u64, max: usize) -> Result<Vec<Record>, SpoolError> {
-        let tx = self.db.begin_read()?;
+        let db = self.db()?;
+        let tx = db.begin_read()?;
         let table = tx.open_table(lane.table())?;
         let mut out = Vec::new();
         for entry in table.range(after.saturating_add(1)..)? {
@@ -573,7 +620,8 @@ impl Spool {
 
     /// The sink's cursor in a lane: everything up to it was acknowledged.
     pub fn cursor(&self, sink: &str, lane: Lane) -> Result<u64, SpoolError> {
-        let tx = self.db.begin_read()?;
+        let db = self.db()?;
+        let tx = db.begin_read()?;
         let cursors = tx.open_table(CURSORS)?;
         cursors
             .get((sink, lane.code()))?
@@ -592,7 +640,8 @@ impl Spool {
         if !self.sinks.iter().any(|s| s == sink) {
             return Err(SpoolError::UnknownSink(sink.to_owned()));
         }
-        let mut tx = self.db.begin_write()?;
+        let db = self.db()?;
+        let mut tx = db.begin_write()?;
         tx.set_durability(redb::Durability::None)?;
         {
             let mut cursors = tx.open_table(CURSORS)?;
@@ -609,12 +658,13 @@ impl Spool {
     /// Makes every earlier commit durable (one fsync): cursor moves since the
     /// last append. Called when the gateway stops.
     pub fn sync(&self) -> Result<(), SpoolError> {
-        self.db.begin_write()?.commit()?;
+        self.db()?.begin_write()?.commit()?;
         Ok(())
     }
 
     fn collect_garbage(&self) -> Result<(), SpoolError> {
-        let tx = self.db.begin_write()?;
+        let db = self.db()?;
+        let tx = db.begin_write()?;
         for lane in Lane::ALL {
             Self::delete_passed(&tx, &self.sinks, lane)?;
         }
@@ -663,7 +713,8 @@ impl Spool {
 
     /// Figures for logs and metrics.
     pub fn stats(&self) -> Result<SpoolStats, SpoolError> {
-        let tx = self.db.begin_read()?;
+        let db = self.db()?;
+        let tx = db.begin_read()?;
         let meta = tx.open_table(META)?;
         let get =
             |k: &str| -> Result<u64, SpoolError> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
@@ -682,7 +733,8 @@ impl Spool {
     /// What each sink's peer has not confirmed yet, per lane: how many
     /// records and since when (the oldest one's append time).
     pub fn backlog(&self) -> Result<Vec<SinkBacklog>, SpoolError> {
-        let tx = self.db.begin_read()?;
+        let db = self.db()?;
+        let tx = db.begin_read()?;
         let meta = tx.open_table(META)?;
         let cursors = tx.open_table(CURSORS)?;
         let mut out = Vec::new();
@@ -716,6 +768,41 @@ impl Spool {
             }
         }
         Ok(out)
+    }
+
+    /// The database, held open until the guard is dropped (a reopen waits).
+    fn db(&self) -> Result<Db<'_>, SpoolError> {
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none() {
+            return Err(SpoolError::Closed(self.path.clone()));
+        }
+        Ok(Db(guard))
+    }
+
+    /// Closes the database and opens it again, which repairs it. redb
+    /// refuses every write after a failed one (a full disk, a file-size
+    /// limit) until the file is reopened; this is how the spool recovers
+    /// in place once the disk takes writes again. While it cannot be
+    /// opened, every call fails with [`SpoolError::Closed`].
+    pub fn reopen(&self) -> Result<(), SpoolError> {
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        // The file's lock is released only when the old handle is gone.
+        drop(db.take());
+        *db = Some(Database::create(&self.path)?);
+        Ok(())
+    }
+
+    /// Why appends fail, while they do (the first error since the last
+    /// append that succeeded).
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// A receiver that changes after every commit.

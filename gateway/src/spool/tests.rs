@@ -258,7 +258,7 @@ fn an_undecodable_record_is_skipped_and_counted() {
         .unwrap();
     {
         // Overwrite record 2 with bytes that are no event.
-        let tx = spool.db.begin_write().unwrap();
+        let tx = spool.db().unwrap().begin_write().unwrap();
         tx.open_table(TELEMETRY)
             .unwrap()
             .insert(2, &b"\x01\x02garbage"[..])

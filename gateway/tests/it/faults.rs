@@ -116,6 +116,117 @@ fn a_spool_that_cannot_commit_ends_the_gateway_with_a_clear_message() {
     );
 }
 
+/// A disk write fails, then the disk takes writes again (here: a file-size
+/// limit the spool outgrows, lifted from outside with `prlimit`): the
+/// gateway reopens the spool, goes on without a restart and without losing
+/// anything, was not ready meanwhile, and a latching technical alert says
+/// how long the storage failed and why.
+#[test]
+fn a_spool_that_fails_then_recovers_is_reopened_in_place_and_announced() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool.redb");
+    let cfg = dir.path().join("gw.toml");
+    let port = free_port();
+    std::fs::write(
+        &cfg,
+        CONFIG
+            .replace("SPOOL", &spool.display().to_string())
+            .replace(
+                "[spool]",
+                &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n\n[spool]"),
+            ),
+    )
+    .unwrap();
+    let log = dir.path().join("gw.log");
+    let bin = wardgate().get_program().to_owned();
+    // A soft limit only (see above for the size): the hard one stays
+    // unlimited, so it can be lifted again.
+    let mut child = crate::Guarded(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("trap '' XFSZ; ulimit -S -f 800; exec \"$0\" run --config \"$1\"")
+            .arg(bin)
+            .arg(&cfg)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log_has = |what: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(what)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log_has("spool commit failed") {
+        assert!(child.try_wait().unwrap().is_none(), "wardgate ended");
+        assert!(Instant::now() < deadline, "the spool never failed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = readyz(port);
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            503,
+            "spool cannot commit: spool database: I/O error: File too large (os error 27)\n"
+        )
+    );
+    // The disk takes writes again.
+    let lifted = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", child.id()))
+        .arg("--fsize=unlimited")
+        .status()
+        .unwrap();
+    assert!(lifted.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log_has("spool reopened; it commits again") {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "wardgate ended: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(Instant::now() < deadline, "the spool did not recover");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let (_, body) = get(port, "/api/alerts");
+        let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let found = alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == "storage_failed")
+            .cloned();
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no storage_failed alert: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (&alert["priority"], &alert["state"]),
+        (&serde_json::json!("medium"), &serde_json::json!("latched"))
+    );
+    let message = alert["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "The gateway's storage failed and recovered; check its disk: {} could not be written for ",
+            spool.display()
+        )) && message.ends_with(
+            "(spool database: I/O error: File too large (os error 27)); it was reopened and takes writes again, nothing was lost"
+        ),
+        "{message}"
+    );
+    let (status, body) = readyz(port);
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    // Still running: no restart was needed.
+    assert!(child.try_wait().unwrap().is_none());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("spool commit failed").count(), 1, "{text}");
+}
+
 /// A spool file with corrupted pages (here: bytes flipped across the file)
 /// does not stop the gateway from starting, nor send it into a crash loop:
 /// the file is moved aside, an empty spool starts, and a high, latching
@@ -309,11 +420,16 @@ fn free_port() -> u16 {
 
 /// `GET /readyz`: (status, body).
 fn readyz(port: u16) -> (u16, String) {
+    get(port, "/readyz")
+}
+
+/// `GET path` on the gateway's HTTP port: (status, body).
+fn get(port: u16, path: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     write!(
         s,
-        "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut r = String::new();

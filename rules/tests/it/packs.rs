@@ -744,6 +744,27 @@ fn storage_reset_latches_until_acknowledged_and_says_what_was_set_aside() {
 }
 
 #[test]
+fn storage_failed_latches_until_acknowledged_and_says_how_long_and_why() {
+    let r = "storage_failed";
+    let reason = "spool.redb could not be written for 3 s (File too large); it was reopened and takes writes again, nothing was lost";
+    let alarm = |s: i64, phase: &str| {
+        json!({"at": at(s), "subject": "gw-1", "device": "spool", "kind": "gateway", "event": "storage_failed", "phase": phase, "reason": reason}).to_string()
+    };
+    let events = run(&[alarm(0, "start"), alarm(0, "end"), ack(300, "gw-1", r)]);
+    let m = format!("The gateway's storage failed and recovered; check its disk: {reason}");
+    let m = m.as_str();
+    assert_eq!(
+        details(&events, r),
+        vec![
+            dt(0, "gw-1", X::Raised, S::Active, P::Medium, m),
+            dt(0, "gw-1", X::Latched, S::Latched, P::Medium, m),
+            dt(300, "gw-1", X::Acknowledged, S::Acknowledged, P::Medium, m),
+            dt(300, "gw-1", X::Cleared, S::Cleared, P::Medium, m),
+        ]
+    );
+}
+
+#[test]
 fn sink_failing_while_the_gateway_restarts_the_sink() {
     let r = "sink_failing";
     let alarm = |s: i64, phase: &str| {
@@ -888,6 +909,7 @@ fn every_built_in_rule_has_a_replay_test_here() {
             "sink_failing",
             "sink_stalled",
             "spool_filling",
+            "storage_failed",
             "storage_reset",
             "tachycardia",
         ]
