@@ -93,6 +93,12 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
             string_field(out, "state", state_str(a.state));
             string_field(out, "transition", a.transition.as_str());
             string_field(out, "message", &a.message);
+            if let Some(ack) = &a.acknowledged {
+                string_field(out, "acknowledged_by", &ack.by);
+                if let Some(via) = &ack.via {
+                    string_field(out, "acknowledged_via", via);
+                }
+            }
             finish(out, a.at);
         }
         Event::Silence(s) => {
@@ -108,6 +114,9 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
                 "0i"
             });
             string_field(out, "by", &s.by);
+            if let Some(via) = &s.via {
+                string_field(out, "via", via);
+            }
             let _ = write!(
                 out,
                 ",until={}i",
@@ -278,12 +287,16 @@ mod tests {
             raised_at: at(),
             message: "SpO2 85 %".into(),
             escalation_level: 1,
-            acknowledged: None,
+            acknowledged: Some(wardgate_model::Acknowledgement {
+                by: "nurse-7@alert-manager".into(),
+                at: at(),
+                via: Some("mqtt:alert-manager".into()),
+            }),
             cleared_at: None,
         };
         check(
             &Event::Alert(a),
-            r#"alert,site=st\ example,ward=ward-7,gateway=gw-1,subject=bed-1,rule=spo2_low,priority=high,kind=physiological active=1i,escalation_level=1i,id="bed-1/spo2_low/1",state="acknowledged",transition="acknowledged",message="SpO2 85 %" 1795773600000000001"#,
+            r#"alert,site=st\ example,ward=ward-7,gateway=gw-1,subject=bed-1,rule=spo2_low,priority=high,kind=physiological active=1i,escalation_level=1i,id="bed-1/spo2_low/1",state="acknowledged",transition="acknowledged",message="SpO2 85 %",acknowledged_by="nurse-7@alert-manager",acknowledged_via="mqtt:alert-manager" 1795773600000000001"#,
         );
     }
 
@@ -293,20 +306,20 @@ mod tests {
             wardgate_model::SilenceTarget::Rule("news2".into()),
             at(),
             at() + chrono::TimeDelta::minutes(15),
-            "station-1 (nurse a)",
+            &wardgate_model::Actor::new("nurse a@station-1", "http:station-1"),
         );
         // 15 minutes after `at`, in nanoseconds.
         let until = 1_795_773_600_000_000_001i64 + 15 * 60 * 1_000_000_000;
         check(
             &Event::Silence(s.clone()),
             &format!(
-                r#"silence,site=st\ example,ward=ward-7,gateway=gw-1,subject=*,rule=news2 active=1i,by="station-1 (nurse a)",until={until}i 1795773600000000001"#
+                r#"silence,site=st\ example,ward=ward-7,gateway=gw-1,subject=*,rule=news2 active=1i,by="nurse a@station-1",via="http:station-1",until={until}i 1795773600000000001"#
             ),
         );
         check(
             &Event::Silence(s.ended(at())),
             &format!(
-                r#"silence,site=st\ example,ward=ward-7,gateway=gw-1,subject=*,rule=news2 active=0i,by="station-1 (nurse a)",until={until}i 1795773600000000001"#
+                r#"silence,site=st\ example,ward=ward-7,gateway=gw-1,subject=*,rule=news2 active=0i,by="nurse a@station-1",via="http:station-1",until={until}i 1795773600000000001"#
             ),
         );
     }

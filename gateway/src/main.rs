@@ -264,6 +264,7 @@ where
 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(wardgate::service::MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,

@@ -224,9 +224,11 @@ impl Topics {
         format!("{}/silences", self.base)
     }
 
-    /// Where nurses' apps publish acknowledgements.
+    /// Where nurses' apps publish acknowledgements, each on the level of
+    /// its own broker account: `{base}/commands/ack/{account}`. This is the
+    /// prefix, ending in `/`.
     pub fn ack_commands(&self) -> String {
-        format!("{}/commands/ack", self.base)
+        format!("{}/commands/ack/", self.base)
     }
 }
 

@@ -16,13 +16,12 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wardgate_drivers::Emitted;
-use wardgate_model::{AlarmPhase, AlertId, AlertKind, DeviceAlarm, DeviceKind, DeviceRef, Event};
+use wardgate_model::{AlarmPhase, AlertKind, DeviceAlarm, DeviceKind, DeviceRef, Event};
 use wardgate_rules::Engine;
 
 use crate::commands::{AlertCommand, CommandRejected};
 use crate::config::Config;
 use crate::lineproto::Identity;
-use crate::sinks::mqtt::AckCommand;
 use crate::sinks::supervisor::{SinkEnv, SinkHealth, SinkStartError, Sinks};
 use crate::spool::{Spool, SpoolError, SpoolLimits};
 use crate::supervisor::{DriverEnv, Drivers};
@@ -441,16 +440,7 @@ async fn process(
                 waiting.push(done);
             }
             cmd = commands.recv(), if commands_open => match cmd {
-                Some(cmd) => {
-                    let id = AlertId(cmd.alert_id.as_str().into());
-                    match engine.acknowledge(chrono::Utc::now(), &id, &cmd.by) {
-                        Ok(transitions) => {
-                            tracing::info!(alert = %cmd.alert_id, by = %cmd.by, "alert acknowledged");
-                            out.extend(transitions);
-                        }
-                        Err(e) => tracing::warn!(alert = %cmd.alert_id, by = %cmd.by, error = %e, "acknowledgement not applied"),
-                    }
-                }
+                Some(cmd) => out.extend(apply_command(&mut engine, cmd)),
                 None => commands_open = false,
             },
             Some(cmd) = recv_some(http_commands.as_mut()) => {
@@ -515,7 +505,7 @@ fn feed(
 struct Inputs {
     events: mpsc::Receiver<Emitted>,
     commits: mpsc::Receiver<oneshot::Sender<()>>,
-    commands: mpsc::Receiver<AckCommand>,
+    commands: mpsc::Receiver<AlertCommand>,
 }
 
 /// The next command, or never when there is no command channel (or it closed).
@@ -535,14 +525,15 @@ async fn recv_some<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
 fn apply_command(engine: &mut Engine, cmd: AlertCommand) -> Vec<Event> {
     let now = chrono::Utc::now();
     match cmd {
-        AlertCommand::Acknowledge { alert, by, reply } => {
-            let (events, result) = match engine.acknowledge(now, &alert, &by) {
+        AlertCommand::Acknowledge { alert, who, reply } => {
+            let (by, via) = (who.by.clone(), who.via.clone().unwrap_or_default());
+            let (events, result) = match engine.acknowledge(now, &alert, who) {
                 Ok(t) => {
-                    tracing::info!(alert = %alert.0, by = %by, at = %now, "alert acknowledged");
+                    tracing::info!(alert = %alert.0, by = %by, via = %via, at = %now, "alert acknowledged");
                     (t, Ok(()))
                 }
                 Err(e) => {
-                    tracing::warn!(alert = %alert.0, by = %by, error = %e, "acknowledgement not applied");
+                    tracing::warn!(alert = %alert.0, by = %by, via = %via, error = %e, "acknowledgement not applied");
                     (Vec::new(), Err(CommandRejected::from(e)))
                 }
             };
@@ -552,18 +543,19 @@ fn apply_command(engine: &mut Engine, cmd: AlertCommand) -> Vec<Event> {
         AlertCommand::Silence {
             target,
             until,
-            by,
+            who,
             reply,
         } => {
-            match engine.silence(now, target.clone(), until, &by) {
+            let (by, via) = (who.by.clone(), who.via.clone().unwrap_or_default());
+            match engine.silence(now, target.clone(), until, who) {
                 Ok(record) => {
-                    tracing::info!(target = ?target, until = %until, by = %by, at = %now, "silenced");
+                    tracing::info!(target = ?target, until = %until, by = %by, via = %via, at = %now, "silenced");
                     let _ = reply.send(Ok(()));
                     // On the record: the alert lane carries it to every sink.
                     vec![record]
                 }
                 Err(e) => {
-                    tracing::warn!(target = ?target, by = %by, error = %e, "silence not applied");
+                    tracing::warn!(target = ?target, by = %by, via = %via, error = %e, "silence not applied");
                     let _ = reply.send(Err(CommandRejected::from(e)));
                     Vec::new()
                 }

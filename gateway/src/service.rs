@@ -12,6 +12,13 @@ use sd_notify::NotifyState;
 use tokio::sync::oneshot;
 use wardgate_drivers::CommitRequests;
 
+/// Threads the async runtime may start for blocking work (spool commits and
+/// reads, file writes) besides its workers, one per core. They come and go
+/// with the load (an idle one ends after 10 s), so the process's thread
+/// count moves under load but never beyond workers + this + a few of the
+/// runtime's own.
+pub const MAX_BLOCKING_THREADS: usize = 32;
+
 /// Tells the service manager that the gateway runs.
 pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);

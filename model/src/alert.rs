@@ -80,11 +80,46 @@ impl Transition {
     }
 }
 
+/// Who did something, and through which channel: `by` is the person's name
+/// and the credential that vouches for it (`nurse-jones@station-1`); `via` is
+/// the channel and that credential (`http:station-1` for a bearer token,
+/// `mqtt:alert-manager` for the broker account the broker's ACL let publish
+/// the command), so two records with the same `by` but different origins
+/// are told apart. `via` is absent for records made before it existed and
+/// for replayed acknowledgements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub by: Arc<str>,
+    pub via: Option<Arc<str>>,
+}
+
+impl Actor {
+    pub fn new(by: &str, via: &str) -> Actor {
+        Actor {
+            by: by.into(),
+            via: Some(via.into()),
+        }
+    }
+}
+
+impl From<&str> for Actor {
+    /// A name alone, with no channel (replays, tests).
+    fn from(by: &str) -> Actor {
+        Actor {
+            by: by.into(),
+            via: None,
+        }
+    }
+}
+
 /// A nurse's (or system's) acknowledgement, kept for the audit trail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acknowledgement {
     pub by: Arc<str>,
     pub at: Timestamp,
+    /// The channel and credential ([`Actor::via`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Arc<str>>,
 }
 
 /// Identifies one alert episode; stable for its whole life.

@@ -19,7 +19,9 @@ mod reading;
 mod silence;
 mod subject;
 
-pub use alert::{Acknowledgement, Alert, AlertId, AlertKind, AlertState, Priority, Transition};
+pub use alert::{
+    Acknowledgement, Actor, Alert, AlertId, AlertKind, AlertState, Priority, Transition,
+};
 pub use device::{AlarmPhase, DeviceAlarm, DeviceKind, DeviceRef, DeviceState, DeviceStatus};
 pub use event::Event;
 pub use ids::{DeviceId, RuleId, SubjectId};

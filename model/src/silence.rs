@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{RuleId, SubjectId, Timestamp};
+use crate::{Actor, RuleId, SubjectId, Timestamp};
 
 /// What a silence applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,14 +37,17 @@ pub struct Silence {
     pub target: SilenceTarget,
     pub from: Timestamp,
     pub until: Timestamp,
-    /// Who silenced (the token's name and the name given).
+    /// Who silenced (the name given and the token's name).
     pub by: Arc<str>,
+    /// The channel and credential ([`crate::Actor::via`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Arc<str>>,
     pub state: SilenceState,
 }
 
 impl Silence {
     /// A silence starting at `from`.
-    pub fn new(target: SilenceTarget, from: Timestamp, until: Timestamp, by: &str) -> Silence {
+    pub fn new(target: SilenceTarget, from: Timestamp, until: Timestamp, who: &Actor) -> Silence {
         let subject = match &target {
             SilenceTarget::Subject(s) => s.clone(),
             SilenceTarget::Rule(_) => SubjectId::from("*"),
@@ -55,7 +58,8 @@ impl Silence {
             target,
             from,
             until,
-            by: by.into(),
+            by: who.by.clone(),
+            via: who.via.clone(),
             state: SilenceState::Active,
         }
     }

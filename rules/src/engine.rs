@@ -20,8 +20,9 @@ use chrono::{SecondsFormat, TimeDelta};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use wardgate_model::{
-    Acknowledgement, AlarmPhase, Alert, AlertId, AlertState, DeviceRef, DeviceState, Event, Metric,
-    Priority, Reading, RuleId, SubjectId, SubjectProfile, TimeSource, Timestamp, Transition,
+    Acknowledgement, Actor, AlarmPhase, Alert, AlertId, AlertState, DeviceRef, DeviceState, Event,
+    Metric, Priority, Reading, RuleId, SubjectId, SubjectProfile, TimeSource, Timestamp,
+    Transition,
 };
 pub use wardgate_model::{Silence, SilenceTarget};
 
@@ -1320,8 +1321,9 @@ impl Engine {
         &mut self,
         now: Timestamp,
         id: &AlertId,
-        by: &str,
+        who: impl Into<Actor>,
     ) -> Result<Vec<Event>, AckError> {
+        let who = who.into();
         let &(si, ri) = self
             .alerts
             .get(id)
@@ -1335,8 +1337,9 @@ impl Engine {
             return Err(AckError::AlreadyAcknowledged(id.0.to_string()));
         }
         ep.ack = Some(Acknowledgement {
-            by: by.into(),
+            by: who.by,
             at: now,
+            via: who.via,
         });
         ep.state = AlertState::Acknowledged;
         ep.next_escalation = None;
@@ -1358,7 +1361,7 @@ impl Engine {
         now: Timestamp,
         target: SilenceTarget,
         until: Timestamp,
-        by: &str,
+        who: impl Into<Actor>,
     ) -> Result<Event, SilenceError> {
         if until <= now {
             return Err(SilenceError::EndsInPast);
@@ -1373,7 +1376,7 @@ impl Engine {
         {
             return Err(SilenceError::UnknownRule(r.to_string()));
         }
-        let s = Silence::new(target, now, until, by);
+        let s = Silence::new(target, now, until, &who.into());
         lower(&mut self.next_deadline, until);
         self.push_audit(AuditEntry::Silenced(s.clone()));
         self.silences.push(s.clone());

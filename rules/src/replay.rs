@@ -118,18 +118,18 @@ impl Driver<'_> {
                 })?;
                 out.extend(
                     self.engine
-                        .acknowledge(now, &id, &by)
+                        .acknowledge(now, &id, by.as_str())
                         .map_err(|e| e.to_string())?,
                 );
             }
             Input::AckId { id, by } => out.extend(
                 self.engine
-                    .acknowledge(now, &id, &by)
+                    .acknowledge(now, &id, by.as_str())
                     .map_err(|e| e.to_string())?,
             ),
             Input::Silence { target, until, by } => out.push(
                 self.engine
-                    .silence(now, target, until, &by)
+                    .silence(now, target, until, by.as_str())
                     .map_err(|e| e.to_string())?,
             ),
         }

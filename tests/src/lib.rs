@@ -54,6 +54,14 @@ pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     wait_for("the process to exit", || child.try_wait().ok().flatten())
 }
 
+/// The workspace's root directory (shipped configuration lives there).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate is in the workspace")
+        .to_owned()
+}
+
 /// The `wardgate` binary of this workspace's target directory. `cargo test
 /// --workspace` builds it (the gateway's own integration tests need it).
 pub fn wardgate_bin() -> PathBuf {
@@ -123,32 +131,43 @@ fn find(program: &str) -> PathBuf {
     );
 }
 
+/// Builds a server's command line for (port, data directory).
+type ServerCommand = Box<dyn Fn(u16, &Path) -> Command>;
+
 /// A server process of the tests on a free loopback port, with a data
 /// directory that survives its restarts. Stopped with SIGTERM (so it saves its
 /// state), killed when dropped.
-#[derive(Debug)]
 pub struct Server {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
-    /// Builds the command line for (port, data directory).
-    command: fn(u16, &Path) -> Command,
+    command: ServerCommand,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("port", &self.port)
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
-    fn start(command: fn(u16, &Path) -> Command) -> Self {
+    fn start(command: impl Fn(u16, &Path) -> Command + 'static) -> Self {
         let mut s = Self {
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
             child: None,
-            command,
+            command: Box::new(command),
         };
         s.spawn();
         s
     }
 
     fn spawn(&mut self) {
-        let (port, dir, command) = (self.port, self.dir.path().to_owned(), self.command);
+        let (port, dir) = (self.port, self.dir.path().to_owned());
+        let command = &self.command;
         self.child = Some(spawn_listening(port, || command(port, &dir)));
     }
 
@@ -186,23 +205,64 @@ impl Drop for Server {
 pub struct Mosquitto;
 
 impl Mosquitto {
+    /// Anyone may connect and publish anything.
     pub fn start() -> Server {
-        Server::start(|port, dir| {
-            let conf = dir.join("mosquitto.conf");
-            let mut f = std::fs::File::create(&conf).expect("conf");
-            writeln!(
-                f,
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error",
-                dir = dir.display()
+        Server::start(|port, dir| Self::command(port, dir, "allow_anonymous true"))
+    }
+
+    /// Clients must authenticate as one of `accounts` (name, password), and
+    /// may publish and read only what the ACL file `acl` allows them.
+    pub fn start_secured(acl: &Path, accounts: &[(&str, &str)]) -> Server {
+        let acl = acl.to_owned();
+        let accounts: Vec<(String, String)> = accounts
+            .iter()
+            .map(|(u, p)| ((*u).to_owned(), (*p).to_owned()))
+            .collect();
+        Server::start(move |port, dir| {
+            let passwords = dir.join("passwd");
+            if !passwords.exists() {
+                for (i, (user, password)) in accounts.iter().enumerate() {
+                    let mut c = Command::new(find("mosquitto_passwd"));
+                    if i == 0 {
+                        c.arg("-c");
+                    }
+                    let status = c
+                        .arg("-b")
+                        .arg(&passwords)
+                        .args([user, password])
+                        .stdout(Stdio::null())
+                        .status()
+                        .expect("run mosquitto_passwd");
+                    assert!(status.success(), "mosquitto_passwd {user}");
+                }
+            }
+            Self::command(
+                port,
+                dir,
+                &format!(
+                    "allow_anonymous false\npassword_file {}\nacl_file {}",
+                    passwords.display(),
+                    acl.display()
+                ),
             )
-            .expect("write conf");
-            let mut c = Command::new(find("mosquitto"));
-            c.arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            c
         })
+    }
+
+    fn command(port: u16, dir: &Path, access: &str) -> Command {
+        let conf = dir.join("mosquitto.conf");
+        let mut f = std::fs::File::create(&conf).expect("conf");
+        writeln!(
+            f,
+            "per_listener_settings false\nlistener {port} 127.0.0.1\n{access}\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error",
+            dir = dir.display()
+        )
+        .expect("write conf");
+        let mut c = Command::new(find("mosquitto"));
+        c.arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
     }
 }
 
@@ -349,7 +409,20 @@ impl Subscriber {
     /// Connects, subscribes to `filter` and returns once the broker confirmed
     /// the subscription.
     pub fn start(port: u16, client_id: &str, filter: &str) -> Self {
+        Self::start_as(port, client_id, filter, None)
+    }
+
+    /// As [`Subscriber::start`], authenticated as (account, password).
+    pub fn start_as(
+        port: u16,
+        client_id: &str,
+        filter: &str,
+        account: Option<(&str, &str)>,
+    ) -> Self {
         let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        if let Some((user, password)) = account {
+            opts.set_credentials(user, password);
+        }
         opts.set_clean_session(false)
             .set_keep_alive(Duration::from_secs(5))
             .set_max_packet_size(8 * 1024 * 1024, 8 * 1024 * 1024);

@@ -23,7 +23,7 @@ use wardgate_model::{AlertId, RuleId, SubjectId, Timestamp};
 use wardgate_rules::{AckError, SilenceError, SilenceTarget};
 
 use super::HttpState;
-use crate::commands::{AlertCommand, CommandRejected};
+use crate::commands::{AlertCommand, Channel, CommandRejected, attribute};
 use crate::spool::SinkBacklog;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -118,28 +118,6 @@ fn unauthorized(state: &HttpState) -> Response {
         HeaderValue::from_static("Bearer realm=\"wardgate\""),
     );
     r
-}
-
-/// `by` from a request body: optional, 1 to 64 printable characters.
-/// Who did it: the nurse's name as given, then the token's. The name is
-/// letters, digits, spaces and `.-_'` only: no `@` (it would read as another
-/// station) and no control or bidirectional-formatting characters (they
-/// could make a record display as someone else's).
-fn identity(token_name: &str, by: Option<&str>) -> Result<String, &'static str> {
-    match by.map(str::trim) {
-        None | Some("") => Ok(token_name.to_owned()),
-        Some(by)
-            if by.chars().count() <= 64
-                && by
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '.' | '-' | '_' | '\'')) =>
-        {
-            Ok(format!("{by}@{token_name}"))
-        }
-        Some(_) => Err(
-            "`by` must be at most 64 letters, digits, spaces or . - _ ' (no @, no control or direction characters)",
-        ),
-    }
 }
 
 /// Every response: a content security policy that allows the page's own
@@ -276,14 +254,15 @@ async fn acknowledge(
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
         }
     };
-    let by = match identity(&token, body.by.as_deref()) {
-        Ok(by) => by,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    let who = match attribute(body.by.as_deref(), &token, Channel::Http) {
+        Ok(who) => who,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let by = who.by.clone();
     let (reply, answer) = oneshot::channel();
     let cmd = AlertCommand::Acknowledge {
         alert: AlertId(id.as_str().into()),
-        by: by.clone(),
+        who,
         reply,
     };
     match send(&state, cmd, answer).await {
@@ -313,9 +292,9 @@ async fn silence(
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
     };
-    let by = match identity(&token, body.by.as_deref()) {
-        Ok(by) => by,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    let who = match attribute(body.by.as_deref(), &token, Channel::Http) {
+        Ok(who) => who,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     if body.minutes == 0 || body.minutes > MAX_SILENCE_MIN {
         return error(
@@ -345,10 +324,11 @@ async fn silence(
     };
     let until = chrono::Utc::now() + chrono::TimeDelta::minutes(i64::from(body.minutes));
     let (reply, answer) = oneshot::channel();
+    let by = who.by.clone();
     let cmd = AlertCommand::Silence {
         target,
         until,
-        by: by.clone(),
+        who,
         reply,
     };
     match send(&state, cmd, answer).await {

@@ -29,7 +29,8 @@ use wardgate_model::{AlarmPhase, AlertKind, DeviceAlarm, DeviceKind, DeviceRef, 
 use super::SinkError;
 use super::influxdb::{InfluxDbSink, InfluxSetupError};
 use super::jsonl::{JsonlError, JsonlSink};
-use super::mqtt::{AckCommand, MqttSink};
+use super::mqtt::MqttSink;
+use crate::commands::AlertCommand;
 use crate::config::{SinkConfig, SinkKind};
 use crate::lineproto::Identity;
 use crate::spool::{Spool, SpoolError, SpoolReader};
@@ -112,7 +113,7 @@ pub struct SinkEnv {
     /// Where rejected InfluxDB batches go unless configured (beside the spool).
     pub spool_path: PathBuf,
     pub identity: Identity,
-    pub commands: mpsc::Sender<AckCommand>,
+    pub commands: mpsc::Sender<AlertCommand>,
     pub drain: CancellationToken,
     /// The pipeline's event channel, for the sinks' alarms; weak, so it
     /// never keeps the pipeline from finishing.

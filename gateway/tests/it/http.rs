@@ -64,8 +64,8 @@ fn fixture() -> Fixture {
             let now = chrono::Utc::now();
             let mut engine = e.lock().unwrap();
             match cmd {
-                AlertCommand::Acknowledge { alert, by, reply } => {
-                    let r = engine.acknowledge(now, &alert, &by);
+                AlertCommand::Acknowledge { alert, who, reply } => {
+                    let r = engine.acknowledge(now, &alert, who);
                     if let Ok(events) = &r {
                         s.apply(events);
                     }
@@ -74,10 +74,10 @@ fn fixture() -> Fixture {
                 AlertCommand::Silence {
                     target,
                     until,
-                    by,
+                    who,
                     reply,
                 } => {
-                    let r = engine.silence(now, target, until, &by);
+                    let r = engine.silence(now, target, until, who);
                     if let Ok(record) = &r {
                         s.apply(std::slice::from_ref(record));
                     }

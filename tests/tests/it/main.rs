@@ -1,6 +1,7 @@
 //! End-to-end tests across processes: the real `wardgate` binary, a real
 //! mosquitto broker, a real victoria-metrics TSDB, all on loopback ports.
 
+mod acl;
 mod alert_path;
 mod browser;
 mod influx;

@@ -195,7 +195,9 @@ fn alert_is_retained_and_acknowledged_over_mqtt() {
     let mut opts = rumqttc::MqttOptions::new("nurse-app", "127.0.0.1", broker.port);
     opts.set_keep_alive(std::time::Duration::from_secs(5));
     let (client, mut conn) = rumqttc::Client::new(opts, 10);
-    let topic = "wardgate/e2e/ward-1/gw-e2e/commands/ack";
+    // Its account's level of the command topic (the broker's ACL lets only
+    // that account publish there; this broker has none).
+    let topic = "wardgate/e2e/ward-1/gw-e2e/commands/ack/nurse-app";
     client
         .publish(topic, rumqttc::QoS::AtLeastOnce, false, "not json")
         .unwrap();
@@ -215,7 +217,8 @@ fn alert_is_retained_and_acknowledged_over_mqtt() {
 
     let acked = alert_state(&sub, &mut seen, "acknowledged");
     assert_eq!(acked["id"].as_str(), Some(id.as_str()));
-    assert_eq!(acked["acknowledged"]["by"], "nurse-7");
+    assert_eq!(acked["acknowledged"]["by"], "nurse-7@nurse-app");
+    assert_eq!(acked["acknowledged"]["via"], "mqtt:nurse-app");
     gw.stop();
     let log = gw.log();
     assert!(log.contains("bad acknowledgement command ignored"), "{log}");

@@ -1,7 +1,8 @@
 //! The short soak (the hour-long one is `bench/soak.rs`): a simulated ward
 //! read by a real gateway for two minutes. After a 40 s warm-up nothing may
 //! keep growing: not memory (beyond a stated bound), not file descriptors,
-//! not threads, not the runtime's tasks, not the spool (its sink delivers).
+//! not the runtime's tasks, not the spool (its sink delivers); threads stay
+//! within the runtime's bound.
 
 use std::time::Duration;
 
@@ -32,15 +33,17 @@ fn two_minutes_of_a_ward_grow_nothing_after_warm_up() {
         first.rss_kib,
         peak_rss
     );
+    // Blocking-pool threads come and go with the load (a busy machine
+    // makes more of them): bounded, not constant.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let max_threads = (cores + wardgate::service::MAX_BLOCKING_THREADS + 4) as u64;
     for s in &warm {
         assert!(
             s.fds.abs_diff(first.fds) <= 2,
             "file descriptors: {samples:?}"
         );
-        assert!(
-            s.threads.abs_diff(first.threads) <= 2,
-            "threads: {samples:?}"
-        );
+        assert!(s.threads <= max_threads, "threads: {samples:?}");
+        assert!(s.tasks.abs_diff(first.tasks) <= 4, "tasks: {samples:?}");
     }
     let last = warm[warm.len() - 1];
     assert!(

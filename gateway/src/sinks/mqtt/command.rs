@@ -1,33 +1,58 @@
-//! Acknowledgement commands arriving on `{base}/commands/ack`. Untrusted
-//! input: validated, and a bad payload is an error value, never a panic.
+//! Acknowledgement commands arriving on `{base}/commands/ack/{account}`.
+//! Untrusted input: validated, and a bad payload is an error value, never a
+//! panic. The topic's last level names the broker account that published
+//! it; the shipped broker ACL (config/mosquitto/wardgate.acl) lets each
+//! account publish only on its own level, so the record can say who sent
+//! it (`mqtt:{account}`) — a payload can claim any name, a topic level
+//! cannot.
 
 use serde::Deserialize;
+use wardgate_model::{Actor, AlertId};
+
+use crate::commands::{Channel, attribute, safe_name};
 
 /// `{"alert_id": "...", "by": "nurse-jones"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct AckPayload {
+    alert_id: String,
+    by: String,
+}
+
+/// An acknowledgement from MQTT, attributed to its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckCommand {
-    pub alert_id: String,
-    pub by: String,
+    pub alert: AlertId,
+    pub who: Actor,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CommandError {
     #[error("payload is not the expected JSON object {{\"alert_id\", \"by\"}}: {0}")]
     Json(String),
-    #[error("{0} must be 1 to 128 printable characters")]
-    Field(&'static str),
+    #[error("alert_id must be 1 to 128 printable characters")]
+    AlertId,
+    #[error(transparent)]
+    By(#[from] crate::commands::BadName),
+    #[error("the topic's last level must name the publishing account (letters, digits, . - _)")]
+    Account,
 }
 
-pub fn parse_ack(payload: &[u8]) -> Result<AckCommand, CommandError> {
-    let cmd: AckCommand =
-        serde_json::from_slice(payload).map_err(|e| CommandError::Json(e.to_string()))?;
-    for (name, v) in [("alert_id", &cmd.alert_id), ("by", &cmd.by)] {
-        if v.is_empty() || v.chars().count() > 128 || v.chars().any(char::is_control) {
-            return Err(CommandError::Field(name));
-        }
+/// Parses a payload published on the command topic of `account`.
+pub fn parse_ack(account: &str, payload: &[u8]) -> Result<AckCommand, CommandError> {
+    if account.is_empty() || account.contains([' ', '\'']) || !safe_name(account) {
+        return Err(CommandError::Account);
     }
-    Ok(cmd)
+    let p: AckPayload =
+        serde_json::from_slice(payload).map_err(|e| CommandError::Json(e.to_string()))?;
+    let id = &p.alert_id;
+    if id.is_empty() || id.chars().count() > 128 || id.chars().any(char::is_control) {
+        return Err(CommandError::AlertId);
+    }
+    Ok(AckCommand {
+        alert: AlertId(id.as_str().into()),
+        who: attribute(Some(&p.by), account, Channel::Mqtt)?,
+    })
 }
 
 #[cfg(test)]
@@ -38,31 +63,51 @@ mod tests {
     #[test]
     fn valid_and_invalid_payloads() {
         assert_eq!(
-            parse_ack(br#"{"alert_id":"bed-1/spo2_low/1","by":"nurse-1"}"#),
+            parse_ack(
+                "alert-manager",
+                br#"{"alert_id":"bed-1/spo2_low/1","by":"nurse-1"}"#
+            ),
             Ok(AckCommand {
-                alert_id: "bed-1/spo2_low/1".into(),
-                by: "nurse-1".into()
+                alert: AlertId("bed-1/spo2_low/1".into()),
+                who: Actor::new("nurse-1@alert-manager", "mqtt:alert-manager"),
             })
         );
-        assert!(matches!(parse_ack(b"ack it"), Err(CommandError::Json(_))));
+        let ack = |payload: &[u8]| parse_ack("am", payload);
+        assert!(matches!(ack(b"ack it"), Err(CommandError::Json(_))));
         assert!(matches!(
-            parse_ack(br#"{"alert_id":"x","by":"n","extra":1}"#),
+            ack(br#"{"alert_id":"x","by":"n","extra":1}"#),
             Err(CommandError::Json(_))
         ));
         assert_eq!(
-            parse_ack(br#"{"alert_id":"","by":"n"}"#),
-            Err(CommandError::Field("alert_id"))
+            ack(br#"{"alert_id":"","by":"n"}"#),
+            Err(CommandError::AlertId)
         );
         assert_eq!(
-            parse_ack(br#"{"alert_id":"x","by":"a\nb"}"#),
-            Err(CommandError::Field("by"))
+            ack(br#"{"alert_id":"x","by":"a\nb"}"#),
+            Err(CommandError::By(crate::commands::BadName))
         );
+        // A name that would read as another account's, or display reversed.
+        for by in ["nurse@station-2", "nurse\u{202e}2-noitats"] {
+            let payload = serde_json::json!({"alert_id": "x", "by": by}).to_string();
+            assert_eq!(
+                ack(payload.as_bytes()),
+                Err(CommandError::By(crate::commands::BadName)),
+                "{by}"
+            );
+        }
+        for account in ["", "a b", "o'brien", "x@y"] {
+            assert_eq!(
+                parse_ack(account, br#"{"alert_id":"x","by":"n"}"#),
+                Err(CommandError::Account),
+                "{account:?}"
+            );
+        }
     }
 
     proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = parse_ack(&bytes);
+        fn arbitrary_bytes_never_panic(account in ".{0,80}", bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_ack(&account, &bytes);
         }
     }
 }

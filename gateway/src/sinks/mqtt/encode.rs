@@ -126,6 +126,7 @@ mod tests {
             acknowledged: acked.then(|| Acknowledgement {
                 by: Arc::from("nurse-1"),
                 at: at(),
+                via: None,
             }),
             cleared_at: None,
         })

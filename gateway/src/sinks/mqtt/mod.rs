@@ -32,6 +32,7 @@ pub use command::{AckCommand, CommandError, parse_ack};
 pub use config::{MqttSinkConfig, TelemetryFormat};
 pub use encode::{Message, messages};
 
+use crate::commands::AlertCommand;
 use crate::lineproto::Identity;
 use crate::mqtt::{BrokerError, QOS, Topics};
 use crate::sinks::SinkError;
@@ -137,7 +138,7 @@ impl MqttSink {
         self,
         mut reader: SpoolReader,
         drain: CancellationToken,
-        commands: mpsc::Sender<AckCommand>,
+        commands: mpsc::Sender<AlertCommand>,
     ) -> Result<u64, SinkError> {
         let window = usize::from(self.config.inflight);
         let batch_max = self.config.batch_max;
@@ -236,7 +237,7 @@ impl MqttSink {
                         }
                         client.try_publish(self.topics.status(), QOS, true, "online").map_err(MqttSinkError::from)?;
                         awaiting.push_back(Slot::Control);
-                        client.try_subscribe(ack_topic.clone(), QOS).map_err(MqttSinkError::from)?;
+                        client.try_subscribe(format!("{ack_topic}+"), QOS).map_err(MqttSinkError::from)?;
                     }
                     Some(Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid)))) => {
                         if !inflight.contains_key(&pkid)
@@ -257,9 +258,12 @@ impl MqttSink {
                             }
                         }
                     }
-                    Some(Ok(MqttEvent::Incoming(Packet::Publish(p)))) if p.topic == ack_topic => {
-                        match parse_ack(&p.payload) {
+                    Some(Ok(MqttEvent::Incoming(Packet::Publish(p)))) if p.topic.starts_with(&ack_topic) => {
+                        match parse_ack(&p.topic[ack_topic.len()..], &p.payload) {
                             Ok(cmd) => {
+                                // Nobody to answer over MQTT: the pipeline logs the outcome.
+                                let (reply, _) = tokio::sync::oneshot::channel();
+                                let cmd = AlertCommand::Acknowledge { alert: cmd.alert, who: cmd.who, reply };
                                 if commands.try_send(cmd).is_err() {
                                     counters.bad_commands += 1;
                                     tracing::error!(sink = %self.name, "acknowledgement command dropped: the alert manager is not keeping up");
