@@ -22,7 +22,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use wardgate_model::{AlertId, RuleId, SubjectId, Timestamp};
 use wardgate_rules::{AckError, SilenceError, SilenceTarget};
 
-use super::HttpState;
+use super::{Grant, HttpState, Role};
 use crate::commands::{AlertCommand, Channel, CommandRejected, attribute};
 use crate::spool::SinkBacklog;
 
@@ -55,14 +55,18 @@ pub fn router(state: HttpState) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/subjects", get(subjects))
-        .route("/api/devices", get(devices))
-        .route("/api/alerts", get(alerts))
         .route("/api/alerts/{id}/ack", post(acknowledge))
         .route("/api/silence", post(silence))
-        .route("/api/silences", get(silences))
-        .route("/api/events", get(events))
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .route("/api/subjects", get(subjects))
+                .route("/api/devices", get(devices))
+                .route("/api/alerts", get(alerts))
+                .route("/api/silences", get(silences))
+                .route("/api/events", get(events))
+                .layer(axum::middleware::from_fn_with_state(state.clone(), reader)),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -87,17 +91,69 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// The name of the token presented, compared in constant time per token.
-fn authenticate(state: &HttpState, headers: &HeaderMap) -> Option<String> {
+/// The token presented (`Authorization: Bearer <token>`, the scheme in any
+/// case), compared in constant time with every configured one.
+fn authenticate<'a>(state: &'a HttpState, headers: &HeaderMap) -> Option<&'a Grant> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let presented = value.strip_prefix("Bearer ")?.trim().as_bytes();
+    let (scheme, presented) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let presented = presented.trim().as_bytes();
     let mut found = None;
-    for (name, secret) in state.tokens.iter() {
-        if constant_time_eq(secret.expose().as_bytes(), presented) {
-            found = Some(name.clone());
+    for grant in state.tokens.iter() {
+        if constant_time_eq(grant.secret.expose().as_bytes(), presented) {
+            found = Some(grant);
         }
     }
     found
+}
+
+/// The token's name when it may do what `role` may; the refusal otherwise
+/// (401 without a valid token, 403 with one whose role falls short).
+fn authorize(
+    state: &HttpState,
+    headers: &HeaderMap,
+    role: Role,
+    what: &str,
+) -> Result<(String, Role), Box<Response>> {
+    let Some(grant) = authenticate(state, headers) else {
+        return Err(Box::new(unauthorized(state)));
+    };
+    if grant.role < role {
+        return Err(Box::new(forbidden(
+            state,
+            &grant.name,
+            grant.role,
+            role,
+            what,
+        )));
+    }
+    Ok((grant.name.clone(), grant.role))
+}
+
+fn forbidden(state: &HttpState, name: &str, has: Role, needs: Role, what: &str) -> Response {
+    state.rejected_writes.fetch_add(1, Ordering::Relaxed);
+    error(
+        StatusCode::FORBIDDEN,
+        format!(
+            "token `{name}` has the {} role; {what} needs {}",
+            has.as_str(),
+            needs.as_str()
+        ),
+    )
+}
+
+/// Reads need a token of any role when `[http] reads_need_token` is set.
+async fn reader(
+    State(state): State<HttpState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.reads_need_token && authenticate(&state, request.headers()).is_none() {
+        return unauthorized(&state);
+    }
+    next.run(request).await
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -243,8 +299,9 @@ async fn acknowledge(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(token) = authenticate(&state, &headers) else {
-        return unauthorized(&state);
+    let token = match authorize(&state, &headers, Role::Nurse, "acknowledging") {
+        Ok((name, _)) => name,
+        Err(refused) => return *refused,
     };
     let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
         AckBody::default()
@@ -285,8 +342,9 @@ async fn silence(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(token) = authenticate(&state, &headers) else {
-        return unauthorized(&state);
+    let (token, role) = match authorize(&state, &headers, Role::Nurse, "silencing") {
+        Ok(granted) => granted,
+        Err(refused) => return *refused,
     };
     let body: SilenceBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -314,7 +372,18 @@ async fn silence(
             }
             SilenceTarget::Subject(SubjectId::from(s.as_str()))
         }
-        (None, Some(r)) => SilenceTarget::Rule(RuleId::from(r.as_str())),
+        (None, Some(r)) => {
+            if role < Role::Admin {
+                return forbidden(
+                    &state,
+                    &token,
+                    role,
+                    Role::Admin,
+                    "silencing a rule for every subject",
+                );
+            }
+            SilenceTarget::Rule(RuleId::from(r.as_str()))
+        }
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -362,7 +431,7 @@ async fn send(
 /// type (`reading`, `device_status`, `device_alarm`, `alert`), the data
 /// being the event's JSON; `lagged` when this client fell behind. At most
 /// [`MAX_EVENT_STREAMS`](super::MAX_EVENT_STREAMS) at once; beyond that 503
-/// with `Retry-After`, which a browser's `EventSource` honours by retrying.
+/// with `Retry-After` (the page tries again after a pause).
 async fn events(State(state): State<HttpState>) -> Response {
     let Ok(permit) = Arc::clone(&state.streams).try_acquire_owned() else {
         tracing::warn!(
@@ -505,7 +574,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     );
     let _ = writeln!(
         out,
-        "# HELP wardgate_http_unauthorized_total Writes refused for want of a valid token."
+        "# HELP wardgate_http_unauthorized_total Requests refused for want of a valid token (401) or of a role that allows them (403)."
     );
     let _ = writeln!(out, "# TYPE wardgate_http_unauthorized_total counter");
     let _ = writeln!(

@@ -1,5 +1,5 @@
 //! `[http]`: where the API and the nurse-station page listen, and the
-//! bearer tokens allowed to write (acknowledge, silence).
+//! bearer tokens: who may read, acknowledge and silence.
 
 use std::net::SocketAddr;
 
@@ -15,9 +15,16 @@ pub struct HttpConfig {
     /// to serve a ward network).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Who may write. Without tokens every write is refused (401).
+    /// Who may write (and read, with `reads_need_token`). Without tokens
+    /// every write is refused (401).
     #[serde(default)]
     pub tokens: Vec<HttpToken>,
+    /// Reads (the API, the event stream, `/metrics`) need a token of any
+    /// role too. Off by default for a gateway on loopback; turn it on when
+    /// the port is reachable from a ward network. The page's own files,
+    /// `/healthz` and `/readyz` stay open (they carry no patient data).
+    #[serde(default)]
+    pub reads_need_token: bool,
     /// `Host` headers accepted besides the listen address and the loopback
     /// names with its port (a web page cannot then reach the gateway through
     /// a name it controls: DNS rebinding). Empty with an unspecified listen
@@ -50,13 +57,43 @@ impl HttpConfig {
     }
 }
 
-/// `{ name = "station-1", token = { env = "VAR" } }`.
+/// `{ name = "station-1", token = { env = "VAR" }, role = "nurse" }`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpToken {
     /// Recorded as who acknowledged (with the optional `by` of a request).
     pub name: String,
     /// `{ env = "VAR" }` or `{ file = "path" }`, never inline.
     pub token: SecretSource,
+    /// What the token may do (default `nurse`).
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What a token may do; each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read the API, the event stream and `/metrics` (a corridor display,
+    /// a Prometheus scraper).
+    Viewer,
+    /// Also acknowledge alerts and silence one subject (a nurses' station).
+    #[default]
+    Nurse,
+    /// Also silence a rule for every subject of the ward: the ward-wide
+    /// "alarm off" that IEC 60601-1-8 keeps from the ordinary operator
+    /// (the charge nurse's or the ward administrator's token).
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Nurse => "nurse",
+            Role::Admin => "admin",
+        }
+    }
 }
 
 pub(crate) fn default_listen() -> SocketAddr {

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use wardgate_model::Event;
 
 pub use api::router;
-pub use config::{HttpConfig, HttpToken};
+pub use config::{HttpConfig, HttpToken, Role};
 pub use serve::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, serve};
 pub use view::View;
 
@@ -72,6 +72,14 @@ fn bind_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// A configured token, resolved: its name, its secret and its role.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub name: String,
+    pub secret: Secret,
+    pub role: Role,
+}
+
 /// Spool figures for `/readyz` and `/metrics`.
 #[derive(Debug, Clone)]
 pub struct SpoolProbe {
@@ -83,7 +91,9 @@ pub struct SpoolProbe {
 #[derive(Debug, Clone)]
 pub struct HttpState {
     pub(crate) view: Arc<Mutex<View>>,
-    pub(crate) tokens: Arc<[(String, Secret)]>,
+    pub(crate) tokens: Arc<[Grant]>,
+    /// Reads need a token too (`[http] reads_need_token`).
+    pub(crate) reads_need_token: bool,
     pub(crate) commands: mpsc::Sender<AlertCommand>,
     pub(crate) events: broadcast::Sender<Arc<[Event]>>,
     pub(crate) spool: Option<SpoolProbe>,
@@ -102,7 +112,7 @@ impl HttpState {
     /// stage (or a test) answers.
     pub fn new(
         view: View,
-        tokens: Vec<(String, Secret)>,
+        tokens: Vec<Grant>,
         spool: Option<SpoolProbe>,
     ) -> (Self, mpsc::Receiver<AlertCommand>) {
         let (commands, rx) = mpsc::channel(COMMANDS);
@@ -111,6 +121,7 @@ impl HttpState {
             HttpState {
                 view: Arc::new(Mutex::new(view)),
                 tokens: tokens.into(),
+                reads_need_token: false,
                 commands,
                 events,
                 spool,
@@ -129,6 +140,13 @@ impl HttpState {
     #[must_use]
     pub fn with_hosts(mut self, hosts: Option<Vec<String>>) -> Self {
         self.hosts = hosts.map(Into::into);
+        self
+    }
+
+    /// Makes reads need a token of any role.
+    #[must_use]
+    pub fn with_reads_need_token(mut self, yes: bool) -> Self {
+        self.reads_need_token = yes;
         self
     }
 
@@ -219,7 +237,11 @@ pub async fn start(
             name: t.name.clone(),
             source,
         })?;
-        tokens.push((t.name.clone(), secret));
+        tokens.push(Grant {
+            name: t.name.clone(),
+            secret,
+            role: t.role,
+        });
     }
     if tokens.is_empty() {
         tracing::warn!("[http] has no tokens: acknowledging and silencing are refused");
@@ -247,7 +269,10 @@ pub async fn start(
         max_bytes: config.spool.max_bytes,
     };
     let (state, commands_rx) = HttpState::new(view, tokens, Some(probe));
-    let state = state.with_sink_health(sinks).with_hosts(http.hosts());
+    let state = state
+        .with_sink_health(sinks)
+        .with_hosts(http.hosts())
+        .with_reads_need_token(http.reads_need_token);
     let listener = tokio::net::TcpListener::bind(http.listen)
         .await
         .map_err(|reason| HttpError::Bind {

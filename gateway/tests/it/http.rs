@@ -7,11 +7,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt as _;
 use wardgate::config::{Config, SecretSource};
-use wardgate::http::{HttpState, View, router};
+use wardgate::http::{Grant, HttpState, Role, View, router};
 use wardgate_model::{DeviceId, DeviceKind, DeviceRef, Event, Metric, Reading, TimeSource};
 use wardgate_rules::Engine;
 
+/// `station-1`, a nurse's token.
 const TOKEN: &str = "t0ken-for-tests";
+/// `corridor`, a viewer's token.
+const VIEWER: &str = "v1ewer-token";
+/// `charge-nurse`, an admin's token.
+const ADMIN: &str = "adm1n-token";
 
 const CONFIG: &str = r#"
 [gateway]
@@ -41,19 +46,32 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-/// A state with one token (`station-1`), the view of [`CONFIG`], and a task
-/// that applies commands to a real engine and feeds its events back.
+/// A state with three tokens (`station-1` a nurse's, `corridor` a viewer's,
+/// `charge-nurse` an admin's), the view of [`CONFIG`], and a task that
+/// applies commands to a real engine and feeds its events back.
 fn fixture() -> Fixture {
     let config: Config =
         wardgate::config::parse(std::path::Path::new("test.toml"), CONFIG).expect("valid config");
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("token");
-    std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
-    // Secret files must be private to the gateway's user.
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let secret = SecretSource::File(path).resolve().unwrap();
+    let grant = |name: &str, token: &str, role: Role| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        // Secret files must be private to the gateway's user.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        Grant {
+            name: name.to_owned(),
+            secret: SecretSource::File(path).resolve().unwrap(),
+            role,
+        }
+    };
+    let grants = vec![
+        grant("station-1", TOKEN, Role::Nurse),
+        grant("corridor", VIEWER, Role::Viewer),
+        grant("charge-nurse", ADMIN, Role::Admin),
+    ];
     let view = View::new(&config.subjects, &config.devices);
-    let (state, mut commands) = HttpState::new(view, vec![("station-1".into(), secret)], None);
+    let (state, mut commands) = HttpState::new(view, grants, None);
     let engine = Arc::new(Mutex::new(
         config.rules.engine(config.rule_set.clone()).unwrap(),
     ));
@@ -160,6 +178,86 @@ async fn writes_need_a_valid_bearer_token() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// A viewer reads; a nurse also acknowledges and silences a subject; only an
+/// admin silences a rule for the whole ward. The scheme is case-insensitive.
+#[tokio::test]
+async fn each_role_may_do_what_it_is_for_and_no_more() {
+    let f = fixture();
+    f.reading(Metric::BatteryLevel, 12.0);
+    let id = f.alerts().await[0]["id"]
+        .as_str()
+        .unwrap()
+        .replace('/', "%2F");
+    let ack = format!("/api/alerts/{id}/ack");
+    let subject = r#"{"subject":"bed-1","minutes":5}"#;
+    let rule = r#"{"rule":"battery_low","minutes":5}"#;
+    for (token, (uri, body), want) in [
+        (VIEWER, (ack.as_str(), ""), StatusCode::FORBIDDEN),
+        (VIEWER, ("/api/silence", subject), StatusCode::FORBIDDEN),
+        (TOKEN, ("/api/silence", rule), StatusCode::FORBIDDEN),
+        (TOKEN, ("/api/silence", subject), StatusCode::OK),
+        (ADMIN, ("/api/silence", rule), StatusCode::OK),
+        (TOKEN, (ack.as_str(), ""), StatusCode::OK),
+    ] {
+        let (status, answer) = f.call("POST", uri, Some(token), body).await;
+        assert_eq!(status, want, "{token} {uri} {body}: {answer}");
+        if want == StatusCode::FORBIDDEN {
+            assert!(
+                answer["error"].as_str().unwrap().starts_with("token `"),
+                "{answer}"
+            );
+        }
+    }
+    let (_, metrics) = f.call("GET", "/metrics", None, "").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("wardgate_http_unauthorized_total 3"),
+        "{metrics}"
+    );
+    // `bearer`, `BEARER`: the scheme is case-insensitive (RFC 9110 11.1).
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/api/silence")
+            .header(header::AUTHORIZATION, format!("{scheme} {ADMIN}"))
+            .body(Body::from(subject))
+            .unwrap();
+        let response = router(f.state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
+}
+
+/// With `reads_need_token`, the API, the event stream and `/metrics` need a
+/// token of any role; the page's own files and the probes stay open.
+#[tokio::test]
+async fn reads_can_be_made_to_need_a_token() {
+    let mut f = fixture();
+    f.state = f.state.clone().with_reads_need_token(true);
+    for uri in [
+        "/api/alerts",
+        "/api/subjects",
+        "/api/devices",
+        "/api/silences",
+        "/api/events",
+        "/metrics",
+    ] {
+        let (status, _) = f.call("GET", uri, None, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} without a token");
+        let (status, _) = f.call("GET", uri, Some("wrong"), "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} with a wrong token");
+        if uri != "/api/events" {
+            let (status, _) = f.call("GET", uri, Some(VIEWER), "").await;
+            assert_eq!(status, StatusCode::OK, "{uri} with a viewer's token");
+        }
+    }
+    for uri in ["/", "/app.js", "/style.css", "/healthz", "/readyz"] {
+        let (status, _) = f.call("GET", uri, None, "").await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+    }
+}
+
 #[tokio::test]
 async fn acknowledge_records_the_token_name_and_by() {
     let f = fixture();
@@ -181,6 +279,7 @@ async fn acknowledge_records_the_token_name_and_by() {
     let alerts = f.alerts().await;
     assert_eq!(alerts[0]["state"], "acknowledged");
     assert_eq!(alerts[0]["acknowledged"]["by"], "nurse-a@station-1");
+    assert_eq!(alerts[0]["acknowledged"]["via"], "http:station-1");
 
     let (status, _) = f.call("POST", &path, Some(TOKEN), "").await;
     assert_eq!(status, StatusCode::CONFLICT, "acknowledged twice");
@@ -218,7 +317,8 @@ async fn silence_checks_its_target_and_duration() {
         (r#"{"minutes":5}"#, StatusCode::BAD_REQUEST),
     ];
     for (body, want) in cases {
-        let (status, answer) = f.call("POST", "/api/silence", Some(TOKEN), body).await;
+        // An admin's token: silencing a rule for every subject needs one.
+        let (status, answer) = f.call("POST", "/api/silence", Some(ADMIN), body).await;
         assert_eq!(status, want, "{body}: {answer}");
     }
     // While bed 1 is silenced, a low battery raises nothing.

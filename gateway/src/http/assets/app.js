@@ -1,6 +1,9 @@
 // The nurse-station page: reads the JSON API, refreshes when the SSE stream
 // says something changed, acknowledges with the token the nurse entered
-// (kept in sessionStorage only: never in the page or the URL).
+// (kept in sessionStorage only: never in the page or the URL). The token
+// goes with every request, reads included (a gateway may require it for
+// reads: `[http] reads_need_token`), so the event stream is read with
+// fetch, which can send it, not EventSource, which cannot.
 "use strict";
 
 const TOKEN_KEY = "wardgate-token";
@@ -45,6 +48,11 @@ function elapsed(since) {
 }
 
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
+function auth() { const t = token(); return t ? { "Authorization": "Bearer " + t } : {}; }
+function needToken() {
+  $("ack-error").textContent = "This gateway needs a token to show the ward: enter the station token.";
+  $("ack-error").hidden = false;
+}
 
 function renderToken() {
   const has = !!token();
@@ -174,7 +182,10 @@ function render() { renderToken(); renderAlerts(); renderSilences(); renderBeds(
 async function refresh() {
   try {
     const [s, d, a, q] = await Promise.all(["subjects", "devices", "alerts", "silences"].map((p) =>
-      fetch("/api/" + p, { cache: "no-store" }).then((r) => r.json())));
+      fetch("/api/" + p, { cache: "no-store", headers: auth() }).then((r) => {
+        if (r.status === 401) { needToken(); throw new Error("token needed"); }
+        return r.json();
+      })));
     state = { subjects: s.subjects, devices: d.devices, alerts: a.alerts, silences: q.silences };
     render();
   } catch (e) {
@@ -195,7 +206,7 @@ async function acknowledge(id, button) {
   button.disabled = true;
   const r = await fetch(`/api/alerts/${encodeURIComponent(id)}/ack`, {
     method: "POST",
-    headers: { "Authorization": "Bearer " + t, "Content-Type": "application/json" },
+    headers: { ...auth(), "Content-Type": "application/json" },
     body: "{}",
   });
   const err = $("ack-error");
@@ -215,17 +226,44 @@ $("token-form").addEventListener("submit", (e) => {
   const v = $("token").value.trim();
   if (v) sessionStorage.setItem(TOKEN_KEY, v);
   $("token").value = "";
+  $("ack-error").hidden = true;
   render();
+  refresh();
+  if (stream) stream.abort();
 });
 $("forget-token").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); render(); });
 
-function connect() {
-  const es = new EventSource("/api/events");
-  es.onopen = () => { $("live").textContent = "● LIVE"; $("live").className = "live on"; refresh(); };
-  es.onerror = () => { $("live").textContent = "reconnecting…"; $("live").className = "live off"; };
-  es.addEventListener("alert", () => scheduleRefresh(100));
-  for (const kind of ["reading", "device_status", "device_alarm", "lagged"]) {
-    es.addEventListener(kind, () => scheduleRefresh(1000));
+// What each kind of event on the stream makes the page do: an alert at
+// once, anything else within a second.
+function onEvent(kind) { scheduleRefresh(kind === "alert" ? 100 : 1000); }
+
+let stream = null;
+async function connect() {
+  for (;;) {
+    stream = new AbortController();
+    try {
+      const r = await fetch("/api/events", { cache: "no-store", headers: auth(), signal: stream.signal });
+      if (r.status === 401) needToken();
+      if (!r.ok) throw new Error("stream refused: " + r.status);
+      $("live").textContent = "● LIVE"; $("live").className = "live on";
+      refresh();
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffered = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffered += value;
+        let end;
+        while ((end = buffered.indexOf("\n\n")) >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const kind = /^event: ?(.*)$/m.exec(block);
+          if (kind) onEvent(kind[1]);
+        }
+      }
+    } catch (e) { /* reconnect below */ }
+    $("live").textContent = "reconnecting…"; $("live").className = "live off";
+    await new Promise((done) => setTimeout(done, 2000));
   }
 }
 
