@@ -22,7 +22,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use wardgate_model::{AlertId, RuleId, SubjectId, Timestamp};
 use wardgate_rules::{AckError, SilenceError, SilenceTarget};
 
-use super::{Grant, HttpState, Role};
+use super::{ClientAddr, Grant, HttpState, Role};
 use crate::commands::{AlertCommand, Channel, CommandRejected, attribute};
 use crate::spool::SinkBacklog;
 
@@ -432,23 +432,44 @@ async fn send(
 /// being the event's JSON; `lagged` when this client fell behind. At most
 /// [`MAX_EVENT_STREAMS`](super::MAX_EVENT_STREAMS) at once; beyond that 503
 /// with `Retry-After` (the page tries again after a pause).
-async fn events(State(state): State<HttpState>) -> Response {
+async fn events(
+    State(state): State<HttpState>,
+    client: Option<axum::Extension<ClientAddr>>,
+) -> Response {
+    // Per client first: a greedy client is refused before it can take the
+    // last global places.
+    let mine = match client {
+        Some(axum::Extension(ClientAddr(peer))) => match state.client_streams.take(peer.ip()) {
+            Some(slot) => Some(slot),
+            None => {
+                return streams_refused(
+                    &state,
+                    format!(
+                        "this client has {} event streams open already; close one",
+                        super::MAX_EVENT_STREAMS_PER_CLIENT
+                    ),
+                );
+            }
+        },
+        None => None,
+    };
     let Ok(permit) = Arc::clone(&state.streams).try_acquire_owned() else {
-        tracing::warn!(
-            limit = super::MAX_EVENT_STREAMS,
-            "event stream refused: too many open"
-        );
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        if !state.streams_full.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                limit = super::MAX_EVENT_STREAMS,
+                "event streams refused: as many are open as the gateway serves (counted in wardgate_http_streams_refused_total)"
+            );
+        }
+        return streams_refused(
+            &state,
             format!(
                 "too many event streams open (at most {}); try again shortly",
                 super::MAX_EVENT_STREAMS
             ),
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return r;
     };
+    state.streams_full.store(false, Ordering::Relaxed);
+    let permit = (permit, mine);
     let lagged = state.lagged.clone();
     let stream = BroadcastStream::new(state.events.subscribe()).flat_map(move |batch| {
         // The permit lives as long as the stream: dropped when the client goes.
@@ -469,6 +490,15 @@ async fn events(State(state): State<HttpState>) -> Response {
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// 503 with `Retry-After`, counted.
+fn streams_refused(state: &HttpState, why: String) -> Response {
+    state.refused_streams.fetch_add(1, Ordering::Relaxed);
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, why);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 /// Prometheus text format 0.0.4.
@@ -577,6 +607,16 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         "# HELP wardgate_http_unauthorized_total Requests refused for want of a valid token (401) or of a role that allows them (403)."
     );
     let _ = writeln!(out, "# TYPE wardgate_http_unauthorized_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP wardgate_http_streams_refused_total Event streams refused: the gateway's or the client's limit reached."
+    );
+    let _ = writeln!(out, "# TYPE wardgate_http_streams_refused_total counter");
+    let _ = writeln!(
+        out,
+        "wardgate_http_streams_refused_total {}",
+        state.refused_streams.load(Ordering::Relaxed)
+    );
     let _ = writeln!(
         out,
         "wardgate_http_unauthorized_total {}",

@@ -20,7 +20,9 @@ use wardgate_model::Event;
 
 pub use api::router;
 pub use config::{HttpConfig, HttpToken, Role};
-pub use serve::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, serve};
+pub use serve::{
+    ClientAddr, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, PerClient, serve,
+};
 pub use view::View;
 
 use crate::commands::AlertCommand;
@@ -36,6 +38,9 @@ const COMMANDS: usize = 64;
 /// beyond this a client is told to come back rather than the gateway
 /// spending a task and a queue on each.
 pub const MAX_EVENT_STREAMS: usize = 32;
+/// Event streams one client address may hold at once (a station's tabs, a
+/// phone), so one machine cannot take every stream.
+pub const MAX_EVENT_STREAMS_PER_CLIENT: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -105,6 +110,12 @@ pub struct HttpState {
     pub(crate) hosts: Option<Arc<[String]>>,
     /// One permit per open `/api/events` stream.
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// Open streams per client address.
+    pub(crate) client_streams: PerClient,
+    /// Event streams refused (either limit).
+    pub(crate) refused_streams: Arc<AtomicU64>,
+    /// Every stream place taken at the last refusal (logged once per episode).
+    pub(crate) streams_full: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HttpState {
@@ -130,6 +141,9 @@ impl HttpState {
                 sinks: SinkHealth::default(),
                 hosts: None,
                 streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+                client_streams: PerClient::new(MAX_EVENT_STREAMS_PER_CLIENT, "event streams"),
+                refused_streams: Arc::new(AtomicU64::new(0)),
+                streams_full: Arc::default(),
             },
             rx,
         )

@@ -690,6 +690,113 @@ async fn event_streams_are_bounded_and_freed_when_closed() {
     assert_eq!(open().await.unwrap().status(), StatusCode::OK);
 }
 
+/// One client address holds at most its share of event streams; another
+/// client still gets one, and each refusal is counted.
+#[tokio::test]
+async fn one_client_cannot_take_every_event_stream() {
+    let f = fixture();
+    let open = |ip: [u8; 4]| {
+        let mut request = Request::builder()
+            .uri("/api/events")
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(wardgate::http::ClientAddr((ip, 40000).into()));
+        router(f.state.clone()).oneshot(request)
+    };
+    let greedy = [10, 0, 0, 7];
+    let mut streams = Vec::new();
+    for _ in 0..wardgate::http::MAX_EVENT_STREAMS_PER_CLIENT {
+        let r = open(greedy).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        streams.push(r);
+    }
+    let refused = open(greedy).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let bytes = axum::body::to_bytes(refused.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&bytes).contains("this client has 8 event streams open"),
+        "{bytes:?}"
+    );
+    assert_eq!(open([10, 0, 0, 8]).await.unwrap().status(), StatusCode::OK);
+    // A stream closed gives the client its place back.
+    streams.pop();
+    assert_eq!(open(greedy).await.unwrap().status(), StatusCode::OK);
+    let (_, metrics) = f.call("GET", "/metrics", None, "").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("wardgate_http_streams_refused_total 1\n"),
+        "{metrics}"
+    );
+}
+
+/// A connection from `ip` (any 127.0.0.0/8 address reaches loopback on
+/// Linux, so tests can play several client machines).
+async fn connect_from(ip: [u8; 4], to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((ip, 0).into()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// One client address holds at most its share of the connections: its next
+/// one is closed at once, unanswered, while other clients are served; a
+/// connection it closes gives it its place back.
+#[tokio::test]
+async fn one_client_cannot_take_every_connection() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(wardgate::http::serve(listener, router(f.state.clone())));
+    let greedy = [127, 0, 0, 2];
+    let mut held = Vec::new();
+    for _ in 0..wardgate::http::MAX_CONNECTIONS_PER_CLIENT {
+        held.push(connect_from(greedy, addr).await);
+    }
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    // Well within the header timeout: closed at once, not timed out.
+    let soon = wardgate::http::HEADER_READ_TIMEOUT / 2;
+    let mut extra = connect_from(greedy, addr).await;
+    let _ = extra.write_all(healthz).await;
+    let mut answer = Vec::new();
+    // End of stream, or a reset if the close beat our request.
+    let _ended = tokio::time::timeout(soon, extra.read_to_end(&mut answer))
+        .await
+        .expect("the extra connection is closed at once");
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+    let get = |from: [u8; 4]| async move {
+        let mut c = connect_from(from, addr).await;
+        c.write_all(healthz).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(soon, c.read_to_string(&mut answer))
+            .await
+            .expect("answered")
+            .map(|_| answer)
+    };
+    let other = get([127, 0, 0, 3]).await.unwrap();
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    // The greedy client closes one: once the server has seen it go, the
+    // client is served again.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + soon;
+    loop {
+        if let Ok(a) = get(greedy).await
+            && a.starts_with("HTTP/1.1 200")
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never served again");
+        tokio::task::yield_now().await;
+    }
+    server.abort();
+}
+
 /// Idle or slow clients cannot hold the server: a connection that never
 /// finishes its request head is closed after the header timeout, and a
 /// client waiting behind a full set of such connections is then served.
@@ -704,9 +811,11 @@ async fn idle_connections_are_closed_and_cannot_starve_others() {
     let server = tokio::spawn(wardgate::http::serve(listener, router(f.state.clone())));
     // Every slot taken: half by clients that send nothing, half by clients
     // that stop in the middle of their headers.
+    // From several client addresses, none over its own share.
     let mut idle = Vec::new();
     for i in 0..wardgate::http::MAX_CONNECTIONS {
-        let mut c = TcpStream::connect(addr).await.unwrap();
+        let from = [127, 0, 0, 10 + (i / 16) as u8];
+        let mut c = connect_from(from, addr).await;
         if i % 2 == 0 {
             c.write_all(b"GET /api/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 .await
