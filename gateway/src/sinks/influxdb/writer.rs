@@ -173,7 +173,7 @@ impl InfluxWriter {
 
     /// One readiness request: `Ok` on a 200 only, as InfluxDB 2.x answers
     /// when it has started.
-    async fn ready(&self) -> Result<(), WriteError> {
+    pub(super) async fn ready(&self) -> Result<(), WriteError> {
         let response = self
             .authorized(self.http.get(self.ready_url.clone()))
             .send()
