@@ -3,6 +3,11 @@
 
 What `cargo deny check licenses bans sources` checks for the keys deny.toml
 uses, without installing cargo-deny (a long build): run by scripts/deps-check.
+Differences from cargo-deny: a path package outside the workspace fails here;
+a crate's licence is its Cargo.toml `license` only (no licence-file scan, so a
+crate without an SPDX expression fails); `cargo metadata` may list a few
+optional packages that are never built (reqwest's quinn), which makes this
+check stricter, never looser.
 
 - sources: every package outside the workspace comes from an allowed
   registry; git sources and other registries fail, and so does a path
@@ -251,17 +256,14 @@ def main() -> int:
         for u in unknown:
             print(f"deps-check: deny.toml uses {u}, which scripts/deps_check.py does not check; extend it", file=sys.stderr)
         return 2
-    meta = json.loads(
-        subprocess.run(
-            ["cargo", "metadata", "--format-version", "1", "--locked"],
-            cwd=root,
-            check=True,
-            stdout=subprocess.PIPE,
-        ).stdout
-    )
-    failures, notes = check(policy, meta)
+    cmd = ["cargo", "metadata", "--format-version", "1", "--locked"]
+    out = subprocess.run(cmd, cwd=root, stdout=subprocess.PIPE, check=False)
+    if out.returncode != 0:
+        print(f"deps-check: `{' '.join(cmd)}` failed (is Cargo.lock up to date?)", file=sys.stderr)
+        return 1
+    failures, notes = check(policy, json.loads(out.stdout))
     for n in notes:
-        print(f"deps-check: {n}")
+        print(f"deps-check: {n}", flush=True)
     for f in failures:
         print(f"deps-check: FAIL {f}", file=sys.stderr)
     if failures:

@@ -105,7 +105,7 @@ pub struct Session {
 impl Session {
     /// Starts a browser through the driver listening on `127.0.0.1:port`;
     /// `capabilities` are matched as `alwaysMatch`.
-    pub fn new(port: u16, capabilities: Value) -> Result<Self, WebDriverError> {
+    pub fn new(port: u16, capabilities: &Value) -> Result<Self, WebDriverError> {
         let v = request(
             port,
             "POST",
@@ -175,7 +175,7 @@ impl Session {
     }
 
     /// Runs `script` as a function body in the page and returns its value.
-    pub fn execute(&self, script: &str, args: Vec<Value>) -> Result<Value, WebDriverError> {
+    pub fn execute(&self, script: &str, args: &[Value]) -> Result<Value, WebDriverError> {
         self.command(
             "POST",
             "/execute/sync",

@@ -127,7 +127,7 @@ fn nurse_acknowledges_an_alert_in_the_browser() {
             ],
         },
     });
-    let c = Session::new(wd_port, caps).expect("a WebDriver session in headless Chromium");
+    let c = Session::new(wd_port, &caps).expect("a WebDriver session in headless Chromium");
     let result = (|| {
         c.goto(&format!("http://127.0.0.1:{port}/"))?;
         // The page is live over SSE.
@@ -156,7 +156,7 @@ fn nurse_acknowledges_an_alert_in_the_browser() {
         for _ in 0..1500 {
             let v = c.execute(
                 "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
-                vec![serde_json::Value::String(state.clone())],
+                &[serde_json::Value::String(state.clone())],
             )?;
             if let Some(t) = v.as_str() {
                 text = t.to_owned();
