@@ -299,3 +299,136 @@ async fn a_401_or_404_is_retried_never_quarantined() {
     let s = metrics.snapshot(chrono::Utc::now());
     assert_eq!((s.retried, s.quarantined), (2, 0));
 }
+
+/// An HTTPS server on loopback with a certificate from the test CA in
+/// `testdata/` (see `gen.sh` there): answers `/ready` with 200 and writes
+/// with 204, and records each request's target and `Authorization`.
+async fn tls_server() -> (String, Arc<Mutex<Vec<(String, Option<String>)>>>) {
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
+    let certs =
+        rustls::pki_types::CertificateDer::pem_slice_iter(include_bytes!("testdata/server.pem"))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(include_bytes!("testdata/server.key"))
+            .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            // A client that refuses the certificate ends the handshake.
+            let Ok(mut s) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let k = s.read(&mut chunk).await.unwrap();
+                assert!(k > 0, "the request head ends early");
+                buf.extend_from_slice(&chunk[..k]);
+            }
+            // Bodies are not read: the answer does not depend on them and
+            // the connection is closed after it.
+            let head = String::from_utf8_lossy(&buf).into_owned();
+            let mut lines = head.split("\r\n");
+            let target = lines.next().unwrap().split(' ').nth(1).unwrap().to_owned();
+            let auth = lines
+                .filter_map(|l| l.split_once(": "))
+                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v.to_owned());
+            let response = if target == "/ready" {
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                STORED
+            };
+            log.lock().unwrap().push((target, auth));
+            let _ = s.write_all(response.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn https_trusts_the_configured_ca_and_nothing_else_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = tls_server().await;
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, include_bytes!("testdata/ca.pem")).unwrap();
+    let mut with_ca = config(&url, dir.path());
+    with_ca.ca = Some(ca);
+    with_ca.gzip = false;
+    let writer = InfluxWriter::new("influx", &with_ca).unwrap();
+    writer.ready().await.unwrap();
+    writer.write("spo2 value=95.0 1\n").await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("/ready".to_owned(), Some("Token t0k".to_owned())),
+            (
+                "/api/v2/write?org=o&bucket=b&precision=ns".to_owned(),
+                Some("Token t0k".to_owned())
+            ),
+        ]
+    );
+
+    // Without the CA only the public roots are trusted: the handshake fails
+    // and nothing reaches the server.
+    let writer = InfluxWriter::new("influx", &config(&url, dir.path())).unwrap();
+    let err = writer.write("spo2 value=95.0 1\n").await.unwrap_err();
+    assert!(matches!(err, WriteError::Network(_)), "{err:?}");
+    assert!(matches!(writer.ready().await, Err(WriteError::Network(_))));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_readiness_probe_wants_a_200_under_the_url_path() {
+    // A path prefix (a reverse proxy) is kept, as for the write URL.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/influx/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let mut targets = Vec::new();
+        for response in [
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 8\r\nConnection: close\r\n\r\nstarting",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ] {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let k = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..k]);
+            }
+            let head = String::from_utf8_lossy(&buf).into_owned();
+            targets.push(head.split(' ').take(2).collect::<Vec<_>>().join(" "));
+            s.write_all(response.as_bytes()).await.unwrap();
+            s.shutdown().await.unwrap();
+        }
+        targets
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let writer = InfluxWriter::new("influx", &config(&url, dir.path())).unwrap();
+    let err = writer.ready().await.unwrap_err();
+    assert!(
+        matches!(&err, WriteError::Status { status: 503, body, .. } if body == "starting"),
+        "{err:?}"
+    );
+    writer.ready().await.unwrap();
+    assert_eq!(
+        server.await.unwrap(),
+        ["GET /influx/ready", "GET /influx/ready"]
+    );
+}

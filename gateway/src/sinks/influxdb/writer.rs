@@ -1,13 +1,13 @@
 //! The one InfluxDB writer, used by the InfluxDB sink and by `wardgate bridge`:
-//! a v2 write request (nanosecond precision, optional gzip body) and the retry
-//! loop around it.
+//! a v2 write request (nanosecond precision, optional gzip body), the retry
+//! loop around it, and the start-up readiness probe.
 //!
-//! Why reqwest and not `influxdb2::Client::write_line_protocol`: influxdb2 0.5
-//! sends line protocol bodies uncompressed (its gzip path only covers its own
-//! `DataPoint` streams), counts only 204 as success and drops the response
-//! headers, so `Retry-After` on 429/503 cannot be honoured through it. The
-//! request is built here with the very reqwest version influxdb2 depends on;
-//! influxdb2 still answers the start-up readiness probe ([`InfluxWriter::probe`]).
+//! Why plain reqwest and no InfluxDB client crate: influxdb2 0.5 sends line
+//! protocol bodies uncompressed (its gzip path only covers its own
+//! `DataPoint` streams), counts only 204 as success, drops the response
+//! headers (so `Retry-After` on 429/503 cannot be honoured through it), and
+//! pins reqwest 0.11 with hyper 0.14 and rustls 0.21 beside the current stack.
+//! Both requests are built here (docs/influxdb.md, "Dependencies").
 
 use std::time::Duration;
 
@@ -21,6 +21,12 @@ use crate::config::{Secret, SecretError, SecretSource};
 
 /// Longest `Retry-After` obeyed; a server asking for more is asked again sooner.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How long the start-up readiness probe waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest response text kept in an error.
+const MAX_ERROR_BODY: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InfluxSetupError {
@@ -79,8 +85,8 @@ pub struct InfluxWriter {
     name: String,
     http: reqwest::Client,
     write_url: reqwest::Url,
+    ready_url: reqwest::Url,
     base_url: String,
-    org: String,
     token: Option<Secret>,
     gzip: bool,
     backoff: backon::ExponentialBuilder,
@@ -93,29 +99,41 @@ impl InfluxWriter {
             url: config.url.clone(),
             reason,
         };
-        let mut write_url = reqwest::Url::parse(&config.url).map_err(|e| bad_url(e.to_string()))?;
-        write_url
-            .path_segments_mut()
-            .map_err(|()| bad_url("cannot be a base URL".into()))?
-            .pop_if_empty()
-            .extend(["api", "v2", "write"]);
+        let base = reqwest::Url::parse(&config.url).map_err(|e| bad_url(e.to_string()))?;
+        let endpoint = |segments: &[&str]| {
+            let mut url = base.clone();
+            url.path_segments_mut()
+                .map_err(|()| bad_url("cannot be a base URL".into()))?
+                .pop_if_empty()
+                .extend(segments);
+            Ok::<_, InfluxSetupError>(url)
+        };
+        let mut write_url = endpoint(&["api", "v2", "write"])?;
+        let ready_url = endpoint(&["ready"])?;
         write_url
             .query_pairs_mut()
             .append_pair("org", &config.org)
             .append_pair("bucket", &config.bucket)
             .append_pair("precision", "ns");
-        let mut http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)));
+        // The public web roots (Mozilla's bundle, compiled in) and the
+        // private CA if one is configured; never the host's trust store, so
+        // a box trusts the same servers whatever its distribution ships.
+        let mut roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(ca) = &config.ca {
             let ca_err = |reason: String| InfluxSetupError::Ca {
                 path: ca.display().to_string(),
                 reason,
             };
             let pem = std::fs::read(ca).map_err(|e| ca_err(e.to_string()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_err(e.to_string()))?;
-            http = http.add_root_certificate(cert);
+            roots.push(reqwest::Certificate::from_pem(&pem).map_err(|e| ca_err(e.to_string()))?);
         }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .tls_certs_only(roots);
         let token = config
             .token
             .as_ref()
@@ -125,8 +143,8 @@ impl InfluxWriter {
             name: name.to_owned(),
             http: http.build()?,
             write_url,
+            ready_url,
             base_url: config.url.clone(),
-            org: config.org.clone(),
             token,
             gzip: config.gzip,
             backoff: backon::ExponentialBuilder::default()
@@ -137,19 +155,14 @@ impl InfluxWriter {
         })
     }
 
-    /// Logs whether the server answers its readiness endpoint; only
-    /// informational (the writes retry anyway).
+    /// Logs whether the server answers its readiness endpoint (`GET /ready`,
+    /// 200 when ready); only informational (the writes retry anyway).
     pub async fn probe(&self) {
-        let client = influxdb2::Client::new(
-            self.base_url.clone(),
-            self.org.clone(),
-            self.token.as_ref().map_or("", Secret::expose),
-        );
-        match tokio::time::timeout(Duration::from_secs(5), client.ready()).await {
-            Ok(Ok(true)) => {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.ready()).await {
+            Ok(Ok(())) => {
                 tracing::info!(sink = %self.name, url = %self.base_url, "InfluxDB is ready");
             }
-            Ok(Ok(false)) | Err(_) => {
+            Err(_) => {
                 tracing::warn!(sink = %self.name, url = %self.base_url, "InfluxDB is not ready yet; writes will be retried");
             }
             Ok(Err(e)) => {
@@ -158,45 +171,45 @@ impl InfluxWriter {
         }
     }
 
+    /// One readiness request: `Ok` on a 200 only, as InfluxDB 2.x answers
+    /// when it has started.
+    pub(super) async fn ready(&self) -> Result<(), WriteError> {
+        let response = self
+            .authorized(self.http.get(self.ready_url.clone()))
+            .send()
+            .await
+            .map_err(WriteError::Network)?;
+        if response.status() == reqwest::StatusCode::OK {
+            return Ok(());
+        }
+        Err(status_error(response).await)
+    }
+
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.header("Authorization", format!("Token {}", t.expose())),
+            None => req,
+        }
+    }
+
     /// One write request.
     pub async fn write(&self, body: &str) -> Result<(), WriteError> {
-        let mut req = self
-            .http
-            .post(self.write_url.clone())
-            .header("Content-Type", "text/plain; charset=utf-8");
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Token {}", t.expose()));
-        }
-        req = if self.gzip {
+        let req = self.authorized(
+            self.http
+                .post(self.write_url.clone())
+                .header("Content-Type", "text/plain; charset=utf-8"),
+        );
+        let req = if self.gzip {
             req.header("Content-Encoding", "gzip")
                 .body(encode::gzip(body.as_bytes()))
         } else {
             req.body(body.to_owned())
         };
         let response = req.send().await.map_err(WriteError::Network)?;
-        let status = response.status().as_u16();
-        if encode::verdict(status) == Verdict::Stored {
+        if encode::verdict(response.status().as_u16()) == Verdict::Stored {
             return Ok(());
         }
-        let retry_after = response
-            .headers()
-            .get("Retry-After")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| encode::retry_after(v, chrono::Utc::now()));
-        let mut body = response.text().await.unwrap_or_default();
-        if body.len() > 1000 {
-            let mut cut = 1000;
-            while !body.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            body.truncate(cut);
-            body.push('…');
-        }
-        Err(WriteError::Status {
-            status,
-            body,
-            retry_after,
-        })
+        Err(status_error(response).await)
     }
 
     /// Writes `body` (`points` lines), retrying with capped exponential
@@ -254,5 +267,29 @@ impl InfluxWriter {
                 }
             }
         }
+    }
+}
+
+/// A non-success answer: its status, `Retry-After` and (the start of) its text.
+async fn status_error(response: reqwest::Response) -> WriteError {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| encode::retry_after(v, chrono::Utc::now()));
+    let mut body = response.text().await.unwrap_or_default();
+    if body.len() > MAX_ERROR_BODY {
+        let mut cut = MAX_ERROR_BODY;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+        body.push('…');
+    }
+    WriteError::Status {
+        status,
+        body,
+        retry_after,
     }
 }
