@@ -13,7 +13,6 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 pub mod soak;
-pub mod webdriver;
 
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(60);

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::{ClientBuilder, Locator};
 use nix::sys::signal::Signal;
-use wardgate_e2e::webdriver::{Locator, Session, WebDriverError};
 use wardgate_e2e::{free_port, http, signal, wait_exit, wait_for, wait_port, wardgate_bin};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -116,60 +116,82 @@ fn nurse_acknowledges_an_alert_in_the_browser() {
     let profile = dir.path().join("chromium-profile");
     let shot = artifact_dir().join("nurse-station.png");
 
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1280,1500",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        },
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let acknowledged_text = rt.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--window-size=1280,1500",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{wd_port}"))
+            .await
+            .expect("a WebDriver session in headless Chromium");
+        let result = async {
+            c.goto(&format!("http://127.0.0.1:{port}/")).await?;
+            // The page is live over SSE.
+            c.wait()
+                .at_most(Duration::from_secs(30))
+                .for_element(Locator::XPath("//span[@id='live' and contains(., 'LIVE')]"))
+                .await?;
+            c.find(Locator::Id("token"))
+                .await?
+                .send_keys(&token)
+                .await?;
+            c.find(Locator::Id("save-token")).await?.click().await?;
+            let button = format!(
+                "li.alert.active[data-alert-id=\"{alert_id}\"] button.ack:not([disabled])"
+            );
+            // The page rebuilds the list when alerts change: an element found
+            // a moment ago may be gone; find it again then.
+            let mut attempts = 0;
+            loop {
+                let found = c
+                    .wait()
+                    .at_most(Duration::from_secs(30))
+                    .for_element(Locator::Css(&button))
+                    .await?;
+                match found.click().await {
+                    Ok(()) => break,
+                    Err(e) if e.is_stale_element_reference() && attempts < 10 => attempts += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            let state = format!("li.alert.acknowledged[data-alert-id=\"{alert_id}\"] .state");
+            let mut text = String::new();
+            for _ in 0..1500 {
+                let v = c
+                    .execute(
+                        "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                        vec![serde_json::Value::String(state.clone())],
+                    )
+                    .await?;
+                if let Some(t) = v.as_str() {
+                    text = t.to_owned();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let png = c.screenshot().await?;
+            std::fs::write(&shot, png).expect("write the screenshot");
+            Ok::<_, fantoccini::error::CmdError>(text)
+        }
+        .await;
+        let _ = c.close().await;
+        result.expect("the acknowledge flow in the browser")
     });
-    let c = Session::new(wd_port, &caps).expect("a WebDriver session in headless Chromium");
-    let result = (|| {
-        c.goto(&format!("http://127.0.0.1:{port}/"))?;
-        // The page is live over SSE.
-        c.wait_for(
-            Locator::XPath("//span[@id='live' and contains(., 'LIVE')]"),
-            Duration::from_secs(30),
-        )?;
-        let field = c.find(Locator::Id("token"))?;
-        c.send_keys(&field, &token)?;
-        c.click(&c.find(Locator::Id("save-token"))?)?;
-        let button =
-            format!("li.alert.active[data-alert-id=\"{alert_id}\"] button.ack:not([disabled])");
-        // The page rebuilds the list when alerts change: an element found
-        // a moment ago may be gone; find it again then.
-        let mut attempts = 0;
-        loop {
-            let found = c.wait_for(Locator::Css(&button), Duration::from_secs(30))?;
-            match c.click(&found) {
-                Ok(()) => break,
-                Err(e) if e.is_stale_element_reference() && attempts < 10 => attempts += 1,
-                Err(e) => return Err(e),
-            }
-        }
-        let state = format!("li.alert.acknowledged[data-alert-id=\"{alert_id}\"] .state");
-        let mut text = String::new();
-        for _ in 0..1500 {
-            let v = c.execute(
-                "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
-                &[serde_json::Value::String(state.clone())],
-            )?;
-            if let Some(t) = v.as_str() {
-                text = t.to_owned();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let png = c.screenshot()?;
-        std::fs::write(&shot, png).expect("write the screenshot");
-        Ok::<_, WebDriverError>(text)
-    })();
-    let _ = c.close();
-    let acknowledged_text = result.expect("the acknowledge flow in the browser");
     eprintln!("screenshot: {}", shot.display());
 
     // The page shows who acknowledged: the station token's name.
