@@ -11,10 +11,12 @@ use crate::config::SecretSource;
 /// `[http]`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpConfig {
-    /// Address to listen on; loopback by default (put a TLS proxy in front
-    /// to serve a ward network).
+    /// Address to listen on; loopback by default.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<HttpsConfig>,
     /// Who may write (and read, with `reads_need_token`). Without tokens
     /// every write is refused (401).
     #[serde(default)]
@@ -55,6 +57,18 @@ impl HttpConfig {
         hosts.extend(self.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
         Some(hosts)
     }
+}
+
+/// `tls = { cert = "/etc/wardgate/https.pem", key = { file = "/etc/wardgate/https.key" } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsConfig {
+    /// PEM: the server's certificate, then the chain up to (not including)
+    /// the root.
+    pub cert: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1), a secret: `{ file = "…" }`
+    /// (private to the gateway's user) or `{ env = "VAR" }`.
+    pub key: SecretSource,
 }
 
 /// `{ name = "station-1", token = { env = "VAR" }, role = "nurse" }`.

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use wardgate_model::Event;
 
 pub use api::router;
-pub use config::{HttpConfig, HttpToken, Role};
+pub use config::{HttpConfig, HttpToken, HttpsConfig, Role};
 pub use serve::{
     ClientAddr, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, PerClient, serve,
 };
@@ -53,6 +53,39 @@ pub enum HttpError {
         addr: std::net::SocketAddr,
         reason: std::io::Error,
     },
+    #[error("[http] tls: {0}")]
+    Tls(String),
+}
+
+/// The TLS acceptor for `[http] tls`: the certificate chain and key read
+/// and checked now, so a bad file stops the start with a message naming it.
+pub fn tls_acceptor(tls: &HttpsConfig) -> Result<tokio_rustls::TlsAcceptor, HttpError> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert = tls.cert.display();
+    let chain = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| HttpError::Tls(format!("certificate {cert}: {e}")))?;
+    if chain.is_empty() {
+        return Err(HttpError::Tls(format!(
+            "certificate {cert}: no PEM certificate in it"
+        )));
+    }
+    let key = tls
+        .key
+        .resolve()
+        .map_err(|e| HttpError::Tls(format!("key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key.expose().as_bytes())
+        .map_err(|e| HttpError::Tls(format!("key: not a PEM private key ({e})")))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| HttpError::Tls(format!("certificate {cert} and key: {e}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 impl HttpError {
@@ -287,6 +320,7 @@ pub async fn start(
         .with_sink_health(sinks)
         .with_hosts(http.hosts())
         .with_reads_need_token(http.reads_need_token);
+    let tls = http.tls.as_ref().map(tls_acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(http.listen)
         .await
         .map_err(|reason| HttpError::Bind {
@@ -301,7 +335,7 @@ pub async fn start(
     let server = tokio::spawn(async move {
         tokio::select! {
             () = feed => {}
-            e = serve(listener, app) => tracing::error!(error = %e, "HTTP server stopped"),
+            e = serve(listener, app, tls) => tracing::error!(error = %e, "HTTP server stopped"),
         }
     });
     tracing::info!(url = %format!("http://{addr}/"), "nurse-station page and API listening");

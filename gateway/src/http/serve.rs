@@ -95,8 +95,14 @@ impl Drop for ClientSlot {
     }
 }
 
-/// Serves `app` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, app: Router) -> std::io::Error {
+/// Serves `app` on `listener` until the task is dropped: HTTPS when `tls`
+/// is given (the handshake bounded by [`HEADER_READ_TIMEOUT`] too), plain
+/// HTTP otherwise.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Error {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let clients = PerClient::new(MAX_CONNECTIONS_PER_CLIENT, "connections");
     loop {
@@ -123,12 +129,33 @@ pub async fn serve(listener: TcpListener, app: Router) -> std::io::Error {
                 app.clone().oneshot(request)
             },
         ));
+        let tls = tls.clone();
         tokio::spawn(async move {
             let mut builder = Builder::new();
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            if let Err(e) = builder.serve_connection(TokioIo::new(tcp), service).await {
+            let served = match tls {
+                None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                Some(tls) => {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "HTTP connection closed");
             }
             drop((slot, client));

@@ -753,7 +753,11 @@ async fn one_client_cannot_take_every_connection() {
     let f = fixture();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(wardgate::http::serve(listener, router(f.state.clone())));
+    let server = tokio::spawn(wardgate::http::serve(
+        listener,
+        router(f.state.clone()),
+        None,
+    ));
     let greedy = [127, 0, 0, 2];
     let mut held = Vec::new();
     for _ in 0..wardgate::http::MAX_CONNECTIONS_PER_CLIENT {
@@ -808,7 +812,11 @@ async fn idle_connections_are_closed_and_cannot_starve_others() {
     let f = fixture();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(wardgate::http::serve(listener, router(f.state.clone())));
+    let server = tokio::spawn(wardgate::http::serve(
+        listener,
+        router(f.state.clone()),
+        None,
+    ));
     // Every slot taken: half by clients that send nothing, half by clients
     // that stop in the middle of their headers.
     // From several client addresses, none over its own share.
@@ -844,4 +852,96 @@ async fn idle_connections_are_closed_and_cannot_starve_others() {
         assert!(read.is_ok() || rest.is_empty(), "{read:?}");
     }
     server.abort();
+}
+
+/// With `[http] tls`, the page and API are served over HTTPS with the
+/// configured certificate (a client trusting its CA gets answers; plain HTTP
+/// on that port gets none); a key file others can read, or a certificate
+/// file that is missing, stops the start with a message naming it.
+#[tokio::test]
+async fn https_serves_with_the_configured_certificate() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use wardgate::http::HttpsConfig;
+
+    let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tls");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("https.key");
+    std::fs::copy(tls.join("server.key"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = |cert: &std::path::Path| HttpsConfig {
+        cert: cert.to_owned(),
+        key: SecretSource::File(key.clone()),
+    };
+    let acceptor = wardgate::http::tls_acceptor(&config(&tls.join("server.pem"))).unwrap();
+
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(wardgate::http::serve(
+        listener,
+        router(f.state.clone()),
+        Some(acceptor),
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(tls.join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls_stream = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls_stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // A peer may end TLS without close_notify; the answer is what counts.
+    let _ = tls_stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
+
+    // Plain HTTP on the HTTPS port: no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        wardgate::http::HEADER_READ_TIMEOUT * 2,
+        plain.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the plain connection is closed");
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
+        "{answer:?}"
+    );
+    server.abort();
+
+    // Start-up errors name the file and what to do.
+    let missing = dir.path().join("missing.pem");
+    let refused = |cert: &std::path::Path| match wardgate::http::tls_acceptor(&config(cert)) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    let e = refused(&missing);
+    assert!(
+        e.starts_with(&format!("[http] tls: certificate {}: ", missing.display())),
+        "{e}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = refused(&tls.join("server.pem"));
+    assert!(e.contains("chmod 600"), "{e}");
 }

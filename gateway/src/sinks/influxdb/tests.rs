@@ -301,17 +301,19 @@ async fn a_401_or_404_is_retried_never_quarantined() {
 }
 
 /// An HTTPS server on loopback with a certificate from the test CA in
-/// `testdata/` (see `gen.sh` there): answers `/ready` with 200 and writes
+/// `gateway/testdata/tls/` (see `gen.sh` there): answers `/ready` with 200 and writes
 /// with 204, and records each request's target and `Authorization`.
 async fn tls_server() -> (String, Arc<Mutex<Vec<(String, Option<String>)>>>) {
     use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
-    let certs =
-        rustls::pki_types::CertificateDer::pem_slice_iter(include_bytes!("testdata/server.pem"))
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-    let key =
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(include_bytes!("testdata/server.key"))
-            .unwrap();
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(include_bytes!(
+        "../../../testdata/tls/server.pem"
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(include_bytes!(
+        "../../../testdata/tls/server.key"
+    ))
+    .unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -367,7 +369,7 @@ async fn https_trusts_the_configured_ca_and_nothing_else_unknown() {
     let dir = tempfile::tempdir().unwrap();
     let (url, seen) = tls_server().await;
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, include_bytes!("testdata/ca.pem")).unwrap();
+    std::fs::write(&ca, include_bytes!("../../../testdata/tls/ca.pem")).unwrap();
     let mut with_ca = config(&url, dir.path());
     with_ca.ca = Some(ca);
     with_ca.gzip = false;

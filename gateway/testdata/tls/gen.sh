@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the test-only private CA and the loopback server certificate
-# used by the InfluxDB TLS tests (valid 100 years; never used outside tests).
+# used by the TLS tests (InfluxDB client, HTTPS server) (valid 100 years; never used outside tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 tmp=$(mktemp -d)
