@@ -131,13 +131,13 @@ fn check_line(
             return Err(not_in_schema(format!("`{m}` has no field `{k}`")));
         }
     }
-    if let (Some(metric), Some(unit)) = (&builtin, p.tag_value("unit")) {
-        if metric.unit() != unit.as_str() {
-            return Err(not_in_schema(format!(
-                "the unit of `{m}` is `{}`, not `{unit}`",
-                metric.unit()
-            )));
-        }
+    if let (Some(metric), Some(unit)) = (&builtin, p.tag_value("unit"))
+        && metric.unit() != unit.as_str()
+    {
+        return Err(not_in_schema(format!(
+            "the unit of `{m}` is `{}`, not `{unit}`",
+            metric.unit()
+        )));
     }
     let [site, ward, gateway] = IDENTITY_TAGS.map(|t| p.tag_value(t));
     let (Some(site), Some(ward), Some(gateway)) = (site, ward, gateway) else {

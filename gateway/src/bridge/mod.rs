@@ -119,9 +119,11 @@ pub async fn run(
     let mqtt_done = CancellationToken::new();
     let mqtt_task = tokio::spawn(poll_mqtt(
         eventloop,
-        client.clone(),
-        config.mqtt.filter(),
-        status.clone(),
+        Link {
+            client: client.clone(),
+            filter: config.mqtt.filter(),
+            status: status.clone(),
+        },
         Arc::clone(&connection),
         tx,
         mqtt_done.clone(),
@@ -173,19 +175,30 @@ fn hostname() -> String {
         .unwrap_or_else(|| "host".to_owned())
 }
 
+/// What the MQTT task does on every connection: publish the status, subscribe.
+#[derive(Debug)]
+struct Link {
+    client: AsyncClient,
+    filter: String,
+    status: Status,
+}
+
 /// Polls the event loop until it sends DISCONNECT (or `done`): on every
 /// CONNACK publishes the status again and subscribes, counts connections,
 /// forwards telemetry messages.
 async fn poll_mqtt(
     mut eventloop: rumqttc::EventLoop,
-    client: AsyncClient,
-    filter: String,
-    status: Status,
+    link: Link,
     connection: Arc<AtomicU64>,
     tx: mpsc::Sender<Held>,
     done: CancellationToken,
     backoff: backon::ExponentialBuilder,
 ) {
+    let Link {
+        client,
+        filter,
+        status,
+    } = link;
     let mut delays = backoff.build();
     let mut connected = false;
     loop {

@@ -247,11 +247,12 @@ impl Bridge {
         extra: &str,
     ) -> Self {
         let config = dir.join(format!("{name}.toml"));
-        let defaults: String = [("flush_interval", "\"50ms\""), ("max_backoff", "\"500ms\"")]
-            .iter()
-            .filter(|(k, _)| !extra.contains(k))
-            .map(|(k, v)| format!("{k} = {v}\n"))
-            .collect();
+        let mut defaults = String::new();
+        for (k, v) in [("flush_interval", "\"50ms\""), ("max_backoff", "\"500ms\"")] {
+            if !extra.contains(k) {
+                let _ = writeln!(defaults, "{k} = {v}");
+            }
+        }
         std::fs::write(
             &config,
             format!(

@@ -218,7 +218,7 @@ mod tests {
         let len = 91;
         let q = Quarantine::new(dir.path().join("q.jsonl"), 2 * len + 10);
         let m = DeliveryMetrics::new();
-        let a = q.keep(&[entry.clone()], &m, "b").await.unwrap();
+        let a = q.keep(std::slice::from_ref(&entry), &m, "b").await.unwrap();
         assert_eq!(std::fs::metadata(q.path()).unwrap().len(), len);
         assert_eq!((a.kept, a.dropped, a.overflow), (1, 0, None));
         // Room for one more of three: the first is kept, the rest dropped.
@@ -231,7 +231,7 @@ mod tests {
             (1, 2, Some(Overflow::Started))
         );
         // Still full: no new episode.
-        let a = q.keep(&[entry.clone()], &m, "b").await.unwrap();
+        let a = q.keep(std::slice::from_ref(&entry), &m, "b").await.unwrap();
         assert_eq!((a.kept, a.dropped, a.overflow), (0, 1, None));
         assert_eq!(std::fs::metadata(q.path()).unwrap().len(), 2 * len);
         let s = m.snapshot(chrono::Utc::now());

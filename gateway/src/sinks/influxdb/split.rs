@@ -61,7 +61,8 @@ pub async fn write_splitting(
     let mut refused = Vec::new();
     let mut splits = 0u64;
     // Ranges still to write, the next one last.
-    let mut todo: Vec<Range<usize>> = vec![0..lines.len()];
+    let mut todo: Vec<Range<usize>> = Vec::new();
+    todo.push(0..lines.len());
     let mut body = String::new();
     while let Some(range) = todo.pop() {
         if range.is_empty() {

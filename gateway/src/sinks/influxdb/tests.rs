@@ -509,6 +509,7 @@ impl Logs {
 /// `quarantine_full`.
 #[tokio::test]
 async fn a_full_quarantine_drops_counts_logs_once_and_alarms() {
+    use wardgate_model::AlarmPhase::{End, Start};
     let dir = tempfile::tempdir().unwrap();
     let (logs, _guard) = Logs::capture();
     let (url, _) = serve(|_| BAD).await;
@@ -551,7 +552,6 @@ async fn a_full_quarantine_drops_counts_logs_once_and_alarms() {
         assert_eq!(a.device.kind, DeviceKind::Gateway);
         alarms.push((a.alarm.to_string(), a.phase, a.raw.map(|r| r.to_string())));
     }
-    use wardgate_model::AlarmPhase::{End, Start};
     let first = Some("2 of 2 records refused with 400: unable to parse 'x y z'".to_owned());
     assert_eq!(
         alarms,
