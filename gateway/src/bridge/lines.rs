@@ -146,6 +146,18 @@ fn check_line(
             reason: "a line must carry the site, ward and gateway tags".to_owned(),
         });
     };
+    // A value MQTT could not carry in a topic level is no gateway's id (ids
+    // are checked at configuration); it must not pass for the one its
+    // topic level was made from.
+    if let Some(v) = [site, ward, gateway]
+        .into_iter()
+        .find(|v| crate::mqtt::segment(v) != v.as_str())
+    {
+        return Err(LineError::WrongSource {
+            line,
+            reason: format!("`{v}` cannot be a topic level"),
+        });
+    }
     let own = Topics::new(&schema.prefix, site, ward, gateway).telemetry();
     if own != topic {
         return Err(LineError::WrongSource {
@@ -168,6 +180,16 @@ mod tests {
 
     fn check_str(s: &str) -> Result<Checked<'_>, LineError> {
         check(TOPIC, s.as_bytes(), &schema())
+    }
+
+    /// `line` as published on the topic of gateway `gw_1`.
+    fn on_gw_1(line: &str) -> Checked<'_> {
+        check(
+            "wardgate/st example/ward-7/gw_1/telemetry",
+            line.as_bytes(),
+            &schema(),
+        )
+        .unwrap()
     }
 
     /// The reasons of the refused lines of `s`.
@@ -237,6 +259,16 @@ mod tests {
         ));
         // Without identity tags it could be anyone's.
         assert!(wrong("spo2,subject=bed-1 value=1.0 1"));
+        // `gw/1` would become the topic level `gw_1`: not the same gateway.
+        let c = on_gw_1("spo2,site=st\\ example,ward=ward-7,gateway=gw/1 value=1.0 1");
+        assert_eq!(
+            c.refused[0].1.to_string(),
+            "line 1: not from this topic's gateway: `gw/1` cannot be a topic level"
+        );
+        assert_eq!(
+            on_gw_1("spo2,site=st\\ example,ward=ward-7,gateway=gw_1 value=1.0 1").refused,
+            []
+        );
         assert_eq!(
             refused("spo2,site=st\\ example,ward=ward-7,gateway=gw-2 value=1.0 1")[0].to_string(),
             "line 1: not from this topic's gateway: site=st example,ward=ward-7,gateway=gw-2 publish on wardgate/st example/ward-7/gw-2/telemetry"
