@@ -359,7 +359,10 @@ impl Writer {
                         return;
                     }
                 }
-                _ = stats.tick() => self.metrics.log(&self.name, chrono::Utc::now(), "wardgate bridge"),
+                _ = stats.tick() => {
+                    self.metrics.log(&self.name, chrono::Utc::now(), "wardgate bridge");
+                    self.quarantine.recheck(&self.metrics, &self.name).await;
+                }
             }
             if self.lines.len() >= self.batch_max {
                 deadline = None;

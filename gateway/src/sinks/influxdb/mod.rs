@@ -195,6 +195,11 @@ impl InfluxDbSink {
                 _ = stats.tick() => {
                     self.refresh_spool_stats(&spool).await;
                     self.metrics.log(&self.name, chrono::Utc::now(), "influxdb sink");
+                    // A quarantine emptied by the operator ends its alarm
+                    // without waiting for the next refusal.
+                    if let Some(o) = self.quarantine.recheck(&self.metrics, &self.name).await {
+                        self.alarm_full(o, 0).await;
+                    }
                 }
                 () = drain.cancelled(), if !drain.is_cancelled() => {}
             }
@@ -284,52 +289,50 @@ impl InfluxDbSink {
     /// so it is raised and ended at once) and, as the quarantine overflows or
     /// has room again, starts or ends `quarantine_full`.
     async fn alarm_quarantined(&mut self, appended: Appended, detail: &str) {
-        let device = format!("sink:{}", self.name);
-        let (path, max) = (
-            self.quarantine.path().display().to_string(),
-            self.config.quarantine_max_bytes,
-        );
-        let Some(alarms) = self.alarms.as_mut() else {
-            return;
-        };
         let now = Instant::now();
-        if alarms
-            .quarantined_at
-            .is_none_or(|t| now.duration_since(t) >= QUARANTINED_EVERY)
-        {
-            alarms.quarantined_at = Some(now);
+        let due = self.alarms.as_mut().is_some_and(|a| {
+            let due = a
+                .quarantined_at
+                .is_none_or(|t| now.duration_since(t) >= QUARANTINED_EVERY);
+            if due {
+                a.quarantined_at = Some(now);
+            }
+            due
+        });
+        if due {
             for phase in [AlarmPhase::Start, AlarmPhase::End] {
-                crate::monitor::raise(
-                    &alarms.events,
-                    &alarms.gateway,
-                    &device,
-                    QUARANTINED_ALARM,
-                    phase,
-                    Some(detail),
-                )
-                .await;
+                self.alarm(QUARANTINED_ALARM, phase, Some(detail)).await;
             }
         }
-        let (phase, why) = match appended.overflow {
-            Some(Overflow::Started) => (
-                AlarmPhase::Start,
-                Some(format!(
-                    "{path} reached its bound of {max} bytes; {} records dropped",
-                    appended.dropped
-                )),
-            ),
-            Some(Overflow::Ended) => (AlarmPhase::End, None),
-            None => return,
-        };
-        crate::monitor::raise(
-            &alarms.events,
-            &alarms.gateway,
-            &device,
-            QUARANTINE_FULL_ALARM,
-            phase,
-            why.as_deref(),
-        )
-        .await;
+        if let Some(o) = appended.overflow {
+            self.alarm_full(o, appended.dropped).await;
+        }
+    }
+
+    /// Starts or ends `quarantine_full`.
+    async fn alarm_full(&self, overflow: Overflow, dropped: u64) {
+        match overflow {
+            Overflow::Started => {
+                let why = format!(
+                    "{} reached its bound of {} bytes; {dropped} records dropped",
+                    self.quarantine.path().display(),
+                    self.config.quarantine_max_bytes
+                );
+                self.alarm(QUARANTINE_FULL_ALARM, AlarmPhase::Start, Some(&why))
+                    .await;
+            }
+            Overflow::Ended => {
+                self.alarm(QUARANTINE_FULL_ALARM, AlarmPhase::End, None)
+                    .await;
+            }
+        }
+    }
+
+    async fn alarm(&self, alarm: &str, phase: AlarmPhase, detail: Option<&str>) {
+        if let Some(a) = &self.alarms {
+            let device = format!("sink:{}", self.name);
+            crate::monitor::raise(&a.events, &a.gateway, &device, alarm, phase, detail).await;
+        }
     }
 
     /// Appends to the quarantine file (what fits under its bound), retrying

@@ -36,9 +36,11 @@ pub struct QuarantineEntry<'a> {
 
 /// An append-only JSONL file of bounded size. Past `max_bytes` entries are
 /// dropped and counted, never written: a flood of refused data (or of lines
-/// a bridge refused) must not fill the disk the spool lives on. The file is
-/// the operator's to empty or move away; the next entry that fits then ends
-/// the overflow episode.
+/// a bridge refused) must not fill the disk the spool lives on. Once an entry
+/// did not fit, the file counts as full and every entry is dropped until the
+/// operator has emptied or moved it below 90 % of its bound (checked
+/// at each append and by [`Quarantine::recheck`]): one overflow episode, not
+/// one per entry that happens to fit in the last bytes.
 #[derive(Debug)]
 pub struct Quarantine {
     path: PathBuf,
@@ -46,6 +48,10 @@ pub struct Quarantine {
     /// Whether the last append had to drop entries.
     full: AtomicBool,
 }
+
+/// The share of its bound a full quarantine file must be below again to
+/// take entries.
+const ROOM_AGAIN: f64 = 0.9;
 
 /// What one append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,19 +86,38 @@ impl Quarantine {
         &self.path
     }
 
+    async fn size(&self) -> std::io::Result<u64> {
+        match tokio::fs::metadata(&self.path).await {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a full file has been emptied (or moved away) enough to take
+    /// entries again.
+    fn has_room_again(&self, size: u64) -> bool {
+        (size as f64) < self.max_bytes as f64 * ROOM_AGAIN
+    }
+
     /// Appends what fits under the bound, in order (the first entry that
-    /// does not fit and every one after it are dropped), and syncs the file:
-    /// once this returns the kept entries are on disk, and the caller may
-    /// acknowledge the originals of kept and dropped ones alike.
+    /// does not fit and every one after it are dropped; everything while the
+    /// file is full), and syncs the file: once this returns the kept entries
+    /// are on disk, and the caller may acknowledge the originals of kept and
+    /// dropped ones alike.
     pub async fn append(&self, entries: &[QuarantineEntry<'_>]) -> std::io::Result<Appended> {
         if entries.is_empty() {
             return Ok(Appended::default());
         }
-        let mut size = match tokio::fs::metadata(&self.path).await {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
-        };
+        let mut size = self.size().await?;
+        let was_full = self.full.load(Ordering::Relaxed);
+        if was_full && !self.has_room_again(size) {
+            return Ok(Appended {
+                kept: 0,
+                dropped: entries.len() as u64,
+                overflow: None,
+            });
+        }
         let mut text = Vec::new();
         let mut kept = 0u64;
         for e in entries {
@@ -121,7 +146,7 @@ impl Quarantine {
             f.sync_data().await?;
         }
         let dropped = entries.len() as u64 - kept;
-        let was_full = self.full.swap(dropped > 0, Ordering::Relaxed);
+        self.full.store(dropped > 0, Ordering::Relaxed);
         let overflow = match (was_full, dropped > 0) {
             (false, true) => Some(Overflow::Started),
             (true, false) => Some(Overflow::Ended),
@@ -132,6 +157,22 @@ impl Quarantine {
             dropped,
             overflow,
         })
+    }
+
+    /// Ends the overflow episode when the file has room again, without
+    /// waiting for the next entry (call it now and then, e.g. with the
+    /// periodic figures); logs it as [`Self::keep`] does.
+    pub async fn recheck(&self, metrics: &DeliveryMetrics, by: &str) -> Option<Overflow> {
+        if !self.full.load(Ordering::Relaxed) {
+            return None;
+        }
+        let size = self.size().await.ok()?;
+        if !self.has_room_again(size) {
+            return None;
+        }
+        self.full.store(false, Ordering::Relaxed);
+        self.log(Overflow::Ended, 0, metrics, by);
+        Some(Overflow::Ended)
     }
 
     /// [`Self::append`], then counts kept and dropped entries in `metrics`
@@ -146,23 +187,28 @@ impl Quarantine {
         let a = self.append(entries).await?;
         metrics.add_quarantined(a.kept);
         metrics.add_quarantine_dropped(a.dropped);
-        match a.overflow {
-            Some(Overflow::Started) => tracing::error!(
+        if let Some(o) = a.overflow {
+            self.log(o, a.dropped, metrics, by);
+        }
+        Ok(a)
+    }
+
+    fn log(&self, overflow: Overflow, dropped: u64, metrics: &DeliveryMetrics, by: &str) {
+        match overflow {
+            Overflow::Started => tracing::error!(
                 sink = %by,
                 path = %self.path.display(),
                 max_bytes = self.max_bytes,
-                dropped = a.dropped,
+                dropped,
                 "the quarantine file is full: refused data is now dropped (and counted as quarantine_dropped) until the file is emptied or moved away"
             ),
-            Some(Overflow::Ended) => tracing::info!(
+            Overflow::Ended => tracing::info!(
                 sink = %by,
                 path = %self.path.display(),
                 total_dropped = metrics.snapshot(chrono::Utc::now()).quarantine_dropped,
                 "the quarantine file has room again"
             ),
-            None => {}
         }
-        Ok(a)
     }
 }
 
@@ -236,12 +282,29 @@ mod tests {
         assert_eq!(std::fs::metadata(q.path()).unwrap().len(), 2 * len);
         let s = m.snapshot(chrono::Utc::now());
         assert_eq!((s.quarantined, s.quarantine_dropped), (2, 3));
+        // Emptied to just below its bound: still full (no flapping in and out).
+        std::fs::write(q.path(), "x".repeat((2 * len - 5) as usize)).unwrap();
+        let a = q.keep(std::slice::from_ref(&entry), &m, "b").await.unwrap();
+        assert_eq!((a.kept, a.dropped, a.overflow), (0, 1, None));
+        assert_eq!(q.recheck(&m, "b").await, None);
         // The operator moves the file away: the next entry ends the episode.
         std::fs::rename(q.path(), dir.path().join("q.jsonl.1")).unwrap();
-        let a = q.keep(&[entry], &m, "b").await.unwrap();
+        let a = q.keep(std::slice::from_ref(&entry), &m, "b").await.unwrap();
         assert_eq!(
             (a.kept, a.dropped, a.overflow),
             (1, 0, Some(Overflow::Ended))
         );
+        // Full again; emptied; the periodic check ends the episode by itself.
+        let a = q
+            .keep(&[entry.clone(), entry.clone(), entry], &m, "b")
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.kept, a.dropped, a.overflow),
+            (1, 2, Some(Overflow::Started))
+        );
+        std::fs::write(q.path(), "").unwrap();
+        assert_eq!(q.recheck(&m, "b").await, Some(Overflow::Ended));
+        assert_eq!(q.recheck(&m, "b").await, None);
     }
 }

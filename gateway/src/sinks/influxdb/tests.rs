@@ -472,13 +472,17 @@ async fn a_400_bisects_so_only_the_bad_line_is_quarantined() {
     assert_eq!((s.acknowledged, s.quarantined), (7, 1));
 }
 
-/// A buffer the tests' log lines go to.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    /// The log lines of this thread (the test's current-thread runtime).
+    static LOGS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Where the tests' log lines go: each thread's own buffer.
+struct Logs;
 
 impl std::io::Write for Logs {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
+        LOGS.with(|l| l.borrow_mut().extend_from_slice(b));
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -487,19 +491,24 @@ impl std::io::Write for Logs {
 }
 
 impl Logs {
-    /// Captures this thread's log (the test's current-thread runtime).
-    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let sink = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || sink.clone())
-            .with_ansi(false)
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
+    /// Starts capturing this thread's log. One global subscriber for the
+    /// whole test binary: a scoped one (`set_default`) misses events whose
+    /// call sites another test thread registered first.
+    fn capture() {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| Logs)
+                .with_ansi(false)
+                .finish();
+            let _ = tracing::subscriber::set_global_default(subscriber);
+        });
+        LOGS.with(|l| l.borrow_mut().clear());
     }
 
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    /// What this thread logged since [`Logs::capture`].
+    fn text() -> String {
+        LOGS.with(|l| String::from_utf8_lossy(&l.borrow()).into_owned())
     }
 }
 
@@ -511,7 +520,7 @@ impl Logs {
 async fn a_full_quarantine_drops_counts_logs_once_and_alarms() {
     use wardgate_model::AlarmPhase::{End, Start};
     let dir = tempfile::tempdir().unwrap();
-    let (logs, _guard) = Logs::capture();
+    Logs::capture();
     let (url, _) = serve(|_| BAD).await;
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let (metrics, quarantine) = deliver(
@@ -535,7 +544,7 @@ async fn a_full_quarantine_drops_counts_logs_once_and_alarms() {
         (s.acknowledged, s.quarantined, s.quarantine_dropped),
         (0, 3, 3)
     );
-    let log = logs.text();
+    let log = Logs::text();
     assert_eq!(
         log.matches("the quarantine file is full").count(),
         1,
