@@ -27,6 +27,98 @@ pub struct Identity {
     pub gateway: String,
 }
 
+/// The tags and fields lines of one measurement may carry: the schema
+/// [`encode`] writes, for checking lines this gateway did not write itself
+/// (`wardgate bridge`). A test below encodes every kind of event and checks
+/// its line against its shape, so the two cannot drift apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub tags: &'static [&'static str],
+    pub fields: &'static [&'static str],
+}
+
+/// The tags naming the gateway that wrote a line, on every line; its MQTT
+/// telemetry topic carries the same three values.
+pub const IDENTITY_TAGS: [&str; 3] = ["site", "ward", "gateway"];
+
+const READING: Shape = Shape {
+    tags: &[
+        "site",
+        "ward",
+        "gateway",
+        "subject",
+        "device",
+        "device_kind",
+        "time_source",
+        "unit",
+    ],
+    fields: &["value"],
+};
+const DEVICE_STATUS: Shape = Shape {
+    tags: &[
+        "site",
+        "ward",
+        "gateway",
+        "subject",
+        "device",
+        "device_kind",
+    ],
+    fields: &["online", "reason"],
+};
+const DEVICE_ALARM: Shape = Shape {
+    tags: &[
+        "site",
+        "ward",
+        "gateway",
+        "subject",
+        "device",
+        "device_kind",
+        "alarm",
+        "kind",
+    ],
+    fields: &["active", "raw"],
+};
+const ALERT: Shape = Shape {
+    tags: &[
+        "site",
+        "ward",
+        "gateway",
+        "subject",
+        "device",
+        "device_kind",
+        "rule",
+        "priority",
+        "kind",
+    ],
+    fields: &[
+        "active",
+        "escalation_level",
+        "id",
+        "state",
+        "transition",
+        "message",
+        "acknowledged_by",
+        "acknowledged_via",
+    ],
+};
+const SILENCE: Shape = Shape {
+    tags: &["site", "ward", "gateway", "subject", "rule"],
+    fields: &["active", "by", "via", "until"],
+};
+
+/// The shape of lines of `measurement`: one of the event measurements, or a
+/// reading when `is_metric` says it names a metric (built-in or declared).
+pub fn shape(measurement: &str, is_metric: impl FnOnce(&str) -> bool) -> Option<Shape> {
+    match measurement {
+        "device_status" => Some(DEVICE_STATUS),
+        "device_alarm" => Some(DEVICE_ALARM),
+        "alert" => Some(ALERT),
+        "silence" => Some(SILENCE),
+        m if is_metric(m) => Some(READING),
+        _ => None,
+    }
+}
+
 /// Appends one line (with its `\n`) for `event` to `out`.
 pub fn encode(event: &Event, id: &Identity, out: &mut String) {
     match event {
@@ -235,6 +327,53 @@ mod tests {
         let mut out = String::new();
         encode(event, &id(), &mut out);
         assert_eq!(out, format!("{expected}\n"));
+        fits_its_shape(&out);
+    }
+
+    /// Every tag and field of the line is in its measurement's [`Shape`],
+    /// and the identity tags are there.
+    fn fits_its_shape(line: &str) {
+        let parsed = influxdb_line_protocol::parse_lines(line)
+            .next()
+            .unwrap()
+            .unwrap();
+        let m = parsed.series.measurement.as_str();
+        let shape = shape(m, |m| Metric::builtin(m).is_some()).unwrap();
+        let tags: Vec<&str> = parsed
+            .series
+            .tag_set
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        for t in &tags {
+            assert!(shape.tags.contains(t), "tag {t} of {m} not in its shape");
+        }
+        for t in IDENTITY_TAGS {
+            assert!(tags.contains(&t), "{m} without {t}");
+        }
+        for (f, _) in &parsed.field_set {
+            assert!(
+                shape.fields.contains(&f.as_str()),
+                "field {f} of {m} not in its shape"
+            );
+        }
+    }
+
+    #[test]
+    fn device_status_fits_its_shape() {
+        let mut out = String::new();
+        let status = wardgate_model::DeviceStatus {
+            at: at(),
+            subject: "bed-1".into(),
+            device: DeviceRef::new("ox-1".into(), DeviceKind::Ble),
+            state: DeviceState::Offline,
+            reason: Some("link lost".into()),
+        };
+        encode(&Event::DeviceStatus(status), &id(), &mut out);
+        fits_its_shape(&out);
+        assert_eq!(shape("co2", |_| false), None);
+        assert_eq!(shape("co2", |m| m == "co2"), Some(READING));
     }
 
     #[test]

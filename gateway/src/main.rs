@@ -45,10 +45,11 @@ enum Command {
     /// Forward gateway telemetry from MQTT into InfluxDB (run centrally, not on the ward box).
     ///
     /// Takes every gateway's telemetry (`<topic_prefix>/+/+/+/telemetry`) through an MQTT shared
-    /// subscription, checks that each message is valid InfluxDB line protocol, writes it to
-    /// InfluxDB and only then acknowledges it to the broker: if InfluxDB is down, or the bridge
-    /// crashes, the broker keeps the messages and nothing is lost. Messages that are not line
-    /// protocol, or that InfluxDB refuses, go to a quarantine file. Start several bridges with
+    /// subscription, checks each line (line protocol, tags naming the gateway of its topic, the
+    /// schema), writes the good ones to InfluxDB and only then acknowledges the message to the
+    /// broker: if InfluxDB is down, or the bridge crashes, the broker keeps the messages and
+    /// nothing is lost. Lines it refuses, or that InfluxDB refuses, go to a bounded quarantine
+    /// file. Start several bridges with
     /// the same `group` (each with its own `client_id`) to share the load. Stop with Ctrl-C or
     /// SIGTERM. See docs/influxdb.md.
     Bridge {

@@ -168,18 +168,33 @@ impl Monitor {
     }
 
     async fn alarm(&self, device: &str, alarm: &str, phase: AlarmPhase, detail: Option<&str>) {
-        let Some(events) = self.events.upgrade() else {
-            return;
-        };
-        let event = Event::DeviceAlarm(DeviceAlarm {
-            at: chrono::Utc::now(),
-            subject: self.gateway.as_str().into(),
-            device: DeviceRef::new(device.into(), DeviceKind::Gateway),
-            alarm: alarm.into(),
-            phase,
-            kind: AlertKind::Technical,
-            raw: detail.map(Into::into),
-        });
-        let _ = events.send(Emitted::Event(event)).await;
+        raise(&self.events, &self.gateway, device, alarm, phase, detail).await;
     }
+}
+
+/// Sends a technical alarm about the gateway itself (subject: the gateway's
+/// id; device: the part at fault, of kind `gateway`) into the pipeline, where
+/// the technical pack's rule of the same name turns it into an alert. The
+/// channel is weak: once the pipeline is gone the alarm is not sent.
+pub async fn raise(
+    events: &mpsc::WeakSender<Emitted>,
+    gateway: &str,
+    device: &str,
+    alarm: &str,
+    phase: AlarmPhase,
+    detail: Option<&str>,
+) {
+    let Some(events) = events.upgrade() else {
+        return;
+    };
+    let event = Event::DeviceAlarm(DeviceAlarm {
+        at: chrono::Utc::now(),
+        subject: gateway.into(),
+        device: DeviceRef::new(device.into(), DeviceKind::Gateway),
+        alarm: alarm.into(),
+        phase,
+        kind: AlertKind::Technical,
+        raw: detail.map(Into::into),
+    });
+    let _ = events.send(Emitted::Event(event)).await;
 }

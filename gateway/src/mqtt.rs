@@ -234,7 +234,7 @@ impl Topics {
 
 /// Ids are validated by the config loader; rule ids and anything else that
 /// reaches a topic still must not carry MQTT's separators or wildcards.
-fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     s.chars()
         .map(|c| {
             if matches!(c, '/' | '+' | '#') || c.is_control() {

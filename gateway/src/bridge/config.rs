@@ -3,9 +3,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, PathSeg};
+use wardgate_model::config::{ConfigIssue, PathSeg, check_duration};
 
 use crate::config::LoadError;
 use crate::mqtt::BrokerConfig;
@@ -16,6 +17,67 @@ use crate::sinks::influxdb::InfluxDbConfig;
 pub struct BridgeConfig {
     pub mqtt: BridgeMqttConfig,
     pub influxdb: InfluxDbConfig,
+    #[serde(default)]
+    pub bridge: BridgeOptions,
+}
+
+/// `[bridge]`: what the bridge accepts and when it calls itself stalled.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BridgeOptions {
+    /// A batch InfluxDB has not stored for this long (it keeps failing, the
+    /// bridge keeps retrying) makes the bridge report itself stalled: an
+    /// error in the log and `stalled: ...` on its status topic, until the
+    /// batch is stored.
+    #[serde(with = "humantime_serde", default = "default_stalled_after")]
+    pub stalled_after: Duration,
+    /// Metrics the gateways declare in `[[metrics]]` (their names), accepted
+    /// as measurements besides the built-in metrics and event measurements.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+}
+
+impl Default for BridgeOptions {
+    fn default() -> Self {
+        Self {
+            stalled_after: default_stalled_after(),
+            metrics: Vec::new(),
+        }
+    }
+}
+
+fn default_stalled_after() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl BridgeOptions {
+    fn issues(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        check_duration(
+            &mut issues,
+            "stalled_after",
+            self.stalled_after,
+            Duration::from_secs(1)..=Duration::from_secs(24 * 3600),
+        );
+        for (i, name) in self.metrics.iter().enumerate() {
+            let problem = crate::config::name_problem(name)
+                .or_else(|| {
+                    wardgate_model::Metric::builtin(name)
+                        .map(|_| format!("`{name}` is a built-in metric; leave it out"))
+                })
+                .or_else(|| {
+                    self.metrics[..i]
+                        .contains(name)
+                        .then(|| format!("`{name}` is listed twice"))
+                });
+            if let Some(p) = problem {
+                issues.push(ConfigIssue::new(
+                    [PathSeg::from("metrics"), PathSeg::from(i)],
+                    p,
+                ));
+            }
+        }
+        issues
+    }
 }
 
 /// `[mqtt]`: the broker and which telemetry to take.
@@ -48,6 +110,16 @@ impl BridgeMqttConfig {
             "$share/{}/{}",
             self.group,
             crate::mqtt::Topics::telemetry_filter(&self.topic_prefix)
+        )
+    }
+
+    /// `{prefix}/bridge/{client_id}/status`: the bridge's retained status
+    /// (three levels under the prefix, so no gateway's topics can match).
+    pub fn status_topic(prefix: &str, client_id: &str) -> String {
+        format!(
+            "{}/bridge/{}/status",
+            prefix.trim_end_matches('/'),
+            crate::mqtt::segment(client_id)
         )
     }
 
@@ -121,14 +193,14 @@ pub fn load(path: &Path) -> Result<BridgeConfig, LoadError<BridgeConfigErrors>> 
     })
 }
 
-/// Checks bridge configuration text; errors name the key (and for syntax
-/// and type errors the line and column).
+/// Checks bridge configuration text; errors name the line, the column and
+/// the key.
 pub fn parse(text: &str) -> Result<BridgeConfig, Vec<String>> {
     let mut errors = Vec::new();
     let de = toml::de::Deserializer::parse(text).map_err(|e| vec![located(text, &e)])?;
     let config: Option<BridgeConfig> = match serde_ignored::deserialize(de, |p| {
         errors.push(format!(
-            "unknown key `{p}`; allowed: mqtt.broker, mqtt.topic_prefix, mqtt.group and [influxdb] keys url, org, bucket, token, ca, gzip, batch_max, flush_interval, timeout, max_backoff, quarantine"
+            "unknown key `{p}`; allowed: mqtt.broker, mqtt.topic_prefix, mqtt.group, bridge.stalled_after, bridge.metrics and [influxdb] keys url, org, bucket, token, ca, gzip, batch_max, flush_interval, timeout, max_backoff, quarantine, quarantine_max_bytes"
         ));
     }) {
         Ok(c) => Some(c),
@@ -148,9 +220,26 @@ pub fn parse(text: &str) -> Result<BridgeConfig, Vec<String>> {
                     .issues()
                     .into_iter()
                     .map(|i| i.within([PathSeg::from("influxdb")])),
+            )
+            .chain(
+                c.bridge
+                    .issues()
+                    .into_iter()
+                    .map(|i| i.within([PathSeg::from("bridge")])),
             );
+        // Name where each problem is: the key, or the deepest value there.
+        let root = toml::de::DeTable::parse(text)
+            .map(|t| toml::Spanned::new(t.span(), toml::de::DeValue::Table(t.into_inner())));
+        let source = crate::config::source::Source { text };
         for i in issues {
-            errors.push(format!("{}: {}", i.dotted_path(), i.message));
+            let at = match &root {
+                Ok(root) => {
+                    let p = source.position(crate::config::source::span_of(root, &i.path).start);
+                    format!("line {}, column {}: ", p.line, p.column)
+                }
+                Err(_) => String::new(),
+            };
+            errors.push(format!("{at}{}: {}", i.dotted_path(), i.message));
         }
     }
     match config {
@@ -216,9 +305,42 @@ bucket = "wards"
             errors[0].contains("unknown key `influxdb.colour`"),
             "{errors:#?}"
         );
-        assert!(errors[1].starts_with("mqtt.group: "), "{errors:#?}");
-        assert!(errors[2].starts_with("influxdb.bucket: "), "{errors:#?}");
-        assert!(errors[3].starts_with("influxdb.batch_max: "), "{errors:#?}");
+        // `group` is on line 3 (after a blank line and `[mqtt]`), bucket on 9.
+        assert!(
+            errors[1].starts_with("line 3, column 1: mqtt.group: "),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[2].starts_with("line 9, column 1: influxdb.bucket: "),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[3].starts_with("line 10, column 1: influxdb.batch_max: "),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn bridge_and_quarantine_keys() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.bridge.stalled_after, Duration::from_secs(300));
+        assert_eq!(c.influxdb.quarantine_max_bytes, 64 << 20);
+        let text = format!(
+            "{GOOD}quarantine_max_bytes = 100\n\n[bridge]\nstalled_after = \"0s\"\nmetrics = [\"co2\", \"spo2\", \"Bad\", \"co2\"]\n"
+        );
+        let errors = parse(&text).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "line 9, column 1: influxdb.quarantine_max_bytes: quarantine_max_bytes must be between 1024 and 1099511627776, got 100",
+                "line 12, column 1: bridge.stalled_after: stalled_after must be between 1s and 1day, got 0s",
+                "line 13, column 19: bridge.metrics.[1]: `spo2` is a built-in metric; leave it out",
+                "line 13, column 27: bridge.metrics.[2]: `Bad` must be snake_case: lower-case letters, digits and '_', starting with a letter",
+                "line 13, column 34: bridge.metrics.[3]: `co2` is listed twice",
+            ]
+        );
+        let c = parse(&format!("{GOOD}\n[bridge]\nmetrics = [\"co2\"]\n")).unwrap();
+        assert_eq!(c.bridge.metrics, ["co2"]);
     }
 
     #[test]

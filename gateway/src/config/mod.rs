@@ -9,7 +9,7 @@
 
 mod introspect;
 mod secret;
-mod source;
+pub(crate) mod source;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -1003,7 +1003,7 @@ fn id_problem(id: &str) -> Option<String> {
 }
 
 /// Metric names are snake_case, like the built-in ones.
-fn name_problem(name: &str) -> Option<String> {
+pub(crate) fn name_problem(name: &str) -> Option<String> {
     let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()

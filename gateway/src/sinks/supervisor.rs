@@ -24,7 +24,7 @@ use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wardgate_drivers::Emitted;
-use wardgate_model::{AlarmPhase, AlertKind, DeviceAlarm, DeviceKind, DeviceRef, Event};
+use wardgate_model::AlarmPhase;
 
 use super::SinkError;
 use super::influxdb::{InfluxDbSink, InfluxSetupError};
@@ -214,6 +214,7 @@ impl Sinks {
                             name: sink.name.clone(),
                             source,
                         })?;
+                let s = s.with_alarms(env.events.clone(), env.gateway.clone());
                 Box::pin(s.run(reader, Arc::clone(&env.spool), drain))
             }
         })
@@ -362,19 +363,15 @@ impl Sinks {
     }
 
     async fn alarm(&self, sink: &str, phase: AlarmPhase, detail: Option<&str>) {
-        let Some(events) = self.env.events.upgrade() else {
-            return;
-        };
-        let event = Event::DeviceAlarm(DeviceAlarm {
-            at: chrono::Utc::now(),
-            subject: self.env.gateway.as_str().into(),
-            device: DeviceRef::new(format!("sink:{sink}").into(), DeviceKind::Gateway),
-            alarm: FAILING_ALARM.into(),
+        crate::monitor::raise(
+            &self.env.events,
+            &self.env.gateway,
+            &format!("sink:{sink}"),
+            FAILING_ALARM,
             phase,
-            kind: AlertKind::Technical,
-            raw: detail.map(Into::into),
-        });
-        let _ = events.send(Emitted::Event(event)).await;
+            detail,
+        )
+        .await;
     }
 }
 

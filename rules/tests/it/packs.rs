@@ -854,6 +854,60 @@ fn rules_behind_from_the_gateways_monitor() {
 }
 
 #[test]
+fn data_quarantined_latches_however_often_the_sink_raises_it() {
+    let r = "data_quarantined";
+    let reason = "1 of 500 records refused with 400: partial write: field type conflict";
+    let alarm = |s: i64, phase: &str| {
+        json!({"at": at(s), "subject": "gw-1", "device": "sink:influxdb", "kind": "gateway", "event": "data_quarantined", "phase": phase, "reason": reason}).to_string()
+    };
+    // Raised and ended at once, again a minute later: one episode, latched
+    // until acknowledged.
+    let events = run(&[
+        alarm(0, "start"),
+        alarm(0, "end"),
+        alarm(60, "start"),
+        alarm(60, "end"),
+        ack(300, "gw-1", r),
+    ]);
+    let m = format!(
+        "InfluxDB refused data from the gateway's output sink:influxdb: it is not in the TSDB but kept in the quarantine file: {reason}"
+    );
+    let m = m.as_str();
+    assert_eq!(
+        details(&events, r),
+        vec![
+            dt(0, "gw-1", X::Raised, S::Active, P::Low, m),
+            dt(0, "gw-1", X::Latched, S::Latched, P::Low, m),
+            dt(300, "gw-1", X::Acknowledged, S::Acknowledged, P::Low, m),
+            dt(300, "gw-1", X::Cleared, S::Cleared, P::Low, m),
+        ]
+    );
+}
+
+#[test]
+fn quarantine_full_latches_after_the_file_has_room_again() {
+    let r = "quarantine_full";
+    let reason = "/var/lib/wardgate/influxdb.quarantine.jsonl reached its bound of 67108864 bytes; 12 records dropped";
+    let alarm = |s: i64, phase: &str| {
+        json!({"at": at(s), "subject": "gw-1", "device": "sink:influxdb", "kind": "gateway", "event": "quarantine_full", "phase": phase, "reason": reason}).to_string()
+    };
+    let events = run(&[alarm(0, "start"), alarm(900, "end"), ack(1000, "gw-1", r)]);
+    let m = format!(
+        "The quarantine file of the gateway's output sink:influxdb is full; data InfluxDB refuses is now dropped: {reason}"
+    );
+    let m = m.as_str();
+    assert_eq!(
+        details(&events, r),
+        vec![
+            dt(0, "gw-1", X::Raised, S::Active, P::Medium, m),
+            dt(900, "gw-1", X::Latched, S::Latched, P::Medium, m),
+            dt(1000, "gw-1", X::Acknowledged, S::Acknowledged, P::Medium, m),
+            dt(1000, "gw-1", X::Cleared, S::Cleared, P::Medium, m),
+        ]
+    );
+}
+
+#[test]
 fn every_built_in_rule_has_a_replay_test_here() {
     // Keeps this file honest when a rule is added to a pack: every built-in
     // rule is named in a test above (news2 in tests/it/news2.rs), and the
@@ -884,6 +938,7 @@ fn every_built_in_rule_has_a_replay_test_here() {
             "cgm_hyperglycaemia",
             "cgm_hypoglycaemia",
             "copd_spo2_low",
+            "data_quarantined",
             "data_stale",
             "device_exceptions",
             "device_offline",
@@ -903,6 +958,7 @@ fn every_built_in_rule_has_a_replay_test_here() {
             "pump_door_open",
             "pump_fault",
             "pump_occlusion",
+            "quarantine_full",
             "rules_behind",
             "sensor_contact_lost",
             "sensor_malfunction",

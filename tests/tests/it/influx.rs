@@ -1,7 +1,11 @@
 //! Delivery to a real TSDB (victoria-metrics, through its InfluxDB v2 write
 //! API) without loss: the InfluxDB sink in a steady stream and across a TSDB
 //! outage, the bridge killed with SIGKILL while two bridges share the load,
-//! and the spool overflowing while the TSDB is down.
+//! and the spool overflowing while the TSDB is down; the bridge refusing a
+//! gateway's lines that carry another gateway's tags. Where the behaviour
+//! under test is an answer victoria-metrics never gives (a 400 for one bad
+//! line: it skips such lines and answers 204; a lasting 503), a scripted
+//! InfluxDB on loopback answers instead ([`ScriptedInflux`]).
 //!
 //! The JSONL sink, fed from the same spool, is the record of what was
 //! accepted. victoria-metrics stores timestamps in milliseconds and, without
@@ -19,10 +23,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
 use wardgate_e2e::{
-    Gateway, Mosquitto, Server, VictoriaMetrics, signal, wait_exit, wait_for, wardgate_bin,
+    Gateway, Mosquitto, Server, Subscriber, VictoriaMetrics, signal, wait_exit, wait_for,
+    wardgate_bin,
 };
 use wardgate_model::Event;
 
@@ -226,7 +233,26 @@ struct Bridge {
 
 impl Bridge {
     fn start(dir: &std::path::Path, name: &str, mqtt_port: u16, vm: &Server) -> Self {
+        Self::start_with(dir, name, mqtt_port, &vm.url(), "")
+    }
+
+    /// A bridge writing to `url`, with `extra` appended to its `[influxdb]`
+    /// table (and able to open tables of its own); `flush_interval` and
+    /// `max_backoff` there replace the defaults below.
+    fn start_with(
+        dir: &std::path::Path,
+        name: &str,
+        mqtt_port: u16,
+        url: &str,
+        extra: &str,
+    ) -> Self {
         let config = dir.join(format!("{name}.toml"));
+        let mut defaults = String::new();
+        for (k, v) in [("flush_interval", "\"50ms\""), ("max_backoff", "\"500ms\"")] {
+            if !extra.contains(k) {
+                let _ = writeln!(defaults, "{k} = {v}");
+            }
+        }
         std::fs::write(
             &config,
             format!(
@@ -236,13 +262,11 @@ broker = {{ host = "127.0.0.1", port = {mqtt_port}, client_id = "{name}", keep_a
 group = "e2e"
 
 [influxdb]
-url = "{}"
+url = "{url}"
 org = "e2e"
 bucket = "e2e"
-flush_interval = "50ms"
-max_backoff = "500ms"
-"#,
-                vm.url()
+{defaults}{extra}
+"#
             ),
         )
         .expect("write bridge config");
@@ -486,16 +510,28 @@ signals = [{ metric = "glucose", base = 50 }]
 
 /// Publishes one QoS 1 message and returns once the broker confirmed it.
 fn publish(port: u16, topic: &str, payload: &[u8]) {
+    publish_all(port, &[(topic, payload)]);
+}
+
+/// Publishes QoS 1 messages back to back on one connection and returns once
+/// the broker confirmed every one.
+fn publish_all(port: u16, messages: &[(&str, &[u8])]) {
     let opts = rumqttc::MqttOptions::new("e2e-publisher", "127.0.0.1", port);
     let (client, mut connection) = rumqttc::Client::new(opts, 8);
-    client
-        .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec())
-        .expect("queue the publish");
+    for (topic, payload) in messages {
+        client
+            .publish(*topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec())
+            .expect("queue the publish");
+    }
+    let mut acked = 0;
     for event in connection.iter() {
         if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
             event.expect("publisher connection")
         {
-            return;
+            acked += 1;
+            if acked == messages.len() {
+                return;
+            }
         }
     }
 }
@@ -551,4 +587,313 @@ batch_max = 20
         "{\"metric\": \"spo2\", \"value\": 93}"
     );
     assert!(log.contains(" quarantined=1 "), "{log}");
+}
+
+/// The quarantine file's entries.
+fn quarantine_entries(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// A gateway's reading line, as its encoder writes it.
+fn reading_line(
+    gateway: &str,
+    metric: &str,
+    unit: &str,
+    device: &str,
+    value: &str,
+    ms: i64,
+) -> String {
+    format!(
+        "{metric},site=e2e,ward=ward-1,gateway={gateway},subject=bed-1,device={device},device_kind=ble,time_source=device,unit={unit} value={value} {}",
+        ms * 1_000_000
+    )
+}
+
+#[test]
+fn bridge_refuses_lines_with_another_gateways_tags_and_writes_the_rest() {
+    let broker = Mosquitto::start();
+    let vm = VictoriaMetrics::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bridge = Bridge::start(dir.path(), "bridge-a", broker.port, &vm);
+    let t = chrono::Utc::now().timestamp_millis();
+    let good = [
+        reading_line("gw-a", "spo2", "%", "ox-a", "95.0", t),
+        reading_line("gw-a", "heart_rate", "/min", "ox-a", "70.0", t + 1),
+    ];
+    // gw-a publishing as gw-b, and a series outside the schema.
+    let spoofed = reading_line("gw-b", "spo2", "%", "ox-b", "80.0", t + 2);
+    let unknown = format!(
+        "evil_series,site=e2e,ward=ward-1,gateway=gw-a,subject=bed-1 value=1.0 {}",
+        (t + 3) * 1_000_000
+    );
+    let payload = format!("{}\n{spoofed}\n{unknown}\n{}\n", good[0], good[1]);
+    let topic = "wardgate/e2e/ward-1/gw-a/telemetry";
+    publish(broker.port, topic, payload.as_bytes());
+    let expected: BTreeSet<Point> = [
+        ("spo2".to_owned(), "ox-a".to_owned(), t),
+        ("heart_rate".to_owned(), "ox-a".to_owned(), t + 1),
+    ]
+    .into();
+    // The good lines of the message are written; the refused ones, which
+    // the bridge handled before writing, are not.
+    let got = wait_stored(&vm, &expected);
+    assert_same_points(&got, &expected);
+    assert!(
+        !got.keys()
+            .any(|(m, d, _)| d == "ox-b" || m == "evil_series"),
+        "{got:?}"
+    );
+    bridge.stop();
+    let entries = quarantine_entries(&dir.path().join("bridge-quarantine.jsonl"));
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    for e in &entries {
+        assert_eq!(e["topic"], topic);
+        assert_eq!(e["by"], "bridge:e2e");
+    }
+    assert_eq!(entries[0]["payload"], spoofed.as_str());
+    assert_eq!(
+        entries[0]["reason"],
+        "line 2: not from this topic's gateway: site=e2e,ward=ward-1,gateway=gw-b publish on wardgate/e2e/ward-1/gw-b/telemetry"
+    );
+    assert_eq!(entries[1]["payload"], unknown.as_str());
+    assert_eq!(
+        entries[1]["reason"],
+        "line 3: not in the schema: unknown measurement `evil_series`"
+    );
+    let log = bridge.log();
+    assert_eq!(log.matches("line refused").count(), 2, "{log}");
+    assert!(log.contains(&format!("topic={topic}")), "{log}");
+    assert!(
+        log.contains("line=spo2,site=e2e,ward=ward-1,gateway=gw-b"),
+        "{log}"
+    );
+    assert!(log.contains(" acknowledged=2 "), "{log}");
+    assert!(
+        log.contains(" quarantined=2 quarantine_dropped=0 refused=2 "),
+        "{log}"
+    );
+}
+
+/// What the scripted InfluxDB answers to one write body.
+type Answer = fn(&str) -> &'static str;
+
+/// An InfluxDB v2 write endpoint on loopback whose answers a test scripts:
+/// each request is answered by `answer` (bodies must be sent uncompressed,
+/// `gzip = false`), and the lines of every body answered with a 2xx are kept.
+struct ScriptedInflux {
+    port: u16,
+    /// Lines stored, in order.
+    stored: Arc<Mutex<Vec<String>>>,
+    /// Bodies received, in order.
+    bodies: Arc<Mutex<Vec<String>>>,
+    /// While false every write is answered 503.
+    up: Arc<AtomicBool>,
+}
+
+impl ScriptedInflux {
+    fn start(answer: Answer, up: bool) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let this = Self {
+            port,
+            stored: Arc::default(),
+            bodies: Arc::default(),
+            up: Arc::new(AtomicBool::new(up)),
+        };
+        let (stored, bodies, is_up) = (
+            Arc::clone(&this.stored),
+            Arc::clone(&this.bodies),
+            Arc::clone(&this.up),
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut s) = conn else { return };
+                let Some((target, body)) = read_request(&mut s) else {
+                    continue;
+                };
+                let response = if !target.starts_with("/api/v2/write") {
+                    // The bridge's start-up readiness probe.
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else if !is_up.load(Ordering::SeqCst) {
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    bodies.lock().unwrap().push(body.clone());
+                    let r = answer(&body);
+                    if r.starts_with("HTTP/1.1 2") {
+                        stored
+                            .lock()
+                            .unwrap()
+                            .extend(body.lines().map(str::to_owned));
+                    }
+                    r
+                };
+                let _ = s.write_all(response.as_bytes());
+            }
+        });
+        this
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// One HTTP/1.1 request: its target and body.
+fn read_request(s: &mut TcpStream) -> Option<(String, String)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let k = s.read(&mut chunk).ok()?;
+        if k == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..k]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let target = head.split(' ').nth(1)?.to_owned();
+    let len: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let k = s.read(&mut chunk).ok()?;
+        if k == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..k]);
+    }
+    Some((
+        target,
+        String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned(),
+    ))
+}
+
+/// As InfluxDB 2 refuses a field of the wrong type: the whole body, 400.
+const TYPE_CONFLICT: &str = "HTTP/1.1 400 Bad Request\r\nContent-Length: 38\r\nConnection: close\r\n\r\npartial write: field type conflict\r\n\r\n";
+
+#[test]
+fn bridge_bisects_a_refused_batch_so_only_the_bad_line_is_quarantined() {
+    let broker = Mosquitto::start();
+    let influx = ScriptedInflux::start(
+        |body| {
+            if body.contains("value=\"oops\"") {
+                TYPE_CONFLICT
+            } else {
+                "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+            }
+        },
+        true,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A long flush interval: both gateways' messages land in one batch.
+    let mut bridge = Bridge::start_with(
+        dir.path(),
+        "bridge-a",
+        broker.port,
+        &influx.url(),
+        "gzip = false\nflush_interval = \"2s\"",
+    );
+    let t = chrono::Utc::now().timestamp_millis();
+    let a: Vec<String> = (0..3)
+        .map(|i| reading_line("gw-a", "spo2", "%", "ox-a", "95.0", t + i))
+        .collect();
+    let mut b: Vec<String> = (0..2)
+        .map(|i| reading_line("gw-b", "spo2", "%", "ox-b", "96.0", t + i))
+        .collect();
+    let bad = reading_line("gw-b", "spo2", "%", "ox-b", "\"oops\"", t + 2);
+    b.insert(1, bad.clone());
+    let (ta, tb) = (
+        "wardgate/e2e/ward-1/gw-a/telemetry",
+        "wardgate/e2e/ward-1/gw-b/telemetry",
+    );
+    let (pa, pb) = (a.join("\n"), b.join("\n"));
+    publish_all(broker.port, &[(ta, pa.as_bytes()), (tb, pb.as_bytes())]);
+    let good: BTreeSet<String> = a.iter().chain(&b).filter(|l| **l != bad).cloned().collect();
+    wait_for("the good lines stored", || {
+        let stored: BTreeSet<String> = influx.stored.lock().unwrap().iter().cloned().collect();
+        (stored == good).then_some(())
+    });
+    bridge.stop();
+    // One batch of six lines, refused whole, then bisected.
+    let bodies = influx.bodies.lock().unwrap().clone();
+    assert_eq!(bodies[0].lines().count(), 6, "{bodies:#?}");
+    assert_eq!(
+        influx.stored.lock().unwrap().len(),
+        5,
+        "each good line once"
+    );
+    let entries = quarantine_entries(&dir.path().join("bridge-quarantine.jsonl"));
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    assert_eq!(entries[0]["payload"], bad.as_str());
+    assert_eq!(entries[0]["topic"], tb);
+    assert_eq!(entries[0]["status"], 400);
+    let log = bridge.log();
+    assert!(log.contains("InfluxDB refused lines"), "{log}");
+    assert!(log.contains(" acknowledged=5 "), "{log}");
+}
+
+#[test]
+fn bridge_reports_a_stall_on_its_status_topic_and_recovers() {
+    let broker = Mosquitto::start();
+    let influx = ScriptedInflux::start(
+        |_| "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+        false,
+    );
+    let status = Subscriber::start(broker.port, "e2e-status", "wardgate/bridge/+/status");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bridge = Bridge::start_with(
+        dir.path(),
+        "bridge-a",
+        broker.port,
+        &influx.url(),
+        "gzip = false\nmax_backoff = \"200ms\"\n\n[bridge]\nstalled_after = \"1s\"",
+    );
+    let topic = "wardgate/bridge/bridge-a/status";
+    let mut seen: Vec<String> = Vec::new();
+    let mut wait_status = |what: &str, want: fn(&str) -> bool| {
+        wait_for(what, || {
+            seen.extend(
+                status
+                    .drain()
+                    .into_iter()
+                    .filter(|(t, _, _)| t == topic)
+                    .map(|(_, p, _)| String::from_utf8_lossy(&p).into_owned()),
+            );
+            seen.last().filter(|s| want(s)).map(|_| ())
+        });
+    };
+    wait_status("the bridge online", |s| s == "online");
+    let t = chrono::Utc::now().timestamp_millis();
+    let line = reading_line("gw-a", "spo2", "%", "ox-a", "95.0", t);
+    publish(
+        broker.port,
+        "wardgate/e2e/ward-1/gw-a/telemetry",
+        line.as_bytes(),
+    );
+    // InfluxDB answers 503 to everything: after 1 s the bridge says so.
+    wait_status("the bridge stalled", |s| s.starts_with("stalled: "));
+    assert!(
+        bridge.log().contains(
+            "wardgate bridge stalled: InfluxDB has stored nothing for 1 s; 1 lines waiting"
+        ),
+        "{}",
+        bridge.log()
+    );
+    influx.up.store(true, Ordering::SeqCst);
+    wait_status("the bridge online again", |s| s == "online");
+    assert_eq!(*influx.stored.lock().unwrap(), [line]);
+    let log = bridge.log();
+    assert!(log.contains("wardgate bridge no longer stalled"), "{log}");
+    assert!(log.contains("ERROR"), "{log}");
+    bridge.stop();
+    wait_status("the bridge offline", |s| s == "offline");
 }

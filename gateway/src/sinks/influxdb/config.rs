@@ -39,10 +39,15 @@ pub struct InfluxDbConfig {
     /// Longest pause between retries (the backoff doubles up to it).
     #[serde(with = "humantime_serde", default = "default_max_backoff")]
     pub max_backoff: Duration,
-    /// JSONL file for batches the server rejected (4xx other than 401, 403, 404 and 429).
-    /// Default: `<name>.quarantine.jsonl` next to the spool (gateway) or
-    /// `bridge-quarantine.jsonl` next to the bridge's config file.
+    /// JSONL file for lines the server refused (4xx other than 401, 403,
+    /// 404 and 429, down to the single line) and, in the bridge, lines it
+    /// refused itself. Default: `<name>.quarantine.jsonl` next to the spool
+    /// (gateway) or `bridge-quarantine.jsonl` next to the bridge's config file.
     pub quarantine: Option<PathBuf>,
+    /// The quarantine file's bound in bytes; past it entries are dropped and
+    /// counted (and the gateway raises `quarantine_full`).
+    #[serde(default = "default_quarantine_max_bytes")]
+    pub quarantine_max_bytes: u64,
 }
 
 fn default_gzip() -> bool {
@@ -59,6 +64,9 @@ fn default_timeout() -> Duration {
 }
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
+}
+fn default_quarantine_max_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 impl InfluxDbConfig {
@@ -111,6 +119,12 @@ impl InfluxDbConfig {
                 "max_backoff must be between 100ms and 1h",
             ));
         }
+        check_range(
+            &mut issues,
+            "quarantine_max_bytes",
+            self.quarantine_max_bytes,
+            1024..=1 << 40,
+        );
         issues
     }
 }
@@ -133,14 +147,26 @@ mod tests {
         assert!(c.gzip);
         assert_eq!(c.batch_max, 5000);
         assert_eq!(c.flush_interval, Duration::from_secs(1));
+        assert_eq!(c.quarantine_max_bytes, 64 << 20);
     }
 
     #[test]
     fn bad_values_are_all_reported() {
-        let mut c = parse("batch_max = 0\nflush_interval = \"2m\"\ntoken = { env = \"T\" }");
+        let mut c = parse(
+            "batch_max = 0\nflush_interval = \"2m\"\ntoken = { env = \"T\" }\nquarantine_max_bytes = 10",
+        );
         c.url = "influx.example.org:8086".into();
         c.bucket = " ".into();
         let keys: Vec<String> = c.issues().iter().map(ConfigIssue::dotted_path).collect();
-        assert_eq!(keys, ["url", "bucket", "batch_max", "flush_interval"]);
+        assert_eq!(
+            keys,
+            [
+                "url",
+                "bucket",
+                "batch_max",
+                "flush_interval",
+                "quarantine_max_bytes"
+            ]
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Delivery self-metrics of one sink or bridge: counted in the hot path with
 //! atomics, logged as one line periodically and at shutdown, and readable at
-//! any time (the HTTP `/metrics` endpoint reads [`DeliveryMetrics::snapshot`]).
+//! any time through [`DeliveryMetrics::snapshot`].
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -15,6 +15,8 @@ pub struct DeliveryMetrics {
     acknowledged: AtomicU64,
     retried: AtomicU64,
     quarantined: AtomicU64,
+    quarantine_dropped: AtomicU64,
+    refused: AtomicU64,
     spool_bytes: AtomicU64,
     spool_evicted: AtomicU64,
     /// Time (ns since the epoch) of the oldest point taken but not yet
@@ -35,6 +37,13 @@ pub struct DeliverySnapshot {
     pub retried: u64,
     /// Points written to the quarantine file instead of the server.
     pub quarantined: u64,
+    /// Points that should have gone to the quarantine file but were dropped
+    /// because it is at its bound (`quarantine_max_bytes`).
+    pub quarantine_dropped: u64,
+    /// Lines the bridge refused to write itself (not line protocol, no
+    /// timestamp, tags not those of their topic, not in the schema); 0 for
+    /// the sink.
+    pub refused: u64,
     /// Telemetry bytes in the spool (gateway only).
     pub spool_bytes: u64,
     /// Telemetry evicted from the spool since it was created (gateway only).
@@ -83,6 +92,12 @@ impl DeliveryMetrics {
     pub fn add_quarantined(&self, n: u64) {
         self.quarantined.fetch_add(n, Relaxed);
     }
+    pub fn add_quarantine_dropped(&self, n: u64) {
+        self.quarantine_dropped.fetch_add(n, Relaxed);
+    }
+    pub fn add_refused(&self, n: u64) {
+        self.refused.fetch_add(n, Relaxed);
+    }
     pub fn set_spool(&self, bytes: u64, evicted: u64) {
         self.spool_bytes.store(bytes, Relaxed);
         self.spool_evicted.store(evicted, Relaxed);
@@ -97,6 +112,8 @@ impl DeliveryMetrics {
             acknowledged: self.acknowledged.load(Relaxed),
             retried: self.retried.load(Relaxed),
             quarantined: self.quarantined.load(Relaxed),
+            quarantine_dropped: self.quarantine_dropped.load(Relaxed),
+            refused: self.refused.load(Relaxed),
             spool_bytes: self.spool_bytes.load(Relaxed),
             spool_evicted: self.spool_evicted.load(Relaxed),
             oldest_unsent_age: (oldest != i64::MIN)
@@ -114,6 +131,8 @@ impl DeliveryMetrics {
             acknowledged = s.acknowledged,
             retried = s.retried,
             quarantined = s.quarantined,
+            quarantine_dropped = s.quarantine_dropped,
+            refused = s.refused,
             spool_bytes = s.spool_bytes,
             spool_evicted = s.spool_evicted,
             oldest_unsent_age_s = s.oldest_unsent_age.map_or(0.0, |d| d.as_secs_f64()),

@@ -9,16 +9,24 @@
 //! with capped exponential backoff and jitter (or the server's `Retry-After`);
 //! the batch stays in hand and the spool keeps everything behind it, so an
 //! outage costs memory only for one batch. Any other 4xx means the request
-//! itself is wrong: the batch goes to the quarantine file, is counted and
-//! logged once, and is acknowledged so it does not block the stream forever.
+//! itself is wrong (400 a bad line, 413 too large, 422 a schema conflict):
+//! the batch is split in halves until only the refused lines are left
+//! ([`split`]); those go to the quarantine file, are counted and logged once
+//! per batch, and everything is acknowledged so the stream goes on. The
+//! quarantine file is bounded (`quarantine_max_bytes`): past it refused lines
+//! are dropped and counted. A refusal raises the low `data_quarantined`
+//! technical alarm (at most once a minute), an overflow the medium
+//! `quarantine_full` one, both through the rules like any alarm.
 //!
 //! This module never reorders or alters records, and never acknowledges a
-//! record that is neither stored by the server nor on disk in the quarantine.
+//! record that is neither stored by the server nor on disk in the quarantine
+//! (or counted as dropped because the quarantine is full).
 
 mod config;
 mod encode;
 mod metrics;
 mod quarantine;
+mod split;
 mod writer;
 
 use std::sync::Arc;
@@ -31,15 +39,39 @@ use tokio_util::sync::CancellationToken;
 pub use config::InfluxDbConfig;
 pub use encode::{Verdict, body, gzip, retry_after, verdict};
 pub use metrics::{DeliveryMetrics, DeliverySnapshot};
-pub use quarantine::{Quarantine, QuarantineEntry};
+pub use quarantine::{Appended, Overflow, Quarantine, QuarantineEntry};
+pub use split::{Refusal, Settled, write_splitting};
 pub use writer::{Delivery, InfluxSetupError, InfluxWriter, WriteError};
 
-use crate::lineproto::Identity;
+use tokio::sync::mpsc;
+use wardgate_drivers::Emitted;
+use wardgate_model::AlarmPhase;
+
+use crate::lineproto::{self, Identity};
 use crate::sinks::SinkError;
 use crate::spool::{Batch, Lane, Spool, SpoolReader};
 
 /// How often the figures are logged while running.
 const STATS_INTERVAL: Duration = Duration::from_secs(60);
+/// The technical alarm (device `sink:NAME`) raised when the server refused
+/// lines for good: they are not in the TSDB.
+pub const QUARANTINED_ALARM: &str = "data_quarantined";
+/// The technical alarm raised while the quarantine file is at its bound and
+/// refused lines are dropped.
+pub const QUARANTINE_FULL_ALARM: &str = "quarantine_full";
+/// `data_quarantined` is raised again at most this often while refusals go
+/// on (the rule latches; one raise per refused batch would flood the spool).
+const QUARANTINED_EVERY: Duration = Duration::from_secs(60);
+
+/// Where the sink raises its technical alarms.
+#[derive(Debug, Clone)]
+struct Alarms {
+    events: mpsc::WeakSender<Emitted>,
+    /// The gateway's id: the subject of its own technical alarms.
+    gateway: String,
+    /// When `data_quarantined` was last raised.
+    quarantined_at: Option<Instant>,
+}
 
 /// A configured InfluxDB sink, ready to run.
 #[derive(Debug)]
@@ -50,6 +82,7 @@ pub struct InfluxDbSink {
     writer: InfluxWriter,
     quarantine: Quarantine,
     metrics: Arc<DeliveryMetrics>,
+    alarms: Option<Alarms>,
 }
 
 enum Flushed {
@@ -68,7 +101,10 @@ impl InfluxDbSink {
         default_quarantine: std::path::PathBuf,
     ) -> Result<Self, InfluxSetupError> {
         let writer = InfluxWriter::new(name, &config)?;
-        let quarantine = Quarantine::new(config.quarantine.clone().unwrap_or(default_quarantine));
+        let quarantine = Quarantine::new(
+            config.quarantine.clone().unwrap_or(default_quarantine),
+            config.quarantine_max_bytes,
+        );
         Ok(Self {
             name: name.to_owned(),
             config,
@@ -76,7 +112,21 @@ impl InfluxDbSink {
             writer,
             quarantine,
             metrics: Arc::new(DeliveryMetrics::new()),
+            alarms: None,
         })
+    }
+
+    /// Raises the sink's technical alarms (`data_quarantined`,
+    /// `quarantine_full`) on `events`, the pipeline's channel, for gateway
+    /// `gateway`. Without it they are only logged.
+    #[must_use]
+    pub fn with_alarms(mut self, events: mpsc::WeakSender<Emitted>, gateway: String) -> Self {
+        self.alarms = Some(Alarms {
+            events,
+            gateway,
+            quarantined_at: None,
+        });
+        self
     }
 
     /// The live figures (for `/metrics`).
@@ -88,7 +138,7 @@ impl InfluxDbSink {
     /// (or, when the server is failing, at once: the spool keeps the rest).
     /// Returns the number of records acknowledged.
     pub async fn run(
-        self,
+        mut self,
         mut reader: SpoolReader,
         spool: Arc<Spool>,
         drain: CancellationToken,
@@ -145,6 +195,11 @@ impl InfluxDbSink {
                 _ = stats.tick() => {
                     self.refresh_spool_stats(&spool).await;
                     self.metrics.log(&self.name, chrono::Utc::now(), "influxdb sink");
+                    // A quarantine emptied by the operator ends its alarm
+                    // without waiting for the next refusal.
+                    if let Some(o) = self.quarantine.recheck(&self.metrics, &self.name).await {
+                        self.alarm_full(o, 0).await;
+                    }
                 }
                 () = drain.cancelled(), if !drain.is_cancelled() => {}
             }
@@ -162,55 +217,66 @@ impl InfluxDbSink {
         }
     }
 
-    /// Writes the held batches in one request; acknowledges them in the spool
-    /// once stored or quarantined.
+    /// Writes the held batches in one request (split while the server
+    /// refuses lines); acknowledges them in the spool once every line is
+    /// stored or quarantined.
     async fn flush(
-        &self,
+        &mut self,
         reader: &mut SpoolReader,
         held: &[Batch],
         drain: &CancellationToken,
     ) -> Result<Flushed, SinkError> {
-        let records: Vec<_> = held
-            .iter()
-            .flat_map(|b| b.records.iter().cloned())
-            .collect();
+        let records: Vec<&crate::spool::Record> =
+            held.iter().flat_map(|b| b.records.iter()).collect();
         let n = records.len() as u64;
-        let text = body(&records, &self.identity);
-        match self
-            .writer
-            .write_until_done(&text, n, &self.metrics, drain)
-            .await
-        {
-            Delivery::Stored => self.metrics.add_acknowledged(n),
-            Delivery::Cancelled => return Ok(Flushed::Stopped),
-            Delivery::Rejected { status, body } => {
-                let now = chrono::Utc::now();
-                let entries: Vec<QuarantineEntry<'_>> = records
-                    .iter()
-                    .map(|r| QuarantineEntry {
-                        quarantined_at: now,
-                        by: &self.name,
-                        status: Some(status),
-                        reason: &body,
-                        topic: None,
-                        event: Some(&r.event),
-                        payload: None,
-                    })
-                    .collect();
-                if !self.keep_in_quarantine(&entries, drain).await {
-                    return Ok(Flushed::Stopped);
-                }
-                self.metrics.add_quarantined(n);
-                tracing::error!(
-                    sink = %self.name,
-                    status,
-                    response = %body,
-                    records = n,
-                    quarantine = %self.quarantine.path().display(),
-                    total_quarantined = self.metrics.snapshot(now).quarantined,
-                    "InfluxDB refused a batch; it was moved to the quarantine file and will not be retried"
-                );
-            }
+        let lines: Vec<String> = records
+            .iter()
+            .map(|r| {
+                let mut line = String::new();
+                lineproto::encode(&r.event, &self.identity, &mut line);
+                line
+            })
+            .collect();
+        let slices: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let refused = match write_splitting(&self.writer, &slices, &self.metrics, drain).await {
+            Settled::Done { refused, .. } => refused,
+            Settled::Cancelled => return Ok(Flushed::Stopped),
+        };
+        self.metrics.add_acknowledged(n - refused.len() as u64);
+        if let Some(first) = refused.first() {
+            let now = chrono::Utc::now();
+            let entries: Vec<QuarantineEntry<'_>> = refused
+                .iter()
+                .map(|f| QuarantineEntry {
+                    quarantined_at: now,
+                    by: &self.name,
+                    status: Some(f.status),
+                    reason: &f.reason,
+                    topic: None,
+                    event: Some(&records[f.index].event),
+                    payload: None,
+                })
+                .collect();
+            let Some(appended) = self.keep_in_quarantine(&entries, drain).await else {
+                return Ok(Flushed::Stopped);
+            };
+            tracing::error!(
+                sink = %self.name,
+                status = first.status,
+                response = %first.reason,
+                refused = refused.len(),
+                records = n,
+                quarantine = %self.quarantine.path().display(),
+                total_quarantined = self.metrics.snapshot(now).quarantined,
+                "InfluxDB refused records; they were moved to the quarantine file and will not be retried (the rest of the batch is stored)"
+            );
+            let detail = format!(
+                "{} of {n} records refused with {}: {}",
+                refused.len(),
+                first.status,
+                first.reason.trim_end()
+            );
+            self.alarm_quarantined(appended, &detail).await;
         }
         for b in held {
             reader.ack(b.lane, b.after, b.last()).await?;
@@ -219,13 +285,64 @@ impl InfluxDbSink {
         Ok(Flushed::Done)
     }
 
-    /// Appends to the quarantine file, retrying while the disk refuses;
-    /// false when stopping first (nothing is acknowledged then).
+    /// Raises `data_quarantined` (at most once a minute; the rule latches,
+    /// so it is raised and ended at once) and, as the quarantine overflows or
+    /// has room again, starts or ends `quarantine_full`.
+    async fn alarm_quarantined(&mut self, appended: Appended, detail: &str) {
+        let now = Instant::now();
+        let due = self.alarms.as_mut().is_some_and(|a| {
+            let due = a
+                .quarantined_at
+                .is_none_or(|t| now.duration_since(t) >= QUARANTINED_EVERY);
+            if due {
+                a.quarantined_at = Some(now);
+            }
+            due
+        });
+        if due {
+            for phase in [AlarmPhase::Start, AlarmPhase::End] {
+                self.alarm(QUARANTINED_ALARM, phase, Some(detail)).await;
+            }
+        }
+        if let Some(o) = appended.overflow {
+            self.alarm_full(o, appended.dropped).await;
+        }
+    }
+
+    /// Starts or ends `quarantine_full`.
+    async fn alarm_full(&self, overflow: Overflow, dropped: u64) {
+        match overflow {
+            Overflow::Started => {
+                let why = format!(
+                    "{} reached its bound of {} bytes; {dropped} records dropped",
+                    self.quarantine.path().display(),
+                    self.config.quarantine_max_bytes
+                );
+                self.alarm(QUARANTINE_FULL_ALARM, AlarmPhase::Start, Some(&why))
+                    .await;
+            }
+            Overflow::Ended => {
+                self.alarm(QUARANTINE_FULL_ALARM, AlarmPhase::End, None)
+                    .await;
+            }
+        }
+    }
+
+    async fn alarm(&self, alarm: &str, phase: AlarmPhase, detail: Option<&str>) {
+        if let Some(a) = &self.alarms {
+            let device = format!("sink:{}", self.name);
+            crate::monitor::raise(&a.events, &a.gateway, &device, alarm, phase, detail).await;
+        }
+    }
+
+    /// Appends to the quarantine file (what fits under its bound), retrying
+    /// while the disk refuses; `None` when stopping first (nothing is
+    /// acknowledged then).
     async fn keep_in_quarantine(
         &self,
         entries: &[QuarantineEntry<'_>],
         drain: &CancellationToken,
-    ) -> bool {
+    ) -> Option<Appended> {
         let mut delays = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(30))
@@ -233,16 +350,20 @@ impl InfluxDbSink {
             .without_max_times()
             .build();
         loop {
-            match self.quarantine.append(entries).await {
-                Ok(()) => return true,
+            match self
+                .quarantine
+                .keep(entries, &self.metrics, &self.name)
+                .await
+            {
+                Ok(a) => return Some(a),
                 Err(e) => {
                     tracing::error!(sink = %self.name, path = %self.quarantine.path().display(), error = %e, "cannot write the quarantine file; retrying");
                     if drain.is_cancelled() {
-                        return false;
+                        return None;
                     }
                     tokio::select! {
                         () = tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(30))) => {}
-                        () = drain.cancelled() => return false,
+                        () = drain.cancelled() => return None,
                     }
                 }
             }

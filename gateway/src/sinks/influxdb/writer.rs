@@ -155,6 +155,11 @@ impl InfluxWriter {
         })
     }
 
+    /// The sink or bridge this writer serves, as logged.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Logs whether the server answers its readiness endpoint (`GET /ready`,
     /// 200 when ready); only informational (the writes retry anyway).
     pub async fn probe(&self) {

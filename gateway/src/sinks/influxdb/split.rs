@@ -1,0 +1,104 @@
+//! Writing a batch whose lines the server may refuse one by one, shared by
+//! the InfluxDB sink and `wardgate bridge`.
+//!
+//! A refused request (any 4xx but 401, 403, 404 and 429: 400 for a bad line,
+//! 413 for a body too large, 422 for a schema conflict) says nothing about
+//! *which* of its lines are at fault, and one bad line must not cost the
+//! others — in the bridge they may come from other gateways. So a refused
+//! batch of more than one line is split in halves and each half written on
+//! its own, in order, down to single lines; only a single line still refused
+//! is given back to the caller, with the server's status and answer, for the
+//! quarantine. Rewriting a half that the server partly stored is harmless:
+//! same series, same timestamps.
+//!
+//! Cost: a batch with one bad line in `n` takes about `2·log2(n)` extra
+//! requests; a batch whose every line is refused takes `2n - 1`.
+//!
+//! Invariant: every line ends up stored or returned as refused, or — when
+//! stopping while the server fails — the caller is told nothing is settled
+//! and keeps the whole batch (what was stored meanwhile is written again
+//! later, which is harmless for the same reason).
+
+use std::ops::Range;
+
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::DeliveryMetrics;
+use super::writer::{Delivery, InfluxWriter};
+
+/// A line the server refused on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Its index in the batch.
+    pub index: usize,
+    pub status: u16,
+    /// The server's answer (cut to 1000 bytes).
+    pub reason: String,
+}
+
+/// How a batch ended.
+#[derive(Debug)]
+pub enum Settled {
+    /// Every line is stored except `refused`, in batch order.
+    Done {
+        refused: Vec<Refusal>,
+        /// Requests refused as a whole and split.
+        splits: u64,
+    },
+    /// Stopping while the server was failing: nothing is settled.
+    Cancelled,
+}
+
+/// Writes `lines` (each ending with `\n`), retrying as
+/// [`InfluxWriter::write_until_done`] does, splitting refused requests until
+/// only the refused lines are left.
+pub async fn write_splitting(
+    writer: &InfluxWriter,
+    lines: &[&str],
+    metrics: &DeliveryMetrics,
+    stop: &CancellationToken,
+) -> Settled {
+    let mut refused = Vec::new();
+    let mut splits = 0u64;
+    // Ranges still to write, the next one last.
+    let mut todo: Vec<Range<usize>> = Vec::new();
+    todo.push(0..lines.len());
+    let mut body = String::new();
+    while let Some(range) = todo.pop() {
+        if range.is_empty() {
+            continue;
+        }
+        body.clear();
+        for l in &lines[range.clone()] {
+            body.push_str(l);
+        }
+        match writer
+            .write_until_done(&body, range.len() as u64, metrics, stop)
+            .await
+        {
+            Delivery::Stored => {}
+            Delivery::Cancelled => return Settled::Cancelled,
+            Delivery::Rejected { status, body } if range.len() == 1 => refused.push(Refusal {
+                index: range.start,
+                status,
+                reason: body,
+            }),
+            Delivery::Rejected { status, body } => {
+                splits += 1;
+                if splits == 1 {
+                    tracing::info!(
+                        sink = %writer.name(),
+                        status,
+                        response = %body,
+                        lines = range.len(),
+                        "InfluxDB refused a batch; writing it in halves to find the lines at fault"
+                    );
+                }
+                let mid = range.start + range.len() / 2;
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
+            }
+        }
+    }
+    Settled::Done { refused, splits }
+}
