@@ -18,6 +18,8 @@ pub enum CommandRejected {
     Ack(#[from] AckError),
     #[error(transparent)]
     Silence(#[from] SilenceError),
+    #[error(transparent)]
+    Assign(#[from] crate::roster::AssignError),
 }
 
 /// One command for the alert manager.
@@ -32,6 +34,13 @@ pub enum AlertCommand {
     Silence {
         target: SilenceTarget,
         until: Timestamp,
+        who: Actor,
+        reply: oneshot::Sender<Result<(), CommandRejected>>,
+    },
+    /// The subjects a member of staff covers from now on (shift change).
+    Assign {
+        staff: String,
+        subjects: Vec<wardgate_model::SubjectId>,
         who: Actor,
         reply: oneshot::Sender<Result<(), CommandRejected>>,
     },

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod monitor;
 pub mod mqtt;
 pub mod pipeline;
+pub mod roster;
 pub mod service;
 pub mod sinks;
 pub mod spool;

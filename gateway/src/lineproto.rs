@@ -432,6 +432,7 @@ mod tests {
                 via: Some("mqtt:alert-manager".into()),
             }),
             cleared_at: None,
+            recipient: None,
         };
         check(
             &Event::Alert(a),

@@ -22,6 +22,7 @@ use wardgate_rules::Engine;
 use crate::commands::{AlertCommand, CommandRejected};
 use crate::config::Config;
 use crate::lineproto::Identity;
+use crate::roster::Roster;
 use crate::sinks::supervisor::{SinkEnv, SinkHealth, SinkStartError, Sinks};
 use crate::spool::{Spool, SpoolError, SpoolLimits};
 use crate::supervisor::{DriverEnv, Drivers};
@@ -296,6 +297,11 @@ pub async fn run(
     let mut summary = Summary::default();
     // Drivers stop on the caller's shutdown, or when the spool fails.
     let stop = drivers_stop;
+    let roster = Roster::new(
+        config.staff.clone(),
+        config.subjects.iter().map(|s| s.id.clone()).collect(),
+    );
+    roster.address_events(&mut startup_events);
     if !startup_events.is_empty()
         && let Err(source) = append(&spool, startup_events, &mut summary, &hooks).await
     {
@@ -322,12 +328,15 @@ pub async fn run(
                     commits: commits_rx,
                     commands: commands_rx,
                 },
-                engine,
+                Stage {
+                    engine,
+                    roster,
+                    gateway,
+                },
                 &spool,
                 &mut summary,
                 hooks,
                 flush_interval,
-                &gateway,
             )
             .await;
             if processed.is_err() {
@@ -389,12 +398,11 @@ pub async fn run(
 /// every driver is gone, after committing what is left.
 async fn process(
     inputs: Inputs,
-    mut engine: Engine,
+    mut stage: Stage,
     spool: &Arc<Spool>,
     summary: &mut Summary,
     mut hooks: Hooks,
     flush_interval: Duration,
-    gateway: &str,
 ) -> Result<(), SpoolError> {
     let Inputs {
         mut events,
@@ -412,7 +420,7 @@ async fn process(
     let mut commands_open = true;
     let mut open = true;
     while open {
-        let wake = engine.poll_timeout().map(|at| {
+        let wake = stage.engine.poll_timeout().map(|at| {
             let wait = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::time::Instant::now() + wait
         });
@@ -423,11 +431,11 @@ async fn process(
                 }
                 let now = chrono::Utc::now();
                 for item in batch.drain(..) {
-                    feed(&mut engine, now, item, &mut out);
+                    feed(&mut stage.engine, now, item, &mut out);
                 }
             }
             () = sleep_until(wake) => {
-                out.extend(engine.poll_tick(chrono::Utc::now()));
+                out.extend(stage.engine.poll_tick(chrono::Utc::now()));
             }
             () = sleep_until(flush_at) => {}
             Some(done) = commits.recv() => {
@@ -435,16 +443,16 @@ async fn process(
                 // channel already: take all of it, then commit below.
                 let now = chrono::Utc::now();
                 while let Ok(item) = events.try_recv() {
-                    feed(&mut engine, now, item, &mut out);
+                    feed(&mut stage.engine, now, item, &mut out);
                 }
                 waiting.push(done);
             }
             cmd = commands.recv(), if commands_open => match cmd {
-                Some(cmd) => out.extend(apply_command(&mut engine, cmd)),
+                Some(cmd) => out.extend(apply_command(&mut stage, cmd)),
                 None => commands_open = false,
             },
             Some(cmd) = recv_some(http_commands.as_mut()) => {
-                out.extend(apply_command(&mut engine, cmd));
+                out.extend(apply_command(&mut stage, cmd));
             }
         }
         // Alerts to a batch of their own (allocated only when there are
@@ -458,7 +466,7 @@ async fn process(
             }
         }
         if !alerts.is_empty() {
-            commit(&mut engine, gateway, spool, alerts, summary, &hooks).await?;
+            commit(&mut stage, spool, alerts, summary, &hooks).await?;
         }
         if !telemetry.is_empty() {
             let due = *flush_at.get_or_insert_with(|| tokio::time::Instant::now() + flush_interval);
@@ -469,7 +477,7 @@ async fn process(
             {
                 flush_at = None;
                 let full = std::mem::replace(&mut telemetry, Vec::with_capacity(COMMIT_BATCH * 2));
-                commit(&mut engine, gateway, spool, full, summary, &hooks).await?;
+                commit(&mut stage, spool, full, summary, &hooks).await?;
             }
         }
         for done in waiting.drain(..) {
@@ -522,8 +530,9 @@ async fn recv_some<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
 /// Applies one HTTP command and answers its caller; every acknowledgement
 /// and silence is logged with who and when (the engine's audit trail holds
 /// them too).
-fn apply_command(engine: &mut Engine, cmd: AlertCommand) -> Vec<Event> {
+fn apply_command(stage: &mut Stage, cmd: AlertCommand) -> Vec<Event> {
     let now = chrono::Utc::now();
+    let engine = &mut stage.engine;
     match cmd {
         AlertCommand::Acknowledge { alert, who, reply } => {
             let (by, via) = (who.by.clone(), who.via.clone().unwrap_or_default());
@@ -560,6 +569,26 @@ fn apply_command(engine: &mut Engine, cmd: AlertCommand) -> Vec<Event> {
                     Vec::new()
                 }
             }
+        }
+        AlertCommand::Assign {
+            staff,
+            subjects,
+            who,
+            reply,
+        } => {
+            let (by, via) = (who.by, who.via.unwrap_or_default());
+            let listed = subjects.iter().map(ToString::to_string).collect::<Vec<_>>();
+            match stage.roster.assign(&staff, subjects) {
+                Ok(()) => {
+                    tracing::info!(staff = %staff, subjects = ?listed, by = %by, via = %via, at = %now, "assignment changed");
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    tracing::warn!(staff = %staff, subjects = ?listed, by = %by, via = %via, error = %e, "assignment not changed");
+                    let _ = reply.send(Err(CommandRejected::from(e)));
+                }
+            }
+            Vec::new()
         }
     }
 }
@@ -598,24 +627,33 @@ fn latch_gateway_alarm(
     }
 }
 
-/// Commits one batch as [`append`] does; when the spool failed for a while
+/// The rules stage's state: the engine, who has which alerts, and the
+/// gateway's id (the subject of its own technical alarms).
+struct Stage {
+    engine: Engine,
+    roster: Roster,
+    gateway: String,
+}
+
+/// Commits one batch as [`append`] does, every alert in it addressed to
+/// whoever has it now; when the spool failed for a while
 /// before it took the batch, the failure is announced (`storage_failed`)
 /// and that announcement committed in turn.
 async fn commit(
-    engine: &mut Engine,
-    gateway: &str,
+    stage: &mut Stage,
     spool: &Arc<Spool>,
     events: Vec<Event>,
     summary: &mut Summary,
     hooks: &Hooks,
 ) -> Result<(), SpoolError> {
     let mut next = Some(events);
-    while let Some(batch) = next.take() {
+    while let Some(mut batch) = next.take() {
+        stage.roster.address_events(&mut batch);
         if let Some(outage) = append(spool, batch, summary, hooks).await? {
             let mut alarm = Vec::new();
             latch_gateway_alarm(
-                engine,
-                gateway,
+                &mut stage.engine,
+                &stage.gateway,
                 crate::spool::FAILED_ALARM,
                 &format!(
                     "{} could not be written for {} s ({}); it was reopened and takes writes again, nothing was lost",

@@ -154,6 +154,51 @@ pub struct Alert {
     pub acknowledged: Option<Acknowledgement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleared_at: Option<Timestamp>,
+    /// Who has the alert now, when the gateway knows its staff: the nurses
+    /// assigned to the subject, after an escalation the charge nurses, after
+    /// another everyone. Each hand-over is an escalation, so the snapshot
+    /// of that transition records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Box<Recipient>>,
+}
+
+/// Who an alert goes to now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub to: RecipientGroup,
+    /// The people in that group (empty for everyone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staff: Vec<StaffRef>,
+}
+
+/// The step of the chain an alert has reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientGroup {
+    /// The nurses assigned to the subject.
+    Assigned,
+    /// The charge nurses (nobody was assigned, or the assigned nurses did
+    /// not acknowledge in time).
+    Charge,
+    /// Everyone on the ward.
+    Everyone,
+}
+
+impl RecipientGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientGroup::Assigned => "assigned",
+            RecipientGroup::Charge => "charge",
+            RecipientGroup::Everyone => "everyone",
+        }
+    }
+}
+
+/// One member of staff, as alerts name them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StaffRef {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
 }
 
 #[cfg(test)]

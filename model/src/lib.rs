@@ -20,7 +20,8 @@ mod silence;
 mod subject;
 
 pub use alert::{
-    Acknowledgement, Actor, Alert, AlertId, AlertKind, AlertState, Priority, Transition,
+    Acknowledgement, Actor, Alert, AlertId, AlertKind, AlertState, Priority, Recipient,
+    RecipientGroup, StaffRef, Transition,
 };
 pub use device::{AlarmPhase, DeviceAlarm, DeviceKind, DeviceRef, DeviceState, DeviceStatus};
 pub use event::Event;

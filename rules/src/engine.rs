@@ -1129,6 +1129,8 @@ impl Engine {
             escalation_level: ep.escalation_level,
             acknowledged: ep.ack.clone(),
             cleared_at: (ep.state == AlertState::Cleared).then_some(now),
+            // The gateway knows its staff; it fills this in.
+            recipient: None,
         };
         self.push_audit(AuditEntry::Alert(alert.clone()));
         out.push(Event::Alert(alert));

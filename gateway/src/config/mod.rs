@@ -56,6 +56,8 @@ pub struct Config {
     pub rule_set: RuleSet,
     /// `[http]`: the API and nurse-station page; absent = no HTTP server.
     pub http: Option<HttpConfig>,
+    /// `[[staff]]`: who has which subjects' alerts (empty: nobody is named).
+    pub staff: Vec<crate::roster::StaffMember>,
 }
 
 /// `[spool]`: where accepted readings and alerts wait until every sink's peer
@@ -204,8 +206,19 @@ struct SubjectDecl {
 }
 
 const SECTIONS: &[&str] = &[
-    "gateway", "metrics", "subjects", "devices", "sinks", "spool", "rules", "http",
+    "gateway", "metrics", "subjects", "devices", "sinks", "spool", "rules", "http", "staff",
 ];
+
+/// `[[staff]]`: `{ id = "ada", name = "Nurse Ada", role = "nurse", subjects = ["bed-1"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaffDecl {
+    id: String,
+    name: String,
+    role: crate::roster::StaffRole,
+    #[serde(default)]
+    subjects: Vec<String>,
+}
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -450,6 +463,7 @@ impl<'i> Loader<'i> {
         let spool = self.spool();
         let http = self.http();
         let rules = self.rules(file, &metrics, &subjects);
+        let staff = self.staff(&subjects);
 
         // Bind each device to the one subject that lists it.
         let mut owner: HashMap<&str, &SubjectId> = HashMap::new();
@@ -494,7 +508,57 @@ impl<'i> Loader<'i> {
             rules,
             rule_set,
             http,
+            staff,
         })
+    }
+
+    /// `[[staff]]`: ids plain and unique, names given, subjects known.
+    fn staff(&mut self, subjects: &[Option<Subject>]) -> Vec<crate::roster::StaffMember> {
+        let all_parsed = subjects.iter().all(Option::is_some);
+        let mut out = Vec::new();
+        let mut ids = Vec::new();
+        for (i, v) in self.array_section("staff").into_iter().enumerate() {
+            let path = [PathSeg::from("staff"), PathSeg::from(i)];
+            let Some(decl) = self.de::<StaffDecl>(v, &path, "[[staff]]") else {
+                ids.push(None);
+                continue;
+            };
+            if let Some(problem) = id_problem(&decl.id) {
+                self.error_at(&child(&path, "id"), format!("staff id {problem}"));
+            }
+            if decl.name.trim().is_empty() || !crate::commands::safe_name(&decl.name) {
+                self.error_at(
+                    &child(&path, "name"),
+                    "a name is 1 to 64 letters, digits, spaces or . - _ '".to_owned(),
+                );
+            }
+            for (j, s) in decl.subjects.iter().enumerate() {
+                if all_parsed && !subjects.iter().flatten().any(|k| k.id.as_str() == s) {
+                    self.error_at(
+                        &[
+                            path[0].clone(),
+                            path[1].clone(),
+                            PathSeg::from("subjects"),
+                            PathSeg::from(j),
+                        ],
+                        format!("staff `{}` covers unknown subject `{s}`", decl.id),
+                    );
+                }
+            }
+            ids.push(Some(decl.id.clone()));
+            out.push(crate::roster::StaffMember {
+                id: decl.id.as_str().into(),
+                name: decl.name.as_str().into(),
+                role: decl.role,
+                subjects: decl
+                    .subjects
+                    .iter()
+                    .map(|s| SubjectId::from(s.as_str()))
+                    .collect(),
+            });
+        }
+        self.duplicates("staff", ids.into_iter(), "staff id");
+        out
     }
 
     /// Modbus RTU devices on one serial port share a bus: same line settings,

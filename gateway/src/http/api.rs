@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::json;
@@ -24,6 +24,7 @@ use wardgate_rules::{AckError, SilenceError, SilenceTarget};
 
 use super::{ClientAddr, Grant, HttpState, Role};
 use crate::commands::{AlertCommand, Channel, CommandRejected, attribute};
+use crate::roster::AssignError;
 use crate::spool::SinkBacklog;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -57,6 +58,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/alerts/{id}/ack", post(acknowledge))
         .route("/api/silence", post(silence))
+        .route("/api/staff/{id}/subjects", put(assign))
         .merge(
             Router::new()
                 .route("/metrics", get(metrics))
@@ -64,6 +66,7 @@ pub fn router(state: HttpState) -> Router {
                 .route("/api/devices", get(devices))
                 .route("/api/alerts", get(alerts))
                 .route("/api/silences", get(silences))
+                .route("/api/staff", get(staff))
                 .route("/api/events", get(events))
                 .layer(axum::middleware::from_fn_with_state(state.clone(), reader)),
         )
@@ -328,6 +331,67 @@ async fn acknowledge(
     }
 }
 
+/// `GET /api/staff`: who covers which subjects now.
+async fn staff(State(state): State<HttpState>) -> Response {
+    let staff = state
+        .staff
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    Json(json!({ "staff": staff })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    subjects: Vec<String>,
+}
+
+/// `PUT /api/staff/{id}/subjects` (admin): the subjects this member of
+/// staff covers from now on, replacing the previous ones (shift change).
+async fn assign(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let token = match authorize(&state, &headers, Role::Admin, "changing assignments") {
+        Ok((name, _)) => name,
+        Err(refused) => return *refused,
+    };
+    let body: AssignBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+    };
+    let subjects: Vec<SubjectId> = body
+        .subjects
+        .iter()
+        .map(|s| SubjectId::from(s.as_str()))
+        .collect();
+    let who = match attribute(None, &token, Channel::Http) {
+        Ok(who) => who,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let (reply, answer) = oneshot::channel();
+    let cmd = AlertCommand::Assign {
+        staff: id.clone(),
+        subjects: subjects.clone(),
+        who,
+        reply,
+    };
+    if let Err(r) = send(&state, cmd, answer).await {
+        return r;
+    }
+    let mut staff = state
+        .staff
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(member) = staff.iter_mut().find(|m| m.id.as_ref() == id) {
+        member.subjects = subjects;
+    }
+    Json(json!({ "staff": id, "subjects": body.subjects })).into_response()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SilenceBody {
@@ -418,9 +482,13 @@ async fn send(
         Err(e) => {
             let status = match &e {
                 CommandRejected::Ack(AckError::UnknownAlert(_))
-                | CommandRejected::Silence(SilenceError::UnknownRule(_)) => StatusCode::NOT_FOUND,
+                | CommandRejected::Silence(SilenceError::UnknownRule(_))
+                | CommandRejected::Assign(AssignError::UnknownStaff(_)) => StatusCode::NOT_FOUND,
                 CommandRejected::Ack(AckError::AlreadyAcknowledged(_)) => StatusCode::CONFLICT,
-                CommandRejected::Silence(_) => StatusCode::BAD_REQUEST,
+                CommandRejected::Silence(_)
+                | CommandRejected::Assign(AssignError::UnknownSubject(_)) => {
+                    StatusCode::BAD_REQUEST
+                }
             };
             Err(error(status, e.to_string()))
         }

@@ -27,6 +27,7 @@ pub use view::View;
 
 use crate::commands::AlertCommand;
 use crate::config::{Config, Secret, SecretError};
+use crate::roster::StaffMember;
 use crate::sinks::supervisor::SinkHealth;
 use crate::spool::Spool;
 
@@ -145,6 +146,8 @@ pub struct HttpState {
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
     /// Open streams per client address.
     pub(crate) client_streams: PerClient,
+    /// The staff and their assignments, as the rules stage last confirmed.
+    pub(crate) staff: Arc<Mutex<Vec<StaffMember>>>,
     /// Event streams refused (either limit).
     pub(crate) refused_streams: Arc<AtomicU64>,
     /// Every stream place taken at the last refusal (logged once per episode).
@@ -176,6 +179,7 @@ impl HttpState {
                 streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
                 client_streams: PerClient::new(MAX_EVENT_STREAMS_PER_CLIENT, "event streams"),
                 refused_streams: Arc::new(AtomicU64::new(0)),
+                staff: Arc::default(),
                 streams_full: Arc::default(),
             },
             rx,
@@ -187,6 +191,16 @@ impl HttpState {
     #[must_use]
     pub fn with_hosts(mut self, hosts: Option<Vec<String>>) -> Self {
         self.hosts = hosts.map(Into::into);
+        self
+    }
+
+    /// The staff `GET /api/staff` shows until an assignment changes them.
+    #[must_use]
+    pub fn with_staff(self, staff: Vec<StaffMember>) -> Self {
+        *self
+            .staff
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = staff;
         self
     }
 
@@ -319,7 +333,8 @@ pub async fn start(
     let state = state
         .with_sink_health(sinks)
         .with_hosts(http.hosts())
-        .with_reads_need_token(http.reads_need_token);
+        .with_reads_need_token(http.reads_need_token)
+        .with_staff(config.staff.clone());
     let tls = http.tls.as_ref().map(tls_acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(http.listen)
         .await

@@ -46,6 +46,7 @@ fn alert(n: u32) -> Event {
         escalation_level: 0,
         acknowledged: None,
         cleared_at: None,
+        recipient: None,
     })
 }
 

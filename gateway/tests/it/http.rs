@@ -38,6 +38,17 @@ signals = [{ metric = "heart_rate", base = 70 }]
 [[sinks]]
 type = "jsonl"
 path = "-"
+
+[[staff]]
+id = "ada"
+name = "Nurse Ada"
+role = "nurse"
+subjects = ["bed-1"]
+
+[[staff]]
+id = "grace"
+name = "Charge nurse Grace"
+role = "charge_nurse"
 "#;
 
 struct Fixture {
@@ -72,6 +83,11 @@ fn fixture() -> Fixture {
     ];
     let view = View::new(&config.subjects, &config.devices);
     let (state, mut commands) = HttpState::new(view, grants, None);
+    let state = state.with_staff(config.staff.clone());
+    let mut roster = wardgate::roster::Roster::new(
+        config.staff.clone(),
+        config.subjects.iter().map(|s| s.id.clone()).collect(),
+    );
     let engine = Arc::new(Mutex::new(
         config.rules.engine(config.rule_set.clone()).unwrap(),
     ));
@@ -100,6 +116,15 @@ fn fixture() -> Fixture {
                         s.apply(std::slice::from_ref(record));
                     }
                     let _ = reply.send(r.map(|_| ()).map_err(CommandRejected::from));
+                }
+                AlertCommand::Assign {
+                    staff,
+                    subjects,
+                    reply,
+                    ..
+                } => {
+                    let r = roster.assign(&staff, subjects);
+                    let _ = reply.send(r.map_err(CommandRejected::from));
                 }
             }
         }
@@ -944,4 +969,47 @@ async fn https_serves_with_the_configured_certificate() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = refused(&tls.join("server.pem"));
     assert!(e.contains("chmod 600"), "{e}");
+}
+
+/// `GET /api/staff` shows who covers what; an admin changes it at shift
+/// change (`PUT /api/staff/{id}/subjects`), a nurse may not; unknown staff
+/// or subjects are refused and change nothing.
+#[tokio::test]
+async fn assignments_are_shown_and_changed_by_an_admin() {
+    let f = fixture();
+    let (status, body) = f.call("GET", "/api/staff", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["staff"],
+        serde_json::json!([
+            {"id": "ada", "name": "Nurse Ada", "role": "nurse", "subjects": ["bed-1"]},
+            {"id": "grace", "name": "Charge nurse Grace", "role": "charge_nurse", "subjects": []},
+        ])
+    );
+    let none = r#"{"subjects":[]}"#;
+    let (status, _) = f
+        .call("PUT", "/api/staff/ada/subjects", Some(TOKEN), none)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a nurse's token");
+    let (status, _) = f.call("PUT", "/api/staff/ada/subjects", None, none).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = f
+        .call("PUT", "/api/staff/zoe/subjects", Some(ADMIN), none)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = f
+        .call(
+            "PUT",
+            "/api/staff/ada/subjects",
+            Some(ADMIN),
+            r#"{"subjects":["bed-9"]}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = f
+        .call("PUT", "/api/staff/ada/subjects", Some(ADMIN), none)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = f.call("GET", "/api/staff", None, "").await;
+    assert_eq!(body["staff"][0]["subjects"], serde_json::json!([]));
 }

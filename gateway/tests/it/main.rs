@@ -1,5 +1,6 @@
 //! Integration tests of the `wardgate` binary: one test binary, one module per area.
 
+mod assignment;
 mod at_rest;
 mod ble;
 mod check_config;

@@ -129,6 +129,7 @@ mod tests {
                 via: None,
             }),
             cleared_at: None,
+            recipient: None,
         })
     }
 
