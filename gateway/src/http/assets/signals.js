@@ -51,11 +51,7 @@ window.WardgateSignals = (() => {
     return { starts, length: starts[starts.length - 1] + s.td };
   }
 
-  const hook = {
-    enabled: false, contextState: "none", current: null, bursts: [],
-    signals: Object.fromEntries(Object.entries(SIGNALS).map(([p, s]) =>
-      [p, { ...s, pulses: s.gaps.length + 1, f0: F0, partials: PARTIALS, ...plan(s) }])),
-  };
+  const hook = { enabled: false, contextState: "none", current: null, bursts: [] };
   window.__wardgateAudio = hook;
 
   let ctx = null, master = null, wave = null;

@@ -9,15 +9,16 @@
 //! Screenshots: `target/browser-test/phone.png`, `phone-link-lost.png`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fantoccini::Client;
 use fantoccini::error::CmdError;
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use wardgate_e2e::{free_port, http};
 
 use super::{CHROMEDRIVER, CHROMIUM, one_browser_at_a_time};
-use super::{Screen, artifact_dir, browser, click, require, start_chromedriver, start_demo};
+use super::{Guard, Screen, artifact_dir, browser, click, require, start_chromedriver, start_demo};
 
 const RANK: [&str; 3] = ["low", "medium", "high"];
 
@@ -44,17 +45,30 @@ async fn until(c: &Client, what: &str, within: Duration, script: &str, args: Vec
     }
 }
 
-/// The open alerts that call (active or latched: not acknowledged), as the
-/// gateway sees them. The demo silences nothing.
+fn get(port: u16, path: &str) -> Value {
+    let (status, body) = http(port, "GET", path, None, "");
+    assert_eq!(status, 200, "{path}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The open alerts that call (active or latched: not acknowledged; their
+/// subject or rule not silenced), as the gateway sees them.
 fn calling(port: u16) -> Vec<Value> {
-    let (status, body) = http(port, "GET", "/api/alerts", None, "");
-    assert_eq!(status, 200);
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["alerts"]
+    let silences = get(port, "/api/silences");
+    let now = chrono::Utc::now();
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    let silenced = |a: &Value| {
+        silences["silences"].as_array().unwrap().iter().any(|s| {
+            time(&s["from"]) <= now
+                && now < time(&s["until"])
+                && (s["target"]["subject"] == a["subject"] || s["target"]["rule"] == a["rule"])
+        })
+    };
+    get(port, "/api/alerts")["alerts"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|a| a["state"] == "active" || a["state"] == "latched")
+        .filter(|a| (a["state"] == "active" || a["state"] == "latched") && !silenced(a))
         .cloned()
         .collect()
 }
@@ -218,6 +232,337 @@ async fn check_phone_layout(c: &Client) {
     assert_eq!(v["small"], json!([]), "buttons smaller than a thumb: {v}");
 }
 
+/// Manifest, worker and icons served with their types; the worker runs.
+async fn check_web_app(c: &Client, port: u16) {
+    let served = c
+        .execute(
+            "return Promise.all(
+               ['/manifest.webmanifest', '/sw.js', '/icons/icon-192.png', '/icons/icon-512.png']
+                 .map((p) => fetch(p).then((r) => [p, r.status, r.headers.get('content-type')])));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        served,
+        json!([
+            ["/manifest.webmanifest", 200, "application/manifest+json"],
+            ["/sw.js", 200, "text/javascript; charset=utf-8"],
+            ["/icons/icon-192.png", 200, "image/png"],
+            ["/icons/icon-512.png", 200, "image/png"],
+        ])
+    );
+    let worker = c
+        .execute(
+            "return navigator.serviceWorker.ready.then((r) => r.active.scriptURL);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(worker, json!(format!("http://127.0.0.1:{port}/sw.js")));
+}
+
+async fn wait_pressed(c: &Client, id: &str, on: bool) {
+    until(
+        c,
+        &format!("#{id} aria-pressed={on}"),
+        Duration::from_secs(10),
+        "return document.getElementById(arguments[0]).getAttribute('aria-pressed') === arguments[1];",
+        vec![json!(id), json!(on.to_string())],
+    )
+    .await;
+}
+
+/// Sound starts off and is turned on by a tap (browsers start audio on a
+/// gesture). Notifications are on where the browser already allows them
+/// (this profile does); a tap turns them off, another on again. Returns
+/// the page's time when notifications were turned on.
+async fn turn_sound_and_notifications_on(c: &Client) -> f64 {
+    wait_pressed(c, "sound", false).await;
+    click(c, "#sound").await.unwrap();
+    wait_pressed(c, "sound", true).await;
+    let text = c
+        .execute(
+            "return document.getElementById('sound').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(text, "Sound: ON");
+    until(
+        c,
+        "the audio context running",
+        Duration::from_secs(10),
+        "return window.__wardgateAudio.contextState === 'running';",
+        vec![],
+    )
+    .await;
+    wait_pressed(c, "notify", true).await;
+    click(c, "#notify").await.unwrap();
+    wait_pressed(c, "notify", false).await;
+    click(c, "#notify").await.unwrap();
+    wait_pressed(c, "notify", true).await;
+    c.execute("return Date.now();", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap()
+}
+
+/// The demo raises alerts of every priority within its first half minute,
+/// pump 2's occlusion (a technical alarm, high) at 30 s.
+async fn wait_for_every_priority(c: &Client, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let open = calling(port);
+        let has = |p: &str| open.iter().any(|a| a["priority"] == p);
+        if has("low") && has("medium") && open.iter().any(|a| a["rule"] == "pump_occlusion") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the demo's alerts: {open:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    until(
+        c,
+        "the occlusion on the page",
+        Duration::from_secs(10),
+        "return document.querySelector('li.alert[data-alert-id^=\"bed-2/pump_occlusion/\"]');",
+        vec![],
+    )
+    .await;
+}
+
+/// What the page sounds (`null` or a signal sounding for an alert) once it
+/// agrees with the gateway on the loudest calling alert, with the alerts
+/// calling and every burst scheduled. The page follows the gateway within
+/// a moment; a new alert meanwhile changes the answer, so both are asked
+/// again until they agree.
+async fn agreed(c: &Client, port: u16) -> (Vec<Value>, Value, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = calling(port);
+        let (current, bursts) = audio(c).await;
+        let top = open
+            .iter()
+            .map(|a| rank(a["priority"].as_str().unwrap()))
+            .max();
+        let sounds = current["priority"].as_str().map(rank);
+        if top == sounds && (current.is_null() || current["reason"] == "alert") {
+            return (open, current, bursts);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "calling: {open:?}; the page sounds {current}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The loudest calling alert decides the signal. Acknowledges the loudest
+/// priority (technical alarms last, to hear them on their own; one low
+/// alert silenced instead) until nothing calls, checking each signal and
+/// that it stops once its priority no longer calls.
+async fn check_signals(c: &Client, port: u16, token: &str) {
+    let mut heard: BTreeMap<String, Value> = BTreeMap::new();
+    let mut technical_heard = None;
+    let mut silenced = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (open, current, bursts) = agreed(c, port).await;
+        if current.is_null() {
+            break; // nothing calls, nothing sounds
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alerts kept coming; heard {heard:?}"
+        );
+        let top = current["priority"].as_str().unwrap().to_owned();
+        let latest = bursts
+            .iter()
+            .rev()
+            .find(|b| b["priority"] == top.as_str() && b["stopped"].is_null())
+            .unwrap_or_else(|| panic!("no {top} burst scheduled: {bursts:?}"));
+        check_burst(latest);
+        check_repeats(&bursts, &top);
+        heard.insert(top.clone(), latest.clone());
+        let loudest: Vec<&Value> = open
+            .iter()
+            .filter(|a| a["priority"] == top.as_str())
+            .collect();
+        let technical = |a: &&Value| a["kind"] == "technical";
+        if loudest.iter().all(technical) {
+            let sounding = current["alert"].as_str().unwrap();
+            assert!(
+                loudest.iter().any(|a| a["id"] == sounding),
+                "{current} {loudest:?}"
+            );
+            technical_heard.get_or_insert((top.clone(), sounding.to_owned()));
+        }
+        let mut ack: Vec<&Value> = loudest.iter().copied().filter(|a| !technical(a)).collect();
+        if ack.is_empty() {
+            ack = loudest;
+        }
+        // One low alert is silenced (its subject, for 5 minutes) rather
+        // than acknowledged: it stops sounding too.
+        if top == "low"
+            && silenced.is_none()
+            && let Some(i) = ack.iter().position(|a| !technical(a))
+        {
+            let subject = ack.remove(i)["subject"].as_str().unwrap().to_owned();
+            let body = json!({ "subject": subject, "minutes": 5 }).to_string();
+            let (status, answer) = http(port, "POST", "/api/silence", Some(token), &body);
+            assert_eq!(status, 200, "{answer}");
+            until(
+                c,
+                "the silence on the page",
+                Duration::from_secs(10),
+                "return [...document.querySelectorAll('#silences li')]
+                   .some((l) => l.textContent.includes(arguments[0]));",
+                vec![json!(subject)],
+            )
+            .await;
+            silenced = Some(subject);
+        }
+        for a in &ack {
+            acknowledge(c, a["id"].as_str().unwrap()).await.unwrap();
+        }
+        if !calling(port).iter().any(|a| a["priority"] == top.as_str()) {
+            // The last of this priority dealt with: its signal stops, every
+            // burst of it still to come cancelled.
+            let (current, _) = audio(c).await;
+            assert_ne!(current["priority"], top.as_str(), "{top} still sounds");
+            let due = c
+                .execute(
+                    "return window.__wardgateAudio.bursts.filter((b) => b.priority === arguments[0]
+                       && b.stopped === null && b.wall > Date.now()).length;",
+                    vec![json!(top)],
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                due, 0,
+                "{top} bursts still due after its alerts were acknowledged"
+            );
+        }
+    }
+    for p in RANK {
+        assert!(heard.contains_key(p), "never heard {p}: {heard:?}");
+    }
+    let (priority, alert) = technical_heard.expect("a technical alarm sounding on its own");
+    eprintln!("technical alarm {alert} sounded {priority}");
+    assert!(silenced.is_some(), "no low alert was silenced");
+}
+
+/// A notification for every alert raised since they were turned on (and
+/// not in the last moment: the page may not have had it yet), tagged by its
+/// id, so that an escalation replaces it rather than stacking.
+async fn check_notifications(c: &Client, port: u16, since: f64) {
+    let before = (chrono::Utc::now() - chrono::TimeDelta::seconds(2)).timestamp_millis() as f64;
+    let notes = c
+        .execute("return window.__wardgateNotifications;", vec![])
+        .await
+        .unwrap();
+    let notes = notes.as_array().unwrap();
+    let alerts = get(port, "/api/alerts");
+    let raised_since: Vec<&str> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            let raised = chrono::DateTime::parse_from_rfc3339(a["raised_at"].as_str().unwrap());
+            let raised = raised.unwrap().timestamp_millis() as f64;
+            raised > since + 1000.0 && raised < before
+        })
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !raised_since.is_empty(),
+        "no alert raised after notifications were turned on"
+    );
+    for id in &raised_since {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n["tag"] == *id && n["transition"] == "raised"),
+            "no notification for {id}: {notes:?}"
+        );
+    }
+    let shown = c
+        .execute(
+            "return navigator.serviceWorker.ready
+               .then((r) => r.getNotifications())
+               .then((ns) => ns.map((n) => n.tag));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut tags: Vec<&str> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let all = tags.len();
+    tags.sort_unstable();
+    tags.dedup();
+    assert_eq!(tags.len(), all, "notifications stacked: {shown}");
+}
+
+/// The gateway dies: after 5 s without it, the banner and the
+/// connection-lost signal (the medium-priority one); a gateway answering
+/// again on the same address takes both away.
+async fn check_link_lost(c: &Client, demo: &mut Guard, port: u16, log: &Path, shot: &Path) {
+    let _ = demo.0.kill();
+    let _ = demo.0.wait();
+    let lost = Instant::now();
+    let banner = "return !document.getElementById('link-lost').hidden;";
+    until(
+        c,
+        "the connection-lost banner",
+        Duration::from_secs(20),
+        banner,
+        vec![],
+    )
+    .await;
+    let after = lost.elapsed();
+    assert!(
+        after >= Duration::from_millis(4900),
+        "banner after {after:?}, before 5 s"
+    );
+    let current = until(
+        c,
+        "the connection-lost signal",
+        Duration::from_secs(5),
+        "const h = window.__wardgateAudio;
+         return h.current && h.current.reason === 'connection' && h.current;",
+        vec![],
+    )
+    .await;
+    assert_eq!(current["priority"], "medium");
+    let (_, bursts) = audio(c).await;
+    let signal = bursts
+        .iter()
+        .rev()
+        .find(|b| b["reason"] == "connection")
+        .expect("a connection-lost burst");
+    check_burst(signal);
+    check_phone_layout(c).await;
+    c.execute("window.scrollTo(0, 0);", vec![]).await.unwrap();
+    std::fs::write(shot, c.screenshot().await.unwrap()).unwrap();
+
+    let (_back, _) = start_demo(port, log);
+    let gone = "return document.getElementById('link-lost').hidden;";
+    until(c, "the banner gone", Duration::from_secs(20), gone, vec![]).await;
+    until(
+        c,
+        "the connection-lost signal stopped",
+        Duration::from_secs(5),
+        "const h = window.__wardgateAudio; return !h.current || h.current.reason !== 'connection';",
+        vec![],
+    )
+    .await;
+}
+
 #[test]
 fn phone_page_sounds_alarms_notifies_and_tells_when_the_link_is_lost() {
     let _one = one_browser_at_a_time();
@@ -238,220 +583,22 @@ fn phone_page_sounds_alarms_notifies_and_tells_when_the_link_is_lost() {
     rt.block_on(async {
         let c = browser(wd_port, &profile, Screen::Phone).await;
         c.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
-        until(&c, "the page live", Duration::from_secs(30),
-            "return document.getElementById('live').textContent.includes('LIVE');", vec![]).await;
-
-        // The web app: its parts served with their types, the worker running.
-        let served = c
-            .execute(
-                "return Promise.all(['/manifest.webmanifest', '/sw.js', '/icons/icon-192.png', '/icons/icon-512.png']
-                   .map((p) => fetch(p).then((r) => [p, r.status, r.headers.get('content-type')])));",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            served,
-            json!([
-                ["/manifest.webmanifest", 200, "application/manifest+json"],
-                ["/sw.js", 200, "text/javascript; charset=utf-8"],
-                ["/icons/icon-192.png", 200, "image/png"],
-                ["/icons/icon-512.png", 200, "image/png"],
-            ])
-        );
-        let worker = c
-            .execute(
-                "return navigator.serviceWorker.ready.then((r) => r.active.scriptURL);",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert_eq!(worker, json!(format!("http://127.0.0.1:{port}/sw.js")));
-
-        // Sound starts off and is turned on by a tap (browsers start audio
-        // on a gesture). Notifications are on where the browser already
-        // allows them (this profile does); a tap turns them off, another on.
-        let pressed = |id: &str, on: bool| {
-            format!("return document.getElementById('{id}').getAttribute('aria-pressed') === '{on}';")
-        };
-        let wait_pressed = |id: &'static str, on: bool| {
-            let script = pressed(id, on);
-            let c = &c;
-            async move {
-                until(c, &format!("{id} {}", if on { "on" } else { "off" }), Duration::from_secs(10), &script, vec![]).await;
-            }
-        };
-        wait_pressed("sound", false).await;
-        click(&c, "#sound").await.unwrap();
-        wait_pressed("sound", true).await;
-        wait_pressed("notify", true).await;
-        click(&c, "#notify").await.unwrap();
-        wait_pressed("notify", false).await;
-        click(&c, "#notify").await.unwrap();
-        wait_pressed("notify", true).await;
-        let notify_on = c.execute("return Date.now();", vec![]).await.unwrap();
-        let text = c
-            .execute("return document.getElementById('sound').textContent;", vec![])
-            .await
-            .unwrap();
-        assert!(text.as_str().unwrap().contains("ON"), "{text}");
-        until(&c, "the audio context running", Duration::from_secs(10),
-            "return window.__wardgateAudio.contextState === 'running';", vec![]).await;
-        c.find(fantoccini::Locator::Id("token")).await.unwrap().send_keys(&token).await.unwrap();
+        let live = "return document.getElementById('live').textContent.includes('LIVE');";
+        until(&c, "the page live", Duration::from_secs(30), live, vec![]).await;
+        check_web_app(&c, port).await;
+        let notifying_since = turn_sound_and_notifications_on(&c).await;
+        let field = c.find(Locator::Id("token")).await.unwrap();
+        field.send_keys(&token).await.unwrap();
         click(&c, "#save-token").await.unwrap();
 
-        // The demo raises alerts of every priority within its first half
-        // minute, pump 2's occlusion (a technical alarm, high) at 30 s.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let open = calling(port);
-            let has = |p: &str| open.iter().any(|a| a["priority"] == p);
-            if has("low") && has("medium") && open.iter().any(|a| a["rule"] == "pump_occlusion") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the demo's alerts: {open:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        until(&c, "the occlusion on the page", Duration::from_secs(10),
-            "return document.querySelector('li.alert[data-alert-id^=\"bed-2/pump_occlusion/\"]');", vec![]).await;
+        wait_for_every_priority(&c, port).await;
         check_phone_layout(&c).await;
         std::fs::write(shots.join("phone.png"), c.screenshot().await.unwrap()).unwrap();
-
-        // The loudest calling alert decides the signal. Acknowledge the
-        // loudest priority, technical alarms last, until nothing calls.
-        let mut heard: BTreeMap<String, Value> = BTreeMap::new();
-        let mut technical_heard = None;
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            // The page follows the gateway within a moment; a new alert
-            // meanwhile changes the answer, so both are asked again.
-            let settled = Instant::now() + Duration::from_secs(10);
-            let (open, current, bursts) = loop {
-                let open = calling(port);
-                let (current, bursts) = audio(&c).await;
-                let top = open.iter().map(|a| rank(a["priority"].as_str().unwrap())).max();
-                let sounds = current["priority"].as_str().map(rank);
-                if top == sounds && (current.is_null() || current["reason"] == "alert") {
-                    break (open, current, bursts);
-                }
-                assert!(Instant::now() < settled, "calling: {open:?}; the page sounds {current}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
-            if current.is_null() {
-                break; // nothing calls, nothing sounds
-            }
-            assert!(Instant::now() < deadline, "alerts kept coming; heard {heard:?}");
-            let top = current["priority"].as_str().unwrap().to_owned();
-            let latest = bursts
-                .iter()
-                .rev()
-                .find(|b| b["priority"] == top.as_str() && b["stopped"].is_null())
-                .unwrap_or_else(|| panic!("no {top} burst scheduled: {bursts:?}"));
-            check_burst(latest);
-            check_repeats(&bursts, &top);
-            heard.insert(top.clone(), latest.clone());
-            let loudest: Vec<&Value> = open.iter().filter(|a| a["priority"] == top.as_str()).collect();
-            let technical = |a: &&Value| a["kind"] == "technical";
-            if loudest.iter().all(technical) {
-                let sounding = current["alert"].as_str().unwrap();
-                assert!(loudest.iter().any(|a| a["id"] == sounding), "{current} {loudest:?}");
-                technical_heard.get_or_insert((top.clone(), sounding.to_owned()));
-            }
-            // Technical alarms of this priority stay, to be heard on their own.
-            let mut ack: Vec<&Value> = loudest.iter().copied().filter(|a| !technical(a)).collect();
-            if ack.is_empty() {
-                ack = loudest;
-            }
-            for a in &ack {
-                acknowledge(&c, a["id"].as_str().unwrap()).await.unwrap();
-            }
-            if !calling(port).iter().any(|a| a["priority"] == top.as_str()) {
-                // The last of this priority acknowledged: its signal stops,
-                // every burst of it still to come cancelled.
-                let (current, _) = audio(&c).await;
-                assert_ne!(current["priority"], top.as_str(), "{top} still sounds after acknowledging");
-                let due = c
-                    .execute(
-                        "return window.__wardgateAudio.bursts.filter((b) => b.priority === arguments[0]
-                           && b.stopped === null && b.wall > Date.now()).length;",
-                        vec![json!(top)],
-                    )
-                    .await
-                    .unwrap();
-                assert_eq!(due, 0, "{top} bursts still due after its alerts were acknowledged");
-            }
-        }
-        for p in RANK {
-            assert!(heard.contains_key(p), "never heard {p}: {heard:?}");
-        }
-        let (priority, alert) = technical_heard.expect("a technical alarm sounding on its own");
-        eprintln!("technical alarm {alert} sounded {priority}");
-
-        // A notification per alert raised since they were turned on, tagged
-        // by its id (so an escalation replaces it rather than stacking).
-        let notes = c.execute("return window.__wardgateNotifications;", vec![]).await.unwrap();
-        let notes = notes.as_array().unwrap();
-        let (_, body) = http(port, "GET", "/api/alerts", None, "");
-        let open: Value = serde_json::from_str(&body).unwrap();
-        let since = notify_on.as_f64().unwrap() + 1000.0;
-        let new: Vec<&str> = open["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| {
-                chrono::DateTime::parse_from_rfc3339(a["raised_at"].as_str().unwrap())
-                    .unwrap()
-                    .timestamp_millis() as f64
-                    > since
-            })
-            .map(|a| a["id"].as_str().unwrap())
-            .collect();
-        assert!(!new.is_empty(), "no alert raised after notifications were turned on");
-        for id in &new {
-            assert!(
-                notes.iter().any(|n| n["tag"] == *id && n["transition"] == "raised"),
-                "no notification for {id}: {notes:?}"
-            );
-        }
-        let shown = c
-            .execute(
-                "return navigator.serviceWorker.ready.then((r) => r.getNotifications()).then((ns) => ns.map((n) => n.tag));",
-                vec![],
-            )
-            .await
-            .unwrap();
-        let shown: Vec<&str> = shown.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-        let mut unique = shown.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), shown.len(), "notifications stacked: {shown:?}");
-
-        // The gateway dies: after 5 s without it, the banner and the
-        // connection-lost signal (the medium-priority one).
-        let _ = demo.0.kill();
-        let _ = demo.0.wait();
-        let lost = Instant::now();
-        until(&c, "the connection-lost banner", Duration::from_secs(20),
-            "return !document.getElementById('link-lost').hidden;", vec![]).await;
-        let after = lost.elapsed();
-        assert!(after >= Duration::from_millis(4900), "banner after {after:?}, before 5 s");
-        let current = until(&c, "the connection-lost signal", Duration::from_secs(5),
-            "const h = window.__wardgateAudio; return h.current && h.current.reason === 'connection' && h.current;", vec![]).await;
-        assert_eq!(current["priority"], "medium");
-        let (_, bursts) = audio(&c).await;
-        let signal = bursts.iter().rev().find(|b| b["reason"] == "connection").expect("a connection-lost burst");
-        check_burst(signal);
-        check_phone_layout(&c).await;
-        c.execute("window.scrollTo(0, 0);", vec![]).await.unwrap();
-        std::fs::write(shots.join("phone-link-lost.png"), c.screenshot().await.unwrap()).unwrap();
-
-        // A gateway answers again on the same address: the banner goes.
-        let (back, _) = start_demo(port, &dir.path().join("demo-again.log"));
-        until(&c, "the banner gone", Duration::from_secs(20),
-            "return document.getElementById('link-lost').hidden;", vec![]).await;
-        until(&c, "the connection-lost signal stopped", Duration::from_secs(5),
-            "const h = window.__wardgateAudio; return !h.current || h.current.reason !== 'connection';", vec![]).await;
-        drop(back);
+        check_signals(&c, port, &token).await;
+        check_notifications(&c, port, notifying_since).await;
+        let again = dir.path().join("demo-again.log");
+        let shot = shots.join("phone-link-lost.png");
+        check_link_lost(&c, &mut demo, port, &again, &shot).await;
         let _ = c.close().await;
     });
     eprintln!("phone test: {:?}", started.elapsed());
