@@ -4,7 +4,7 @@
 //! - at a desk: an alert shows up, the nurse enters the station token, clicks
 //!   Acknowledge and sees the alert acknowledged; writes without a token are
 //!   refused (401). Screenshot: `target/browser-test/nurse-station.png`.
-//! - on a phone (`phone.rs`): alarm signals, the phone layout, the web app
+//! - on a phone (`browser/phone.rs`): alarm signals, the phone layout, the web app
 //!   parts and the connection-lost banner.
 //!
 //! The two never run at once (one demo and one browser at a time).

@@ -3,8 +3,8 @@
 //! layout (no sideways scrolling, alerts in view, thumb-sized buttons), the
 //! alarm signals (IEC 60601-1-8 rhythms, read from the page's test hook
 //! `window.__wardgateAudio` rather than heard: the loudest calling alert
-//! decides, a technical alarm sounds as its priority says, acknowledging
-//! stops it), notifications per new alert, and the connection-lost banner
+//! decides, a technical alarm sounds as its priority says, acknowledging or
+//! silencing stops it), notifications per new alert, and the connection-lost banner
 //! with its signal when the gateway dies, gone when a gateway is back.
 //! Screenshots: `target/browser-test/phone.png`, `phone-link-lost.png`.
 
