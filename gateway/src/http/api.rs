@@ -27,9 +27,56 @@ use crate::commands::{AlertCommand, Channel, CommandRejected, attribute};
 use crate::roster::AssignError;
 use crate::spool::SinkBacklog;
 
-const INDEX_HTML: &str = include_str!("assets/index.html");
-const APP_JS: &str = include_str!("assets/app.js");
-const STYLE_CSS: &str = include_str!("assets/style.css");
+/// The page shell, compiled in: path, content type, body. Served to anyone
+/// (no patient data in them); the service worker (`sw.js`) keeps the same
+/// list for offline use — keep the two in step.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_bytes!("assets/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/app.js"),
+    ),
+    (
+        "/signals.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/signals.js"),
+    ),
+    (
+        "/alerting.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/alerting.js"),
+    ),
+    (
+        "/sw.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/sw.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/style.css"),
+    ),
+    (
+        "/manifest.webmanifest",
+        "application/manifest+json",
+        include_bytes!("assets/manifest.webmanifest"),
+    ),
+    (
+        "/icons/icon-192.png",
+        "image/png",
+        include_bytes!("assets/icons/icon-192.png"),
+    ),
+    (
+        "/icons/icon-512.png",
+        "image/png",
+        include_bytes!("assets/icons/icon-512.png"),
+    ),
+];
 
 /// Readiness fails when the spool holds more telemetry than this share of its limit.
 const SPOOL_READY_SHARE: f64 = 0.9;
@@ -41,19 +88,11 @@ const MAX_BODY: usize = 4 * 1024;
 
 /// Every route of the server.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
-        )
-        .route(
-            "/app.js",
-            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
-        )
+    let mut router = Router::new();
+    for &(path, content_type, body) in ASSETS {
+        router = router.route(path, get(move || async move { asset(body, content_type) }));
+    }
+    router
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/alerts/{id}/ack", post(acknowledge))
@@ -79,7 +118,7 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-fn asset(body: &'static str, content_type: &'static str) -> Response {
+fn asset(body: &'static [u8], content_type: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
@@ -180,14 +219,15 @@ fn unauthorized(state: &HttpState) -> Response {
 }
 
 /// Every response: a content security policy that allows the page's own
-/// script and style only, no framing, no MIME sniffing, no referrer.
+/// script, style, service worker and manifest only (no inline script), no
+/// framing, no MIME sniffing, no referrer.
 async fn security_headers(response: Response) -> Response {
     let mut response = response;
     let h = response.headers_mut();
     for (name, value) in [
         (
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; worker-src 'self'; manifest-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
         ),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),

@@ -277,7 +277,7 @@ async fn reads_can_be_made_to_need_a_token() {
             assert_eq!(status, StatusCode::OK, "{uri} with a viewer's token");
         }
     }
-    for uri in ["/", "/app.js", "/style.css", "/healthz", "/readyz"] {
+    for uri in PAGE.iter().chain(&["/healthz", "/readyz"]) {
         let (status, _) = f.call("GET", uri, None, "").await;
         assert_eq!(status, StatusCode::OK, "{uri}");
     }
@@ -397,8 +397,12 @@ async fn subjects_devices_and_metrics_show_the_latest_readings() {
 #[tokio::test]
 async fn the_page_is_served_without_any_token_in_it() {
     let f = fixture();
-    for path in ["/", "/app.js", "/style.css"] {
+    for &path in PAGE.iter().filter(|p| !p.starts_with("/icons/")) {
         let (status, body) = f.call("GET", path, None, "").await;
+        let body = match body {
+            serde_json::Value::String(_) => body,
+            json => serde_json::Value::String(json.to_string()), // the manifest
+        };
         assert_eq!(status, StatusCode::OK, "{path}");
         let body = body.as_str().unwrap();
         assert!(!body.contains(TOKEN), "{path}");
@@ -407,6 +411,83 @@ async fn the_page_is_served_without_any_token_in_it() {
             "{path} links elsewhere"
         );
     }
+}
+
+/// The page's files: the shell the service worker keeps, and the worker.
+const PAGE: &[&str] = &[
+    "/",
+    "/app.js",
+    "/signals.js",
+    "/alerting.js",
+    "/sw.js",
+    "/style.css",
+    "/manifest.webmanifest",
+    "/icons/icon-192.png",
+    "/icons/icon-512.png",
+];
+
+/// The installable page: each file with its content type; the manifest's
+/// icons are served PNGs of the sizes it says; the service worker keeps
+/// exactly the page's files (and so never an API answer).
+#[tokio::test]
+async fn the_web_app_files_are_served_with_their_types() {
+    let f = fixture();
+    let mut bodies = std::collections::BTreeMap::new();
+    for &uri in PAGE {
+        let response = router(f.state.clone())
+            .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        let kind = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let expected = match uri.rsplit_once('.').map_or("html", |(_, ext)| ext) {
+            "js" => "text/javascript; charset=utf-8",
+            "css" => "text/css; charset=utf-8",
+            "webmanifest" => "application/manifest+json",
+            "png" => "image/png",
+            _ => "text/html; charset=utf-8",
+        };
+        assert_eq!(kind, expected, "{uri}");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        bodies.insert(uri, body);
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&bodies["/manifest.webmanifest"]).unwrap();
+    assert_eq!(manifest["start_url"], "/");
+    for icon in manifest["icons"].as_array().unwrap() {
+        let png = &bodies[icon["src"].as_str().unwrap()];
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{icon}");
+        let side = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+        // IHDR: width at 16, height at 20.
+        assert_eq!(
+            format!("{}x{}", side(16), side(20)),
+            icon["sizes"].as_str().unwrap(),
+            "{icon}"
+        );
+    }
+    let worker = std::str::from_utf8(&bodies["/sw.js"]).unwrap();
+    let kept: Vec<&str> = worker
+        .split_once("const SHELL = [")
+        .and_then(|(_, rest)| rest.split_once("];"))
+        .expect("sw.js lists its SHELL")
+        .0
+        .split(',')
+        .map(|p| p.trim().trim_matches('"'))
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut page: Vec<&str> = PAGE.iter().copied().filter(|p| *p != "/sw.js").collect();
+    page.sort_unstable();
+    let mut kept_sorted = kept.clone();
+    kept_sorted.sort_unstable();
+    assert_eq!(
+        kept_sorted, page,
+        "the service worker keeps the page's files, no more"
+    );
 }
 
 /// `/metrics` tells, per sink and lane, how much its peer has not confirmed
@@ -581,7 +662,7 @@ async fn a_view_that_fell_behind_gets_its_alerts_back_from_the_spool() {
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
     let f = fixture();
-    for uri in ["/", "/app.js", "/api/alerts", "/healthz"] {
+    for uri in ["/", "/app.js", "/sw.js", "/api/alerts", "/healthz"] {
         let response = router(f.state.clone())
             .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
             .await
@@ -590,6 +671,11 @@ async fn every_response_carries_the_security_headers() {
         let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(
             csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{uri}: {csp}"
+        );
+        // The page registers its service worker and reads its manifest.
+        assert!(
+            csp.contains("worker-src 'self'") && csp.contains("manifest-src 'self'"),
             "{uri}: {csp}"
         );
         assert!(!csp.contains("unsafe-inline"), "{csp}");

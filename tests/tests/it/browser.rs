@@ -1,23 +1,37 @@
 //! The nurse-station page in headless Chromium (driven over WebDriver by
-//! chromedriver) against `wardgate demo`: an alert shows up, the nurse enters
-//! the station token, clicks Acknowledge and sees the alert acknowledged;
-//! writes without a token are refused (401). The screenshot is kept in
-//! `target/browser-test/nurse-station.png`.
+//! chromedriver) against `wardgate demo`:
 //!
+//! - at a desk: an alert shows up, the nurse enters the station token, clicks
+//!   Acknowledge and sees the alert acknowledged; writes without a token are
+//!   refused (401). Screenshot: `target/browser-test/nurse-station.png`.
+//! - on a phone (`browser/phone.rs`): alarm signals, the phone layout, the web app
+//!   parts and the connection-lost banner.
+//!
+//! The two never run at once (one demo and one browser at a time).
 //! Chromium is required, not optional: without it this test fails with a
 //! message saying how to install it (`.ci/run` installs it).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::error::CmdError;
+use fantoccini::{Client, ClientBuilder, Locator};
 use nix::sys::signal::Signal;
 use wardgate_e2e::{free_port, http, signal, wait_exit, wait_for, wait_port, wardgate_bin};
 
+mod phone;
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Held by each browser test for its whole run.
+fn one_browser_at_a_time() -> MutexGuard<'static, ()> {
+    static BROWSER: Mutex<()> = Mutex::new(());
+    BROWSER.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Kills a child process when the test ends, passing or not.
 struct Guard(Child);
@@ -49,18 +63,14 @@ fn artifact_dir() -> PathBuf {
     dir
 }
 
-#[test]
-fn nurse_acknowledges_an_alert_in_the_browser() {
-    require(CHROMIUM, "chromium");
-    require(CHROMEDRIVER, "chromedriver");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = dir.path().join("demo.log");
+/// `wardgate demo` on `port`, its log in `log`; once it serves, with the
+/// station token it printed.
+fn start_demo(port: u16, log: &Path) -> (Guard, String) {
     let mut demo = Guard(
         Command::new(wardgate_bin())
             .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("start wardgate demo"),
     );
@@ -76,6 +86,93 @@ fn nurse_acknowledges_an_alert_in_the_browser() {
     });
     let token = wait_for("the demo's token line", || rx.try_recv().ok());
     wait_port(port);
+    (demo, token)
+}
+
+/// chromedriver on a free port, once it listens.
+fn start_chromedriver() -> (Guard, u16) {
+    let wd_port = free_port();
+    let driver = Guard(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={wd_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_port(wd_port);
+    (driver, wd_port)
+}
+
+/// The screen the page is shown on.
+#[derive(Debug, Clone, Copy)]
+enum Screen {
+    Desk,
+    /// A phone's viewport (390×844 CSS pixels, touch), by Chromium's mobile
+    /// emulation. Notifications are allowed, as a nurse who said yes would.
+    Phone,
+}
+
+/// A WebDriver session in headless Chromium (no network beyond loopback).
+async fn browser(wd_port: u16, profile: &Path, screen: Screen) -> Client {
+    let size = match screen {
+        Screen::Desk => "--window-size=1280,1500",
+        Screen::Phone => "--window-size=390,844",
+    };
+    let mut options = serde_json::json!({
+        "binary": CHROMIUM,
+        "args": [
+            "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", size,
+            format!("--user-data-dir={}", profile.display()),
+        ],
+    });
+    if let Screen::Phone = screen {
+        options["mobileEmulation"] = serde_json::json!({
+            "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 3.0, "touch": true },
+        });
+        options["prefs"] = serde_json::json!({
+            "profile.default_content_setting_values.notifications": 1,
+        });
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), options);
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{wd_port}"))
+        .await
+        .expect("a WebDriver session in headless Chromium")
+}
+
+/// Clicks the element `css` finds, once there is one. The page rebuilds the
+/// alert list when alerts change: an element found a moment ago may be gone;
+/// find it again then.
+async fn click(c: &Client, css: &str) -> Result<(), CmdError> {
+    let mut attempts = 0;
+    loop {
+        let found = c
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(css))
+            .await?;
+        match found.click().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_stale_element_reference() && attempts < 10 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[test]
+fn nurse_acknowledges_an_alert_in_the_browser() {
+    let _one = one_browser_at_a_time();
+    require(CHROMIUM, "chromium");
+    require(CHROMEDRIVER, "chromedriver");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("demo.log");
+    let (mut demo, token) = start_demo(port, &log);
 
     // Writes without a valid token are refused.
     for auth in [None, Some("not-the-token")] {
@@ -103,16 +200,7 @@ fn nurse_acknowledges_an_alert_in_the_browser() {
         })
     });
 
-    let wd_port = free_port();
-    let _driver = Guard(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={wd_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    wait_port(wd_port);
+    let (_driver, wd_port) = start_chromedriver();
     let profile = dir.path().join("chromium-profile");
     let shot = artifact_dir().join("nurse-station.png");
 
@@ -121,24 +209,7 @@ fn nurse_acknowledges_an_alert_in_the_browser() {
         .build()
         .unwrap();
     let acknowledged_text = rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--window-size=1280,1500",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
-        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{wd_port}"))
-            .await
-            .expect("a WebDriver session in headless Chromium");
+        let c = browser(wd_port, &profile, Screen::Desk).await;
         let result = async {
             c.goto(&format!("http://127.0.0.1:{port}/")).await?;
             // The page is live over SSE.
@@ -154,21 +225,7 @@ fn nurse_acknowledges_an_alert_in_the_browser() {
             let button = format!(
                 "li.alert.active[data-alert-id=\"{alert_id}\"] button.ack:not([disabled])"
             );
-            // The page rebuilds the list when alerts change: an element found
-            // a moment ago may be gone; find it again then.
-            let mut attempts = 0;
-            loop {
-                let found = c
-                    .wait()
-                    .at_most(Duration::from_secs(30))
-                    .for_element(Locator::Css(&button))
-                    .await?;
-                match found.click().await {
-                    Ok(()) => break,
-                    Err(e) if e.is_stale_element_reference() && attempts < 10 => attempts += 1,
-                    Err(e) => return Err(e),
-                }
-            }
+            click(&c, &button).await?;
             let state = format!("li.alert.acknowledged[data-alert-id=\"{alert_id}\"] .state");
             let mut text = String::new();
             for _ in 0..1500 {
@@ -186,7 +243,7 @@ fn nurse_acknowledges_an_alert_in_the_browser() {
             }
             let png = c.screenshot().await?;
             std::fs::write(&shot, png).expect("write the screenshot");
-            Ok::<_, fantoccini::error::CmdError>(text)
+            Ok::<_, CmdError>(text)
         }
         .await;
         let _ = c.close().await;

@@ -3,7 +3,9 @@
 // (kept in sessionStorage only: never in the page or the URL). The token
 // goes with every request, reads included (a gateway may require it for
 // reads: `[http] reads_need_token`), so the event stream is read with
-// fetch, which can send it, not EventSource, which cannot.
+// fetch, which can send it, not EventSource, which cannot. Sound,
+// notifications and the connection-lost banner are alerting.js's: this file
+// tells it the state, the stream's health and each alert event.
 "use strict";
 
 const TOKEN_KEY = "wardgate-token";
@@ -177,7 +179,10 @@ function renderSilences() {
   }));
 }
 
-function render() { renderToken(); renderAlerts(); renderSilences(); renderBeds(); renderDevices(); }
+function render() {
+  renderToken(); renderAlerts(); renderSilences(); renderBeds(); renderDevices();
+  WardgateAlerting.update(state);
+}
 
 async function refresh() {
   try {
@@ -234,8 +239,16 @@ $("token-form").addEventListener("submit", (e) => {
 $("forget-token").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); render(); });
 
 // What each kind of event on the stream makes the page do: an alert at
-// once, anything else within a second.
-function onEvent(kind) { scheduleRefresh(kind === "alert" ? 100 : 1000); }
+// once (and a notification when it is new), anything else within a second.
+function onEvent(kind, block) {
+  if (kind === "alert") WardgateAlerting.onAlertEvent(block);
+  scheduleRefresh(kind === "alert" ? 100 : 1000);
+}
+
+// The gateway sends a keep-alive comment every 15 s: a stream silent for
+// longer is dead (a phone's network changed, a proxy held it) and is opened
+// again.
+const STREAM_SILENT_MS = 30000;
 
 let stream = null;
 async function connect() {
@@ -246,11 +259,13 @@ async function connect() {
       if (r.status === 401) needToken();
       if (!r.ok) throw new Error("stream refused: " + r.status);
       $("live").textContent = "● LIVE"; $("live").className = "live on";
+      WardgateAlerting.linkUp();
       refresh();
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffered = "";
       for (;;) {
-        const { value, done } = await reader.read();
+        const silent = setTimeout(() => stream.abort(), STREAM_SILENT_MS);
+        const { value, done } = await reader.read().finally(() => clearTimeout(silent));
         if (done) break;
         buffered += value;
         let end;
@@ -258,10 +273,11 @@ async function connect() {
           const block = buffered.slice(0, end);
           buffered = buffered.slice(end + 2);
           const kind = /^event: ?(.*)$/m.exec(block);
-          if (kind) onEvent(kind[1]);
+          if (kind) onEvent(kind[1], block);
         }
       }
     } catch (e) { /* reconnect below */ }
+    WardgateAlerting.linkDown();
     $("live").textContent = "reconnecting…"; $("live").className = "live off";
     await new Promise((done) => setTimeout(done, 2000));
   }
