@@ -24,6 +24,8 @@ use crate::{Engine, EngineError, RuleSet, RuleSource, RulesError};
 /// max_silence = "4h"
 /// [rules.clear_for]              # hold times replacing the rules' own
 /// news2 = "30m"
+/// [rules.escalate_after]         # escalation times replacing the rules' own
+/// pump_occlusion = "1m"
 /// [rules.params]                 # override pack defaults for everyone
 /// sys_crisis = 170
 /// [rules.subjects.bed-4.params]  # per-subject overrides
@@ -45,6 +47,11 @@ pub struct RulesConfig {
     /// Hold times (`clear_for`) replacing the rules' own, by rule id.
     #[serde(with = "humantime_map")]
     pub clear_for: BTreeMap<String, Duration>,
+    /// Escalation times replacing the rules' own (and their bands'), by
+    /// rule id: the ward's policy for how long an unacknowledged alert stays
+    /// with one person before it is handed on.
+    #[serde(with = "humantime_map")]
+    pub escalate_after: BTreeMap<String, Duration>,
     /// Parameter overrides for every subject.
     pub params: BTreeMap<String, f64>,
     /// Per-subject settings.
@@ -67,6 +74,7 @@ impl Default for RulesConfig {
             tick_interval: Duration::from_secs(1),
             max_silence: Duration::from_secs(4 * 3600),
             clear_for: BTreeMap::new(),
+            escalate_after: BTreeMap::new(),
             params: BTreeMap::new(),
             subjects: BTreeMap::new(),
         }
@@ -133,6 +141,17 @@ impl Validate for RulesConfig {
                 ));
             }
         }
+        for (rule, after) in &self.escalate_after {
+            if *after < Duration::from_secs(1) || *after > Duration::from_secs(24 * 3600) {
+                issues.push(ConfigIssue::new(
+                    [PathSeg::from("escalate_after"), PathSeg::from(rule.clone())],
+                    format!(
+                        "an escalation time must be 1s to 1day, got {}",
+                        humantime::format_duration(*after)
+                    ),
+                ));
+            }
+        }
         for (k, v) in &self.params {
             if !v.is_finite() {
                 issues.push(ConfigIssue::new(
@@ -185,6 +204,11 @@ impl RulesConfig {
             max_silence: td(self.max_silence),
             clear_for: self
                 .clear_for
+                .iter()
+                .map(|(k, v)| (k.clone(), td(*v)))
+                .collect(),
+            escalate_after: self
+                .escalate_after
                 .iter()
                 .map(|(k, v)| (k.clone(), td(*v)))
                 .collect(),

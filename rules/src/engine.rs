@@ -59,6 +59,8 @@ pub struct EngineOptions {
     /// Hold times replacing the rules' own `clear_for`, by rule id (a site
     /// that wants NEWS2 episodes to end sooner or later than the pack says).
     pub clear_for: BTreeMap<String, TimeDelta>,
+    /// Escalation times replacing the rules' own and their bands', by rule id.
+    pub escalate_after: BTreeMap<String, TimeDelta>,
 }
 
 impl Default for EngineOptions {
@@ -70,6 +72,7 @@ impl Default for EngineOptions {
             params: BTreeMap::new(),
             audit_capacity: 100_000,
             clear_for: BTreeMap::new(),
+            escalate_after: BTreeMap::new(),
         }
     }
 }
@@ -83,8 +86,8 @@ pub enum EngineError {
     BadParam { name: String },
     #[error("{what} must be longer than zero")]
     NonPositive { what: &'static str },
-    #[error("clear_for names unknown rule '{0}'")]
-    UnknownRule(String),
+    #[error("{0} names unknown rule '{1}'")]
+    UnknownRule(&'static str, String),
 }
 
 /// Why an acknowledgement was refused.
@@ -290,13 +293,26 @@ fn lower(deadline: &mut Option<Timestamp>, b: Timestamp) {
 impl Engine {
     /// Builds an engine over compiled rules.
     pub fn new(mut rules: RuleSet, opts: EngineOptions) -> Result<Engine, EngineError> {
-        for (id, hold) in &opts.clear_for {
-            let rule = rules
+        fn named<'r>(
+            rules: &'r mut RuleSet,
+            setting: &'static str,
+            id: &str,
+        ) -> Result<&'r mut crate::ruleset::Rule, EngineError> {
+            rules
                 .rules
                 .iter_mut()
                 .find(|r| r.id.as_str() == id)
-                .ok_or_else(|| EngineError::UnknownRule(id.clone()))?;
-            rule.clear_for = *hold;
+                .ok_or_else(|| EngineError::UnknownRule(setting, id.to_owned()))
+        }
+        for (id, hold) in &opts.clear_for {
+            named(&mut rules, "clear_for", id)?.clear_for = *hold;
+        }
+        for (id, after) in &opts.escalate_after {
+            let rule = named(&mut rules, "escalate_after", id)?;
+            rule.escalate_after = Some(*after);
+            for band in &mut rule.bands {
+                band.escalate_after = Some(*after);
+            }
         }
         if opts.tick_interval <= TimeDelta::zero() {
             return Err(EngineError::NonPositive {

@@ -196,7 +196,18 @@ fn config_text(p: &Peers<'_>) -> String {
         "[spool]\npath = {}\n",
         toml_str(&p.dir.join("spool.redb").display().to_string())
     );
-    let _ = writeln!(t, "[rules]\nfiles = [\"rules.toml\"]\n");
+    // Demo timing: pump 2's occlusion (at 30 s) goes from the nurse of bed 2
+    // to the charge nurse after 30 s unacknowledged, not the pack's 2 min.
+    let _ = writeln!(
+        t,
+        "[rules]\nfiles = [\"rules.toml\"]\n\n[rules.escalate_after]\npump_occlusion = \"30s\"\n"
+    );
+    // Who has which beds: an alert goes to the bed's nurse first, then to
+    // the charge nurse (the fridge and the bays: nobody's, so hers at once).
+    let _ = writeln!(
+        t,
+        "[[staff]]\nid = \"ada\"\nname = \"Nurse Ada\"\nrole = \"nurse\"\nsubjects = [\"bed-1\", \"bed-2\", \"bed-3\", \"bed-4\"]\n\n[[staff]]\nid = \"ben\"\nname = \"Nurse Ben\"\nrole = \"nurse\"\nsubjects = [\"bed-5\", \"bed-6\", \"bed-7\", \"bed-8\"]\n\n[[staff]]\nid = \"grace\"\nname = \"Grace\"\nrole = \"charge_nurse\"\n"
+    );
     for bed in beds() {
         let mut devices: Vec<String> = bed
             .devices
@@ -529,7 +540,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
         "demo files (removed when the demo stops)"
     );
     tracing::info!(
-        "scripted: bed 3 desaturates with a rising heart rate (NEWS2 up to high), bed 5 hypertensive (182/112), bed 7 chest-strap battery draining to 10 %, pump 2 occlusion at 30 s, pump 3 near end of infusion, pump 4 offline at 60 s, bay 2 sensor offline, fridge warming past 8 °C after about 3 minutes"
+        "scripted: bed 3 desaturates with a rising heart rate (NEWS2 up to high), bed 5 hypertensive (182/112), bed 7 chest-strap battery draining to 10 %, pump 2 occlusion at 30 s (with Nurse Ada, bed 2's nurse; handed to the charge nurse 30 s later unless acknowledged), pump 3 near end of infusion, pump 4 offline at 60 s, bay 2 sensor offline, fridge warming past 8 °C after about 3 minutes"
     );
     if opts.mqtt.is_none() && opts.influx.is_none() {
         tracing::info!("no --mqtt or --influx given: events go to the JSONL file only");

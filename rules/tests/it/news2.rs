@@ -259,3 +259,43 @@ fn stale_parameters_stop_the_score_but_do_not_clear_alerts() {
         ]
     );
 }
+
+#[test]
+fn a_site_sets_the_escalation_time_of_a_rule_and_its_bands() {
+    let r = "news2";
+    // One minute instead of the bands' 5 and 15 minutes.
+    let mut engine = engine(EngineOptions {
+        escalate_after: [(r.to_owned(), TimeDelta::minutes(1))].into(),
+        ..EngineOptions::default()
+    });
+    let mut lines = normal(0, "bed-1");
+    lines.extend([
+        // RR 22 (2), pulse 115 (2), oxygen (2): 6, raised medium.
+        reading(60, "bed-1", "resp_rate", 22.0),
+        reading(60, "bed-1", "heart_rate", 115.0),
+        reading(60, "bed-1", "o2_flow", 2.0),
+        reading(200, "bed-1", "spo2", 97.0),
+    ]);
+    let (events, _) = run_with(&lines, &mut engine);
+    let medium = format!("NEWS2 6: {MEDIUM}");
+    assert_eq!(
+        details(&events, r),
+        vec![
+            dt(60, "bed-1", X::Raised, S::Active, P::Medium, &medium),
+            dt(120, "bed-1", X::Escalated, S::Active, P::Medium, &medium),
+            dt(180, "bed-1", X::Escalated, S::Active, P::Medium, &medium),
+        ]
+    );
+    // A rule that does not exist is refused when the engine is built.
+    let refused = wardgate_rules::Engine::new(
+        wardgate_rules::RuleSet::compile(&[], &wardgate_model::MetricRegistry::default()).unwrap(),
+        EngineOptions {
+            escalate_after: [("nope".to_owned(), TimeDelta::minutes(1))].into(),
+            ..EngineOptions::default()
+        },
+    );
+    assert_eq!(
+        refused.err().map(|e| e.to_string()),
+        Some("escalate_after names unknown rule 'nope'".to_owned())
+    );
+}

@@ -164,6 +164,28 @@ async fn click(c: &Client, css: &str) -> Result<(), CmdError> {
     }
 }
 
+/// The successive texts of the element at `css` until it has held two
+/// different non-empty ones (or 90 s passed): who had an alert, in order.
+async fn recipients(c: &Client, css: &str) -> Result<Vec<String>, CmdError> {
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while seen.len() < 2 && tokio::time::Instant::now() < deadline {
+        let v = c
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                vec![serde_json::Value::String(css.to_owned())],
+            )
+            .await?;
+        if let Some(t) = v.as_str().filter(|t| !t.is_empty())
+            && seen.last().map(String::as_str) != Some(t)
+        {
+            seen.push(t.to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(seen)
+}
+
 #[test]
 fn nurse_acknowledges_an_alert_in_the_browser() {
     let _one = one_browser_at_a_time();
@@ -217,6 +239,19 @@ fn nurse_acknowledges_an_alert_in_the_browser() {
                 .at_most(Duration::from_secs(30))
                 .for_element(Locator::XPath("//span[@id='live' and contains(., 'LIVE')]"))
                 .await?;
+            // Pump 2's occlusion (at 30 s) is with Nurse Ada, bed 2's nurse;
+            // unacknowledged for the demo's 30 s, it is handed to the charge
+            // nurse, and the page says so.
+            let handed = recipients(
+                &c,
+                "li.alert[data-alert-id^=\"bed-2/pump_occlusion/\"] .recipient",
+            )
+            .await?;
+            assert_eq!(
+                handed,
+                [" · with Nurse Ada", " · with the charge nurse: Grace"],
+                "who had pump 2's occlusion, in order"
+            );
             c.find(Locator::Id("token"))
                 .await?
                 .send_keys(&token)

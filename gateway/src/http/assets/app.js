@@ -28,7 +28,7 @@ const VITALS = [
 ];
 const SPARK = ["news2_score", "spo2", "fridge_temp", "room_temp"];
 
-let state = { subjects: [], devices: [], alerts: [] };
+let state = { subjects: [], devices: [], alerts: [], silences: [], staff: [] };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -88,7 +88,8 @@ function renderAlerts() {
       el("span", { class: "meta" },
         el("span", { class: "state", textContent: stateText }),
         " · ", el("span", { class: "ago", textContent: elapsed(a.raised_at), "data-since": a.raised_at }),
-        ` ago · escalation level ${a.escalation_level} · ${a.rule}`)));
+        ` ago · escalation level ${a.escalation_level} · ${a.rule}`,
+        el("span", { class: "recipient", textContent: recipientText(a.recipient) }))));
   }
   $("no-alerts").hidden = state.alerts.length > 0;
   $("alert-count").textContent = state.alerts.length ? `(${state.alerts.length})` : "";
@@ -179,19 +180,64 @@ function renderSilences() {
   }));
 }
 
+// "My beds": a member of staff picks their name (kept on this device) and
+// the page shows the beds they cover and the alerts they have now — those
+// of their beds, and any handed to them or to everyone. A charge nurse, or
+// nobody picked, sees the whole ward.
+const ME_KEY = "wardgate-me";
+function me() { return state.staff.find((m) => m.id === localStorage.getItem(ME_KEY)) || null; }
+function mine(view) {
+  const m = me();
+  if (!m || m.role === "charge_nurse") return view;
+  const beds = new Set(m.subjects);
+  const hasIt = (a) => beds.has(a.subject) || (a.recipient &&
+    (a.recipient.to === "everyone" || (a.recipient.staff || []).some((s) => s.id === m.id)));
+  return { ...view, subjects: view.subjects.filter((s) => beds.has(s.id)), alerts: view.alerts.filter(hasIt) };
+}
+function renderMe() {
+  const select = $("me");
+  $("me-form").hidden = state.staff.length === 0;
+  const want = ["", ...state.staff.map((m) => m.id)].join("|");
+  if (select.dataset.options !== want) {
+    select.replaceChildren(el("option", { value: "", textContent: "every bed" }),
+      ...state.staff.map((m) => el("option", { value: m.id, textContent: m.role === "charge_nurse" ? `${m.name} (charge: every bed)` : `my beds: ${m.name}` })));
+    select.dataset.options = want;
+  }
+  select.value = me() ? me().id : "";
+}
+$("me").addEventListener("change", (e) => {
+  if (e.target.value) localStorage.setItem(ME_KEY, e.target.value); else localStorage.removeItem(ME_KEY);
+  alertsKey = null;
+  render();
+});
+
+// Who has an alert now, in words.
+function recipientText(r) {
+  if (!r) return "";
+  if (r.to === "everyone") return " · with everyone";
+  const names = (r.staff || []).map((s) => s.name).join(", ");
+  return r.to === "charge" ? ` · with the charge nurse: ${names}` : ` · with ${names}`;
+}
+
 function render() {
-  renderToken(); renderAlerts(); renderSilences(); renderBeds(); renderDevices();
-  WardgateAlerting.update(state);
+  const full = state;
+  state = mine(full);
+  try {
+    renderMe(); renderToken(); renderAlerts(); renderSilences(); renderBeds(); renderDevices();
+    WardgateAlerting.update(state);
+  } finally {
+    state = full;
+  }
 }
 
 async function refresh() {
   try {
-    const [s, d, a, q] = await Promise.all(["subjects", "devices", "alerts", "silences"].map((p) =>
+    const [s, d, a, q, t] = await Promise.all(["subjects", "devices", "alerts", "silences", "staff"].map((p) =>
       fetch("/api/" + p, { cache: "no-store", headers: auth() }).then((r) => {
         if (r.status === 401) { needToken(); throw new Error("token needed"); }
         return r.json();
       })));
-    state = { subjects: s.subjects, devices: d.devices, alerts: a.alerts, silences: q.silences };
+    state = { subjects: s.subjects, devices: d.devices, alerts: a.alerts, silences: q.silences, staff: t.staff };
     render();
   } catch (e) {
     $("live").textContent = "connection lost";
