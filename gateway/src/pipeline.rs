@@ -147,10 +147,7 @@ pub async fn run(
     // Open every sink before any device starts: a bad path fails now.
     let drain = CancellationToken::new();
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-    let mut engine = config
-        .rules
-        .engine(config.rule_set.clone())
-        .map_err(PipelineError::Rules)?;
+    let mut engine = config.engine().map_err(PipelineError::Rules)?;
     let now = chrono::Utc::now();
     let mut startup_events = Vec::new();
     for subject in &config.subjects {

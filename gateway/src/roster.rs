@@ -13,6 +13,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use wardgate_model::{Event, Recipient, RecipientGroup, StaffRef, SubjectId};
 
+/// Escalations an alert goes through: to the charge nurses, then to
+/// everyone. The engine stops there when staff is configured.
+pub const CHAIN_STEPS: u8 = 2;
+
 /// What a member of staff does in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -61,6 +61,11 @@ pub struct EngineOptions {
     pub clear_for: BTreeMap<String, TimeDelta>,
     /// Escalation times replacing the rules' own and their bands', by rule id.
     pub escalate_after: BTreeMap<String, TimeDelta>,
+    /// The last escalation level an alert reaches (`None`: no limit). A
+    /// gateway that hands alerts to people stops where its chain ends
+    /// (assigned nurse, charge nurse, everyone: 2); beyond it an escalation
+    /// would reach no one new.
+    pub max_escalations: Option<u8>,
 }
 
 impl Default for EngineOptions {
@@ -73,6 +78,7 @@ impl Default for EngineOptions {
             audit_capacity: 100_000,
             clear_for: BTreeMap::new(),
             escalate_after: BTreeMap::new(),
+            max_escalations: None,
         }
     }
 }
@@ -1312,9 +1318,16 @@ impl Engine {
         let every = self
             .escalate_after_of(ri, ep.band)
             .unwrap_or(self.opts.tick_interval);
+        let max = self.opts.max_escalations;
         if let Some(ep) = &mut self.subjects[si].rules[ri].episode {
+            if max.is_some_and(|max| ep.escalation_level >= max) {
+                // The end of the chain: nobody new to hand it to.
+                ep.next_escalation = None;
+                return;
+            }
             ep.escalation_level = ep.escalation_level.saturating_add(1);
-            ep.next_escalation = Some(now + every);
+            let last = max.is_some_and(|max| ep.escalation_level >= max);
+            ep.next_escalation = (!last).then_some(now + every);
         }
         lower(&mut self.next_deadline, now + every);
         self.emit(now, si, ri, Transition::Escalated, out);
@@ -1399,6 +1412,12 @@ impl Engine {
         self.push_audit(AuditEntry::Silenced(s.clone()));
         self.silences.push(s.clone());
         Ok(Event::Silence(s))
+    }
+
+    /// Limits escalation to `max` levels (see
+    /// [`EngineOptions::max_escalations`]).
+    pub fn set_max_escalations(&mut self, max: Option<u8>) {
+        self.opts.max_escalations = max;
     }
 
     /// Re-opens the alerts that were open before a restart, from their last

@@ -16,7 +16,7 @@ use crate::config;
 pub fn replay_file(input: &Path, config_file: Option<&Path>) -> ExitCode {
     let mut engine = match config_file {
         Some(file) => match config::load(file) {
-            Ok(c) => match c.rules.engine(c.rule_set.clone()) {
+            Ok(c) => match c.engine() {
                 Ok(mut engine) => {
                     for s in &c.subjects {
                         // Profiles known before the first input line; nothing is open yet.

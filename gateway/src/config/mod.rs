@@ -60,6 +60,20 @@ pub struct Config {
     pub staff: Vec<crate::roster::StaffMember>,
 }
 
+impl Config {
+    /// The rules engine this configuration runs: its rules and options, and
+    /// with `[[staff]]` escalation ending where the chain of people does.
+    pub fn engine(&self) -> Result<wardgate_rules::Engine, wardgate_rules::EngineError> {
+        let mut engine = self.rules.engine(self.rule_set.clone())?;
+        if !self.staff.is_empty() {
+            // Assigned nurse, charge nurse, everyone: a further step would
+            // reach no one new.
+            engine.set_max_escalations(Some(crate::roster::CHAIN_STEPS));
+        }
+        Ok(engine)
+    }
+}
+
 /// `[spool]`: where accepted readings and alerts wait until every sink's peer
 /// has confirmed them.
 #[derive(Debug, Clone, Deserialize)]
