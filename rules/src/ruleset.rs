@@ -93,6 +93,9 @@ struct RuleToml {
     clear_for: Option<Spanned<String>>,
     #[serde(default)]
     bands: Vec<BandToml>,
+    /// What a patient at home should do, in plain words.
+    #[serde(default)]
+    advice: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +130,9 @@ pub(crate) struct Band {
 pub struct Rule {
     pub id: RuleId,
     pub description: String,
+    /// What a patient at home should do while the alert is open, in plain
+    /// words (shown on a home hub's page); `None` for ward-only rules.
+    pub advice: Option<String>,
     pub priority: Priority,
     pub kind: AlertKind,
     /// Empty: every subject. Otherwise subjects with at least one of these.
@@ -247,6 +253,20 @@ impl RuleSet {
                 let id = r.id.get_ref().clone();
                 let id_at = line_col(src.text, r.id.span().start);
                 let before = issues.len();
+                if let Some(advice) = &r.advice {
+                    let text = advice.get_ref();
+                    if text.trim().is_empty()
+                        || text.chars().count() > MAX_ADVICE
+                        || text.chars().any(char::is_control)
+                    {
+                        issues.push(issue(
+                            src.name,
+                            line_col(src.text, advice.span().start),
+                            Some(&id),
+                            format!("advice must be 1 to {MAX_ADVICE} characters on one line"),
+                        ));
+                    }
+                }
                 if !is_snake(&id) {
                     issues.push(issue(
                         src.name,
@@ -365,6 +385,7 @@ impl RuleSet {
                 rules.push(Rule {
                     id: RuleId::from(id),
                     description: r.description.clone(),
+                    advice: r.advice.as_ref().map(|a| a.get_ref().trim().to_owned()),
                     priority: r.priority,
                     kind: r.kind,
                     applies_to: r.applies_to.clone(),
@@ -444,6 +465,9 @@ fn is_snake(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && !s.as_bytes()[0].is_ascii_digit()
 }
+
+/// Longest advice text: a few short sentences a patient reads at once.
+const MAX_ADVICE: usize = 400;
 
 fn issue(
     file: &str,

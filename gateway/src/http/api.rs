@@ -106,6 +106,7 @@ pub fn router(state: HttpState) -> Router {
                 .route("/api/alerts", get(alerts))
                 .route("/api/silences", get(silences))
                 .route("/api/staff", get(staff))
+                .route("/api/page", get(page))
                 .route("/api/events", get(events))
                 .layer(axum::middleware::from_fn_with_state(state.clone(), reader)),
         )
@@ -369,6 +370,11 @@ async fn acknowledge(
         Ok(()) => Json(json!({ "acknowledged": id, "by": by })).into_response(),
         Err(r) => r,
     }
+}
+
+/// `GET /api/page`: the layout and each rule's description and advice.
+async fn page(State(state): State<HttpState>) -> Response {
+    Json(&*state.page).into_response()
 }
 
 /// `GET /api/staff`: who covers which subjects now.

@@ -27,6 +27,10 @@ pub struct HttpConfig {
     /// `/healthz` and `/readyz` stay open (they carry no patient data).
     #[serde(default)]
     pub reads_need_token: bool,
+    /// `ward` (the nurse station) or `home` (a patient's hub: large type and
+    /// what to do, in plain words, for each open alert).
+    #[serde(default)]
+    pub layout: Layout,
     /// `Host` headers accepted besides the listen address and the loopback
     /// names with its port (a web page cannot then reach the gateway through
     /// a name it controls: DNS rebinding). Empty with an unspecified listen
@@ -82,6 +86,15 @@ pub struct HttpToken {
     /// What the token may do (default `nurse`).
     #[serde(default)]
     pub role: Role,
+}
+
+/// Which page the gateway serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    #[default]
+    Ward,
+    Home,
 }
 
 /// What a token may do; each role may do what the ones before it may.

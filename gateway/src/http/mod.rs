@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use wardgate_model::Event;
 
 pub use api::router;
-pub use config::{HttpConfig, HttpToken, HttpsConfig, Role};
+pub use config::{HttpConfig, HttpToken, HttpsConfig, Layout, Role};
 pub use serve::{
     ClientAddr, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, PerClient, serve,
 };
@@ -111,6 +111,22 @@ fn bind_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// `GET /api/page`: how the page lays itself out, and what each rule means.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PageInfo {
+    pub layout: Layout,
+    pub rules: Vec<RuleInfo>,
+}
+
+/// One rule as the page explains it.
+#[derive(Debug, serde::Serialize)]
+pub struct RuleInfo {
+    pub id: String,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
+}
+
 /// A configured token, resolved: its name, its secret and its role.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -148,6 +164,8 @@ pub struct HttpState {
     pub(crate) client_streams: PerClient,
     /// The staff and their assignments, as the rules stage last confirmed.
     pub(crate) staff: Arc<Mutex<Vec<StaffMember>>>,
+    /// What `GET /api/page` says: the layout and each rule's advice.
+    pub(crate) page: Arc<PageInfo>,
     /// Event streams refused (either limit).
     pub(crate) refused_streams: Arc<AtomicU64>,
     /// Every stream place taken at the last refusal (logged once per episode).
@@ -180,6 +198,7 @@ impl HttpState {
                 client_streams: PerClient::new(MAX_EVENT_STREAMS_PER_CLIENT, "event streams"),
                 refused_streams: Arc::new(AtomicU64::new(0)),
                 staff: Arc::default(),
+                page: Arc::default(),
                 streams_full: Arc::default(),
             },
             rx,
@@ -201,6 +220,24 @@ impl HttpState {
             .staff
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = staff;
+        self
+    }
+
+    /// The page's layout and the rules it explains.
+    #[must_use]
+    pub fn with_page(mut self, layout: Layout, rules: &wardgate_rules::RuleSet) -> Self {
+        self.page = Arc::new(PageInfo {
+            layout,
+            rules: rules
+                .rules()
+                .iter()
+                .map(|r| RuleInfo {
+                    id: r.id.to_string(),
+                    description: r.description.clone(),
+                    advice: r.advice.clone(),
+                })
+                .collect(),
+        });
         self
     }
 
@@ -334,7 +371,8 @@ pub async fn start(
         .with_sink_health(sinks)
         .with_hosts(http.hosts())
         .with_reads_need_token(http.reads_need_token)
-        .with_staff(config.staff.clone());
+        .with_staff(config.staff.clone())
+        .with_page(http.layout, &config.rule_set);
     let tls = http.tls.as_ref().map(tls_acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(http.listen)
         .await

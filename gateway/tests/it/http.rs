@@ -1099,3 +1099,37 @@ async fn assignments_are_shown_and_changed_by_an_admin() {
     let (_, body) = f.call("GET", "/api/staff", None, "").await;
     assert_eq!(body["staff"][0]["subjects"], serde_json::json!([]));
 }
+
+/// `GET /api/page`: the layout, and each rule's description and plain-words
+/// advice for a patient at home (the built-in packs carry it).
+#[tokio::test]
+async fn the_page_learns_its_layout_and_what_each_alert_asks_of_a_patient() {
+    let mut f = fixture();
+    let (status, body) = f.call("GET", "/api/page", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["layout"], "ward");
+    let config: Config =
+        wardgate::config::parse(std::path::Path::new("test.toml"), CONFIG).expect("valid config");
+    f.state = f
+        .state
+        .clone()
+        .with_page(wardgate::http::Layout::Home, &config.rule_set);
+    let (_, body) = f.call("GET", "/api/page", None, "").await;
+    assert_eq!(body["layout"], "home");
+    let rules = body["rules"].as_array().unwrap();
+    let advice = |id: &str| {
+        rules
+            .iter()
+            .find(|r| r["id"] == id)
+            .and_then(|r| r["advice"].as_str())
+            .map(str::to_owned)
+    };
+    assert!(
+        advice("hypoglycaemia")
+            .unwrap()
+            .starts_with("Your blood sugar is low. Eat or drink 15 to 20 grams of fast sugar"),
+        "{body}"
+    );
+    // A ward-only rule has no advice for patients.
+    assert_eq!(advice("news2"), None);
+}

@@ -29,6 +29,9 @@ const VITALS = [
 const SPARK = ["news2_score", "spo2", "fridge_temp", "room_temp"];
 
 let state = { subjects: [], devices: [], alerts: [], silences: [], staff: [] };
+// The layout (`ward` or `home`) and each rule's advice, read once: on a
+// home hub the page shows, for each open alert, what to do in plain words.
+let page = { layout: "ward", rules: [] };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -66,7 +69,7 @@ function renderToken() {
 // under a nurse's finger; elapsed times are updated in place.
 let alertsKey = null;
 function renderAlerts() {
-  const key = JSON.stringify(state.alerts) + "|" + !!token() + "|" + state.subjects.length;
+  const key = JSON.stringify(state.alerts) + "|" + !!token() + "|" + state.subjects.length + "|" + page.layout;
   if (key === alertsKey) {
     for (const e of document.querySelectorAll("#alerts .ago")) e.textContent = elapsed(e.dataset.since);
     return;
@@ -89,7 +92,8 @@ function renderAlerts() {
         el("span", { class: "state", textContent: stateText }),
         " · ", el("span", { class: "ago", textContent: elapsed(a.raised_at), "data-since": a.raised_at }),
         ` ago · escalation level ${a.escalation_level} · ${a.rule}`,
-        el("span", { class: "recipient", textContent: recipientText(a.recipient) }))));
+        el("span", { class: "recipient", textContent: recipientText(a.recipient) })),
+      page.layout === "home" && adviceOf(a.rule) ? el("p", { class: "advice", textContent: adviceOf(a.rule) }) : null));
   }
   $("no-alerts").hidden = state.alerts.length > 0;
   $("alert-count").textContent = state.alerts.length ? `(${state.alerts.length})` : "";
@@ -279,6 +283,7 @@ $("token-form").addEventListener("submit", (e) => {
   $("token").value = "";
   $("ack-error").hidden = true;
   render();
+  loadPage();
   refresh();
   if (stream) stream.abort();
 });
@@ -329,6 +334,22 @@ async function connect() {
   }
 }
 
+async function loadPage() {
+  try {
+    const r = await fetch("/api/page", { cache: "no-store", headers: auth() });
+    if (!r.ok) return;
+    page = await r.json();
+    document.body.classList.toggle("home", page.layout === "home");
+    alertsKey = null;
+    render();
+  } catch (e) { /* the next refresh shows the connection state */ }
+}
+function adviceOf(rule) {
+  const r = page.rules.find((x) => x.id === rule);
+  return r ? r.advice : null;
+}
+
 setInterval(() => { renderAlerts(); renderDevices(); }, 10000);
+loadPage();
 refresh();
 connect();
