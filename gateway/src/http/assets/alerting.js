@@ -15,7 +15,12 @@ window.WardgateAlerting = (() => {
   const $ = (id) => document.getElementById(id);
 
   let alerts = [], silences = [], names = {};
-  const priorities = new Map(); // alert id → priority last seen, to tell a rise
+  // Alert id → { priority, level } last seen, from the stream or a refresh:
+  // whichever brings news of an alert first notifies, so an event the
+  // stream missed (a reconnect, a lagging client) is still notified when
+  // the next refresh shows the alert.
+  const known = new Map();
+  let primed = false; // alerts open when the page opened are not news
   let linkDownSince = Date.now(); // not connected yet
   let linkLost = false;
   const notified = [];
@@ -48,9 +53,28 @@ window.WardgateAlerting = (() => {
     alerts = state.alerts || [];
     silences = state.silences || [];
     names = Object.fromEntries((state.subjects || []).map((s) => [s.id, s.name || s.id]));
-    for (const a of alerts) priorities.set(a.id, a.priority);
+    for (const a of alerts) {
+      if (primed && (a.state === "active" || a.state === "latched")) {
+        const news = newsOf(a, known.get(a.id));
+        if (news) notify(a, news);
+      }
+      remember(a);
+    }
+    // Primed by the first state read from the gateway (a render before it
+    // has nothing in it).
+    if (state.loaded) primed = true;
     decide();
   }
+
+  // What is new about `a` since `k` (what was known of it), if anything to
+  // notify: raised, escalated, or a rise in priority.
+  function newsOf(a, k) {
+    if (!k) return "raised";
+    if ((a.escalation_level || 0) > k.level) return "escalated";
+    if (RANK[a.priority] > (RANK[k.priority] || 0)) return "priority_changed";
+    return null;
+  }
+  function remember(a) { known.set(a.id, { priority: a.priority, level: a.escalation_level || 0 }); }
 
   // --- the link -----------------------------------------------------------
 
@@ -107,15 +131,15 @@ window.WardgateAlerting = (() => {
       a = JSON.parse(block.split("\n").filter((l) => l.startsWith("data:"))
         .map((l) => l.slice(5).replace(/^ /, "")).join("\n"));
     } catch (e) { return; }
-    const before = priorities.get(a.id);
-    priorities.set(a.id, a.priority);
     const t = a.transition;
-    if (t === "raised" || t === "escalated" || (t === "priority_changed" && RANK[a.priority] > (RANK[before] || 0))) {
-      notify(a, t);
-    } else if (t === "acknowledged" || t === "cleared") {
+    if (t === "acknowledged" || t === "cleared") {
       withdraw(a.id);
-      if (t === "cleared") priorities.delete(a.id);
+      if (t === "cleared") known.delete(a.id); else remember(a);
+      return;
     }
+    const news = newsOf(a, known.get(a.id));
+    remember(a);
+    if (news) notify(a, t);
   }
 
   // --- controls -----------------------------------------------------------

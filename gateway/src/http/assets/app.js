@@ -241,7 +241,7 @@ async function refresh() {
         if (r.status === 401) { needToken(); throw new Error("token needed"); }
         return r.json();
       })));
-    state = { subjects: s.subjects, devices: d.devices, alerts: a.alerts, silences: q.silences, staff: t.staff };
+    state = { subjects: s.subjects, devices: d.devices, alerts: a.alerts, silences: q.silences, staff: t.staff, loaded: true };
     render();
   } catch (e) {
     $("live").textContent = "connection lost";
