@@ -91,6 +91,52 @@ mod tests {
         ));
     }
 
+    /// The `bridge_lines` fuzz target found a custom unit with a tab (then
+    /// accepted by the configuration) that made the gateway write lines the
+    /// bridge refuses: `...,unit=d\t value=0.0 6638341174403161153`. The
+    /// configuration now refuses such units; every character it still
+    /// accepts must encode to a line that passes.
+    #[test]
+    fn every_unit_the_configuration_accepts_passes() {
+        use crate::lineproto::{Identity, encode};
+        use wardgate_model::{Event, Metric, Reading, TimeSource};
+
+        let id = Identity {
+            site: "s".into(),
+            ward: "w".into(),
+            gateway: "g".into(),
+        };
+        let at = chrono::DateTime::from_timestamp_nanos(6_638_341_174_403_161_153);
+        let graphic: String = (b'!'..=b'~')
+            .map(char::from)
+            .filter(|&c| c != '\\')
+            .collect();
+        let units = graphic.chars().map(String::from).chain([
+            graphic.clone(),
+            format!("a{graphic}"),
+            "{count}".into(),
+        ]);
+        for unit in units {
+            let metric = Metric::custom("bed_load", &unit, None);
+            let r = Reading::new(at, TimeSource::Device, "a".into(), None, metric, 0.0).unwrap();
+            let mut line = String::new();
+            encode(&Event::Reading(r), &id, &mut line);
+            assert_eq!(
+                check_str(&line),
+                Ok(Checked {
+                    lines: 1,
+                    oldest_ns: 6_638_341_174_403_161_153
+                }),
+                "{line:?}"
+            );
+        }
+        // What the fuzz target found, refused as before.
+        assert!(matches!(
+            check_str("a,unit=d\t value=0.0 6638341174403161153\n"),
+            Err(LineError::Invalid { line: 1, .. })
+        ));
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
