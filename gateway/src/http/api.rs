@@ -259,6 +259,20 @@ struct AckBody {
     by: Option<String>,
 }
 
+/// Who acknowledges, from the body of `POST /api/alerts/{id}/ack` (empty,
+/// or `{"by": "..."}`) and the name of the token presented: `by@token`, or
+/// the token's name alone. `Err` is the message of the 400 answer. Pure, so
+/// the fuzz targets (`fuzz/`) can run it on untrusted bytes.
+#[doc(hidden)]
+pub fn ack_request(token_name: &str, body: &[u8]) -> Result<String, String> {
+    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?
+    };
+    identity(token_name, body.by.as_deref()).map_err(str::to_owned)
+}
+
 async fn acknowledge(
     State(state): State<HttpState>,
     Path(id): Path<String>,
@@ -268,15 +282,7 @@ async fn acknowledge(
     let Some(token) = authenticate(&state, &headers) else {
         return unauthorized(&state);
     };
-    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
-        AckBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
-        }
-    };
-    let by = match identity(&token, body.by.as_deref()) {
+    let by = match ack_request(&token, &body) {
         Ok(by) => by,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
@@ -301,6 +307,41 @@ struct SilenceBody {
     by: Option<String>,
 }
 
+/// What a `POST /api/silence` body asks for, checked as far as it can be
+/// without the gateway's state (whether the subject exists is the handler's
+/// question).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilenceRequest {
+    pub target: SilenceTarget,
+    /// 1 to 24 h.
+    pub minutes: u32,
+    /// `by@token`, or the token's name alone.
+    pub by: String,
+}
+
+/// Parses and checks the body of `POST /api/silence` for the token named
+/// `token_name`; `Err` is the message of the 400 answer. Pure, so the fuzz
+/// targets (`fuzz/`) can run it on untrusted bytes.
+#[doc(hidden)]
+pub fn silence_request(token_name: &str, body: &[u8]) -> Result<SilenceRequest, String> {
+    let body: SilenceBody = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;
+    let by = identity(token_name, body.by.as_deref()).map_err(str::to_owned)?;
+    if body.minutes == 0 || body.minutes > MAX_SILENCE_MIN {
+        return Err(format!("`minutes` must be 1 to {MAX_SILENCE_MIN}"));
+    }
+    let target = match (body.subject, body.rule) {
+        (Some(s), None) => SilenceTarget::Subject(SubjectId::from(s.as_str())),
+        (None, Some(r)) => SilenceTarget::Rule(RuleId::from(r.as_str())),
+        _ => return Err("give exactly one of `subject` and `rule`".to_owned()),
+    };
+    Ok(SilenceRequest {
+        target,
+        minutes: body.minutes,
+        by,
+    })
+}
+
 async fn silence(
     State(state): State<HttpState>,
     headers: HeaderMap,
@@ -309,41 +350,25 @@ async fn silence(
     let Some(token) = authenticate(&state, &headers) else {
         return unauthorized(&state);
     };
-    let body: SilenceBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
-    };
-    let by = match identity(&token, body.by.as_deref()) {
-        Ok(by) => by,
+    let SilenceRequest {
+        target,
+        minutes,
+        by,
+    } = match silence_request(&token, &body) {
+        Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    if body.minutes == 0 || body.minutes > MAX_SILENCE_MIN {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("`minutes` must be 1 to {MAX_SILENCE_MIN}"),
-        );
+    if let SilenceTarget::Subject(s) = &target {
+        let known = state
+            .view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .has_subject(s.as_str());
+        if !known {
+            return error(StatusCode::NOT_FOUND, format!("unknown subject `{s}`"));
+        }
     }
-    let target = match (body.subject, body.rule) {
-        (Some(s), None) => {
-            let known = state
-                .view
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .has_subject(&s);
-            if !known {
-                return error(StatusCode::NOT_FOUND, format!("unknown subject `{s}`"));
-            }
-            SilenceTarget::Subject(SubjectId::from(s.as_str()))
-        }
-        (None, Some(r)) => SilenceTarget::Rule(RuleId::from(r.as_str())),
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "give exactly one of `subject` and `rule`",
-            );
-        }
-    };
-    let until = chrono::Utc::now() + chrono::TimeDelta::minutes(i64::from(body.minutes));
+    let until = chrono::Utc::now() + chrono::TimeDelta::minutes(i64::from(minutes));
     let (reply, answer) = oneshot::channel();
     let cmd = AlertCommand::Silence {
         target,

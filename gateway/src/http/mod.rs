@@ -19,6 +19,8 @@ use tokio::sync::{broadcast, mpsc};
 use wardgate_model::Event;
 
 pub use api::router;
+#[doc(hidden)]
+pub use api::{SilenceRequest, ack_request, silence_request};
 pub use config::{HttpConfig, HttpToken};
 pub use serve::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, serve};
 pub use view::View;
