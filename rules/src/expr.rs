@@ -46,7 +46,8 @@ type Result<T> = std::result::Result<T, ExprError>;
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
     Num(f64),
-    Dur(TimeDelta),
+    /// A duration and its text as written (`5m`, `1.5h`), for printing.
+    Dur(TimeDelta, Box<str>),
     Ident(String),
     Str(String),
     LParen,
@@ -67,7 +68,7 @@ impl fmt::Display for Tok {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Tok::Num(n) => write!(f, "number {n}"),
-            Tok::Dur(_) => f.write_str("a duration"),
+            Tok::Dur(..) => f.write_str("a duration"),
             Tok::Ident(s) => write!(f, "'{s}'"),
             Tok::Str(s) => write!(f, "string \"{s}\""),
             Tok::LParen => f.write_str("'('"),
@@ -206,7 +207,10 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>> {
                             "a duration must be positive and below 30 years",
                         ));
                     }
-                    out.push((Tok::Dur(TimeDelta::nanoseconds(nanos as i64)), start));
+                    out.push((
+                        Tok::Dur(TimeDelta::nanoseconds(nanos as i64), src[start..i].into()),
+                        start,
+                    ));
                 }
                 continue;
             }
@@ -243,7 +247,7 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>> {
 #[derive(Clone, Debug, PartialEq)]
 enum Ast {
     Num(f64),
-    Dur(TimeDelta),
+    Dur(TimeDelta, Box<str>),
     Str(String),
     Name(String),
     Call(String, Vec<(Ast, usize)>),
@@ -260,9 +264,78 @@ enum BinOp {
     Or,
 }
 
+impl BinOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            BinOp::Ar(ArOp::Add) => "+",
+            BinOp::Ar(ArOp::Sub) => "-",
+            BinOp::Ar(ArOp::Mul) => "*",
+            BinOp::Ar(ArOp::Div) => "/",
+            BinOp::Cmp(c) => c.as_str(),
+            BinOp::And => "and",
+            BinOp::Or => "or",
+        }
+    }
+}
+
+/// The tree as source text with every operation in parentheses, so that it
+/// parses back to the same tree whatever the precedence rules say.
+impl fmt::Display for Ast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // `{}` of an f64 is the shortest text that reads back as the same
+            // number, never in exponent notation (the lexer has none).
+            Ast::Num(n) => write!(f, "{n}"),
+            Ast::Dur(_, text) => f.write_str(text),
+            // A string cannot hold the quote that delimited it.
+            Ast::Str(s) if s.contains('"') => write!(f, "'{s}'"),
+            Ast::Str(s) => write!(f, "\"{s}\""),
+            Ast::Name(name) => f.write_str(name),
+            Ast::Call(name, args) => {
+                write!(f, "{name}(")?;
+                for (i, (arg, _)) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{arg}")?;
+                }
+                f.write_str(")")
+            }
+            Ast::Neg(inner) => write!(f, "(-{inner})"),
+            Ast::Not(inner) => write!(f, "(not {inner})"),
+            Ast::Bin(op, l, r) => write!(f, "({} {} {})", l.0, op.as_str(), r.0),
+        }
+    }
+}
+
+/// Deepest syntax tree accepted. Compiling, evaluating and dropping a tree
+/// recurse once per level, so an unbounded depth (a rule of 100 000 `+`
+/// terms, or as many `-` or `(`) overflowed the stack and aborted the
+/// process instead of reporting an error. Rules written by people nest a
+/// few levels.
+const MAX_DEPTH: usize = 100;
+
+/// How deeply the parser itself may recurse (parentheses, prefix operators,
+/// call arguments and right operands each take a level). Any tree of at most
+/// [`MAX_DEPTH`] levels, printed with every operation in parentheses, needs
+/// at most `2 * MAX_DEPTH + 1`, so such a print always parses again.
+const MAX_NESTING: usize = 4 * MAX_DEPTH;
+
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// `expr` calls in progress.
+    nesting: usize,
+}
+
+/// A subtree, where it starts and how many levels deep it is.
+type Parsed = (Ast, usize, usize);
+
+fn too_deep(at: usize) -> ExprError {
+    ExprError::new(
+        at,
+        format!("expression nested too deeply (at most {MAX_DEPTH} levels)"),
+    )
 }
 
 impl Parser {
@@ -294,21 +367,43 @@ impl Parser {
         }
     }
 
+    /// One level of [`Parser::expr_inner`], refused beyond [`MAX_NESTING`].
+    fn expr(&mut self, min_bp: u8) -> Result<Parsed> {
+        if self.nesting >= MAX_NESTING {
+            return Err(too_deep(self.offset()));
+        }
+        self.nesting += 1;
+        let parsed = self.expr_inner(min_bp);
+        self.nesting -= 1;
+        parsed
+    }
+
     /// Pratt loop. Binding powers: or 1, and 3, not (prefix) 5, comparisons 7
-    /// (non-associative), + - 9, * / 11, unary minus 13.
-    fn expr(&mut self, min_bp: u8) -> Result<(Ast, usize)> {
+    /// (non-associative), + - 9, * / 11, unary minus 13. Every node's depth
+    /// is checked against [`MAX_DEPTH`] as it is built.
+    fn expr_inner(&mut self, min_bp: u8) -> Result<Parsed> {
         let (tok, at) = self.bump();
-        let mut lhs = match tok {
-            Tok::Num(n) => Ast::Num(n),
-            Tok::Dur(d) => Ast::Dur(d),
-            Tok::Str(s) => Ast::Str(s),
+        let node = |depth: usize| {
+            if depth > MAX_DEPTH {
+                Err(too_deep(at))
+            } else {
+                Ok(depth)
+            }
+        };
+        let (mut lhs, mut depth) = match tok {
+            Tok::Num(n) => (Ast::Num(n), 1),
+            Tok::Dur(d, text) => (Ast::Dur(d, text), 1),
+            Tok::Str(s) => (Ast::Str(s), 1),
             Tok::Ident(name) => {
                 if *self.peek() == Tok::LParen {
                     self.bump();
                     let mut args = Vec::new();
+                    let mut deepest = 0;
                     if *self.peek() != Tok::RParen {
                         loop {
-                            args.push(self.expr(0)?);
+                            let (arg, arg_at, arg_depth) = self.expr(0)?;
+                            deepest = deepest.max(arg_depth);
+                            args.push((arg, arg_at));
                             if *self.peek() == Tok::Comma {
                                 self.bump();
                             } else {
@@ -317,18 +412,24 @@ impl Parser {
                         }
                     }
                     self.expect(&Tok::RParen)?;
-                    Ast::Call(name, args)
+                    (Ast::Call(name, args), node(deepest + 1)?)
                 } else {
-                    Ast::Name(name)
+                    (Ast::Name(name), 1)
                 }
             }
             Tok::LParen => {
-                let (inner, _) = self.expr(0)?;
+                let (inner, _, inner_depth) = self.expr(0)?;
                 self.expect(&Tok::RParen)?;
-                inner
+                (inner, inner_depth)
             }
-            Tok::Minus => Ast::Neg(Box::new(self.expr(13)?.0)),
-            Tok::Not => Ast::Not(Box::new(self.expr(5)?.0)),
+            Tok::Minus => {
+                let (inner, _, inner_depth) = self.expr(13)?;
+                (Ast::Neg(Box::new(inner)), node(inner_depth + 1)?)
+            }
+            Tok::Not => {
+                let (inner, _, inner_depth) = self.expr(5)?;
+                (Ast::Not(Box::new(inner)), node(inner_depth + 1)?)
+            }
             other => {
                 return Err(ExprError::new(
                     at,
@@ -365,11 +466,12 @@ impl Parser {
                 ));
             }
             self.bump();
-            let rhs = self.expr(r_bp)?;
+            let (rhs, rhs_at, rhs_depth) = self.expr(r_bp)?;
             last_was_cmp = matches!(op, BinOp::Cmp(_));
-            lhs = Ast::Bin(op, Box::new((lhs, at)), Box::new(rhs));
+            depth = node(depth.max(rhs_depth) + 1)?;
+            lhs = Ast::Bin(op, Box::new((lhs, at)), Box::new((rhs, rhs_at)));
         }
-        Ok((lhs, at))
+        Ok((lhs, at, depth))
     }
 }
 
@@ -377,18 +479,30 @@ fn parse(src: &str) -> Result<(Ast, usize)> {
     let mut p = Parser {
         toks: lex(src)?,
         pos: 0,
+        nesting: 0,
     };
     if *p.peek() == Tok::Eof {
         return Err(ExprError::new(0, "empty expression"));
     }
-    let ast = p.expr(0)?;
+    let (ast, at, _) = p.expr(0)?;
     if *p.peek() != Tok::Eof {
         return Err(ExprError::new(
             p.offset(),
             format!("unexpected {}", p.peek()),
         ));
     }
-    Ok(ast)
+    Ok((ast, at))
+}
+
+/// Parses a `when`/`clear` expression without compiling it: the syntax tree
+/// printed with every operation in parentheses, or the error's byte offset
+/// and message. For the fuzz targets (`fuzz/`), which check that the printed
+/// tree parses back to itself; rule files go through [`crate::RuleSet::compile`].
+#[doc(hidden)]
+pub fn parse_expression(src: &str) -> std::result::Result<String, (usize, String)> {
+    parse(src)
+        .map(|(ast, _)| ast.to_string())
+        .map_err(|e| (e.offset, e.message))
 }
 
 // ---------------------------------------------------------------- compiled form
@@ -512,7 +626,7 @@ fn want(ty: Ty, need: Ty, at: usize, what: &str) -> Result<()> {
 fn compile(ast: &Ast, at: usize, names: &mut dyn Resolve, deps: &mut Deps) -> Result<(Expr, Ty)> {
     Ok(match ast {
         Ast::Num(n) => (Expr::Num(*n), Ty::Num),
-        Ast::Dur(_) => {
+        Ast::Dur(..) => {
             return Err(ExprError::new(
                 at,
                 "a duration is only allowed as a window function's second argument, e.g. avg(spo2, 5m)",
@@ -637,7 +751,7 @@ fn compile_call(
             "a metric and a duration, e.g. avg(spo2, 5m)",
         )?;
         let slot = metric_arg(name, &args[0], names)?;
-        let Ast::Dur(d) = args[1].0 else {
+        let Ast::Dur(d, _) = args[1].0 else {
             return Err(ExprError::new(
                 args[1].1,
                 format!("the second argument of {name}() must be a duration such as 5m, 1h or 3d"),
@@ -969,6 +1083,58 @@ mod tests {
         assert_eq!(err_at("").1, "empty expression");
         assert_eq!(err_at("(spo2 < 90").0, 10);
         assert_eq!(err_at("spo2 < 90 spo2").0, 10);
+    }
+
+    #[test]
+    fn printed_trees_have_every_operation_in_parentheses() {
+        for (src, printed) in [
+            (
+                "not spo2 < 90 and heart_rate + 1 * 2 > 100 or alarm(\"occlusion\")",
+                "(((not (spo2 < 90)) and ((heart_rate + (1 * 2)) > 100)) or alarm(\"occlusion\"))",
+            ),
+            (
+                "-avg(spo2, 1.50m) <= -.5",
+                "((-avg(spo2, 1.50m)) <= (-0.5))",
+            ),
+            (
+                "alarm('say \"hi\"', \"pump\")",
+                "alarm('say \"hi\"', \"pump\")",
+            ),
+            ("(a < b) < c", "((a < b) < c)"),
+        ] {
+            assert_eq!(parse_expression(src), Ok(printed.to_owned()), "{src}");
+            assert_eq!(parse_expression(printed), Ok(printed.to_owned()), "{src}");
+        }
+    }
+
+    /// Found while writing the `rule_expression` fuzz target (by reading the
+    /// parser; the campaign's inputs stay below 4 KiB and did not get there):
+    /// the parser, the compiler and `Drop` recursed once per level without
+    /// a limit, so a deep expression overflowed the stack and aborted the
+    /// process (`wardgate check-config` included) instead of naming the rule.
+    #[test]
+    fn deep_expressions_are_errors_not_stack_overflows() {
+        let n = 100_000;
+        for src in [
+            format!("{}1 < 2", "-".repeat(n)),
+            format!("{}1 < 2", "not ".repeat(n)),
+            format!("{}1 < 2{}", "(".repeat(n), ")".repeat(n)),
+            format!("1{} < 2", " + 1".repeat(n)),
+            format!("{}1{} < 2", "abs(".repeat(n), ")".repeat(n)),
+        ] {
+            let (_, message) = err_at(&src);
+            assert!(message.contains("nested too deeply"), "{message}");
+        }
+        // MAX_DEPTH levels are fine, one more is not: `1 + 1 + ... < 2` is a
+        // comparison over a chain of additions, a level per `+`.
+        let chain = |adds: usize| format!("1{} < 2", " + 1".repeat(adds));
+        assert!(cond(&chain(MAX_DEPTH - 2)).is_ok());
+        let (at, message) = err_at(&chain(MAX_DEPTH - 1));
+        assert!(message.contains("at most 100 levels"), "{message}");
+        assert_eq!(at, 0);
+        // Redundant parentheses add no level to the tree, only nesting.
+        let parens = format!("{}spo2{} < 90", "(".repeat(300), ")".repeat(300));
+        assert!(cond(&parens).is_ok());
     }
 
     proptest::proptest! {

@@ -20,6 +20,8 @@ pub use config::RulesConfig;
 pub use engine::{
     AckError, AuditEntry, Engine, EngineError, EngineOptions, Silence, SilenceError, SilenceTarget,
 };
+#[doc(hidden)]
+pub use expr::parse_expression;
 pub use replay::{ReplayError, ReplayStats, replay};
 pub use ruleset::{ParamDecl, Rule, RuleIssue, RuleSet, RuleSource, RulesError};
 pub use testfile::{CaseResult, RuleTestError, TestReport, run_rule_tests};

@@ -311,6 +311,49 @@ mod tests {
         }
     }
 
+    /// The `bridge_lines` fuzz target found a custom unit with a tab (then
+    /// accepted by the configuration) that made the gateway write lines the
+    /// bridge refuses: `...,unit=d\t value=0.0 6638341174403161153`. The
+    /// configuration now refuses such units; every character it still
+    /// accepts must encode to a line that passes.
+    #[test]
+    fn every_unit_the_configuration_accepts_passes() {
+        use crate::lineproto::{Identity, encode};
+        use wardgate_model::{Event, Metric, Reading, TimeSource};
+
+        // The gateway of TOPIC, and a metric the schema declares.
+        let id = Identity {
+            site: "st example".into(),
+            ward: "ward-7".into(),
+            gateway: "gw-1".into(),
+        };
+        let at = chrono::DateTime::from_timestamp_nanos(6_638_341_174_403_161_153);
+        let graphic: String = (b'!'..=b'~')
+            .map(char::from)
+            .filter(|&c| c != '\\')
+            .collect();
+        let units = graphic.chars().map(String::from).chain([
+            graphic.clone(),
+            format!("a{graphic}"),
+            "{count}".into(),
+        ]);
+        for unit in units {
+            let metric = Metric::custom("co2", &unit, None);
+            let r = Reading::new(at, TimeSource::Device, "a".into(), None, metric, 0.0).unwrap();
+            let mut line = String::new();
+            encode(&Event::Reading(r), &id, &mut line);
+            let checked = check_str(&line).unwrap();
+            assert_eq!(checked.refused, [], "{line:?}");
+            assert_eq!(checked.good.len(), 1, "{line:?}");
+            assert_eq!(checked.oldest_ns, 6_638_341_174_403_161_153);
+        }
+        // What the fuzz target found, refused as before.
+        assert_eq!(
+            refused("co2,site=st\\ example,ward=ward-7,gateway=gw-1,subject=a,unit=d\t value=0.0 6638341174403161153\n").len(),
+            1
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {

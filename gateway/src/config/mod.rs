@@ -766,11 +766,8 @@ impl<'i> Loader<'i> {
                 self.error_at(&at("name"), format!("metric name {problem}"));
                 continue;
             }
-            if decl.unit.trim().is_empty() {
-                self.error_at(
-                    &at("unit"),
-                    "unit must be a UCUM code such as \"Cel\", \"%\", \"kg\" or \"{count}\"".into(),
-                );
+            if let Some(problem) = unit_problem(&decl.unit) {
+                self.error_at(&at("unit"), format!("unit {problem}"));
             }
             let metric = Metric::custom(&decl.name, &decl.unit, decl.display_name.as_deref());
             if let Err(existing) = registry.declare(metric) {
@@ -1080,6 +1077,19 @@ fn id_problem(id: &str) -> Option<String> {
     None
 }
 
+/// A unit is a UCUM code: printable ASCII without spaces (UCUM has none).
+/// It is written as an InfluxDB tag value, where a tab, a control character
+/// or a backslash (it would escape the space after it) breaks the line and
+/// the bridge and InfluxDB refuse every reading of the metric.
+fn unit_problem(unit: &str) -> Option<String> {
+    let ok = !unit.is_empty() && unit.chars().all(|c| c.is_ascii_graphic() && c != '\\');
+    (!ok).then(|| {
+        format!(
+            "{unit:?} must be a UCUM code such as \"Cel\", \"%\", \"kg\" or \"{{count}}\": printable ASCII without spaces or backslashes"
+        )
+    })
+}
+
 /// Metric names are snake_case, like the built-in ones.
 pub(crate) fn name_problem(name: &str) -> Option<String> {
     let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -1106,5 +1116,46 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> Vec<PathSeg> {
         Path::Some { parent }
         | Path::NewtypeStruct { parent }
         | Path::NewtypeVariant { parent } => ignored_path(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(Path::new("t.toml"), text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.errors.into_iter().map(|e| e.message).collect(),
+        }
+    }
+
+    /// Found by the `bridge_lines` fuzz target: a custom metric declared with
+    /// `unit = "d\t"` was accepted, and every reading of it was encoded as
+    /// `...,unit=d\t value=0.0 6638341174403161153`, which the bridge (and
+    /// InfluxDB) refuse. The unit is now checked where it is declared.
+    #[test]
+    fn units_that_would_break_line_protocol_are_refused() {
+        let config = |unit: &str| {
+            format!(
+                "[gateway]\nsite = \"s\"\nward = \"w\"\nid = \"g\"\n\n[[metrics]]\nname = \"bed_load\"\nunit = {}\n",
+                toml::Value::String(unit.to_owned())
+            )
+        };
+        for bad in ["d\t", "", " ", "k g", "kg\\", "m\u{b2}", "a\u{7f}"] {
+            let errors = errors(&config(bad));
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.starts_with("unit ") && e.contains("UCUM code")),
+                "{bad:?}: {errors:?}"
+            );
+        }
+        for good in ["kg", "Cel", "%", "{count}", "mm[Hg]", "L/min", "10*3/uL"] {
+            assert!(
+                errors(&config(good)).iter().all(|e| !e.contains("UCUM")),
+                "{good:?}"
+            );
+        }
     }
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::BroadcastStream;
-use wardgate_model::{AlertId, RuleId, SubjectId, Timestamp};
+use wardgate_model::{Actor, AlertId, RuleId, SubjectId, Timestamp};
 use wardgate_rules::{AckError, SilenceError, SilenceTarget};
 
 use super::{ClientAddr, Grant, HttpState, Role};
@@ -337,6 +337,21 @@ struct AckBody {
     by: Option<String>,
 }
 
+/// Who acknowledges, from the body of `POST /api/alerts/{id}/ack` (empty,
+/// or `{"by": "..."}`) and the name of the token presented: `by@token`, or
+/// the token's name alone, via `http:token`. `Err` is the message of the
+/// 400 answer. Pure, so the fuzz targets (`fuzz/`) can run it on untrusted
+/// bytes.
+#[doc(hidden)]
+pub fn ack_request(token_name: &str, body: &[u8]) -> Result<Actor, String> {
+    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?
+    };
+    attribute(body.by.as_deref(), token_name, Channel::Http).map_err(|e| e.to_string())
+}
+
 async fn acknowledge(
     State(state): State<HttpState>,
     Path(id): Path<String>,
@@ -347,17 +362,9 @@ async fn acknowledge(
         Ok((name, _)) => name,
         Err(refused) => return *refused,
     };
-    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
-        AckBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
-        }
-    };
-    let who = match attribute(body.by.as_deref(), &token, Channel::Http) {
+    let who = match ack_request(&token, &body) {
         Ok(who) => who,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let by = who.by.clone();
     let (reply, answer) = oneshot::channel();
@@ -447,6 +454,42 @@ struct SilenceBody {
     by: Option<String>,
 }
 
+/// What a `POST /api/silence` body asks for, checked as far as it can be
+/// without the gateway's state (whether the subject exists is the handler's
+/// question).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilenceRequest {
+    pub target: SilenceTarget,
+    /// 1 to 24 h.
+    pub minutes: u32,
+    /// `by@token`, or the token's name alone, via `http:token`.
+    pub who: Actor,
+}
+
+/// Parses and checks the body of `POST /api/silence` for the token named
+/// `token_name`; `Err` is the message of the 400 answer. Pure, so the fuzz
+/// targets (`fuzz/`) can run it on untrusted bytes.
+#[doc(hidden)]
+pub fn silence_request(token_name: &str, body: &[u8]) -> Result<SilenceRequest, String> {
+    let body: SilenceBody = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;
+    let who =
+        attribute(body.by.as_deref(), token_name, Channel::Http).map_err(|e| e.to_string())?;
+    if body.minutes == 0 || body.minutes > MAX_SILENCE_MIN {
+        return Err(format!("`minutes` must be 1 to {MAX_SILENCE_MIN}"));
+    }
+    let target = match (body.subject, body.rule) {
+        (Some(s), None) => SilenceTarget::Subject(SubjectId::from(s.as_str())),
+        (None, Some(r)) => SilenceTarget::Rule(RuleId::from(r.as_str())),
+        _ => return Err("give exactly one of `subject` and `rule`".to_owned()),
+    };
+    Ok(SilenceRequest {
+        target,
+        minutes: body.minutes,
+        who,
+    })
+}
+
 async fn silence(
     State(state): State<HttpState>,
     headers: HeaderMap,
@@ -456,52 +499,37 @@ async fn silence(
         Ok(granted) => granted,
         Err(refused) => return *refused,
     };
-    let body: SilenceBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+    let SilenceRequest {
+        target,
+        minutes,
+        who,
+    } = match silence_request(&token, &body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let who = match attribute(body.by.as_deref(), &token, Channel::Http) {
-        Ok(who) => who,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    if body.minutes == 0 || body.minutes > MAX_SILENCE_MIN {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("`minutes` must be 1 to {MAX_SILENCE_MIN}"),
-        );
-    }
-    let target = match (body.subject, body.rule) {
-        (Some(s), None) => {
+    match &target {
+        SilenceTarget::Subject(s) => {
             let known = state
                 .view
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .has_subject(&s);
+                .has_subject(s.as_str());
             if !known {
                 return error(StatusCode::NOT_FOUND, format!("unknown subject `{s}`"));
             }
-            SilenceTarget::Subject(SubjectId::from(s.as_str()))
         }
-        (None, Some(r)) => {
-            if role < Role::Admin {
-                return forbidden(
-                    &state,
-                    &token,
-                    role,
-                    Role::Admin,
-                    "silencing a rule for every subject",
-                );
-            }
-            SilenceTarget::Rule(RuleId::from(r.as_str()))
-        }
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "give exactly one of `subject` and `rule`",
+        SilenceTarget::Rule(_) if role < Role::Admin => {
+            return forbidden(
+                &state,
+                &token,
+                role,
+                Role::Admin,
+                "silencing a rule for every subject",
             );
         }
-    };
-    let until = chrono::Utc::now() + chrono::TimeDelta::minutes(i64::from(body.minutes));
+        SilenceTarget::Rule(_) => {}
+    }
+    let until = chrono::Utc::now() + chrono::TimeDelta::minutes(i64::from(minutes));
     let (reply, answer) = oneshot::channel();
     let by = who.by.clone();
     let cmd = AlertCommand::Silence {

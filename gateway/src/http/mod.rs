@@ -19,6 +19,8 @@ use tokio::sync::{broadcast, mpsc};
 use wardgate_model::Event;
 
 pub use api::router;
+#[doc(hidden)]
+pub use api::{SilenceRequest, ack_request, silence_request};
 pub use config::{HttpConfig, HttpToken, HttpsConfig, Layout, Role};
 pub use serve::{
     ClientAddr, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, PerClient, serve,
