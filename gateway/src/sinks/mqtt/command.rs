@@ -49,6 +49,11 @@ pub fn parse_ack(account: &str, payload: &[u8]) -> Result<AckCommand, CommandErr
     if id.is_empty() || id.chars().count() > 128 || id.chars().any(char::is_control) {
         return Err(CommandError::AlertId);
     }
+    // Over MQTT the nurse's name is required: the account is an alert
+    // manager acting for someone, and the record must say for whom.
+    if p.by.trim().is_empty() {
+        return Err(CommandError::By(crate::commands::BadName));
+    }
     Ok(AckCommand {
         alert: AlertId(id.as_str().into()),
         who: attribute(Some(&p.by), account, Channel::Mqtt)?,
@@ -86,8 +91,14 @@ mod tests {
             ack(br#"{"alert_id":"x","by":"a\nb"}"#),
             Err(CommandError::By(crate::commands::BadName))
         );
-        // A name that would read as another account's, or display reversed.
-        for by in ["nurse@station-2", "nurse\u{202e}2-noitats"] {
+        // A name that would read as another account's, or display reversed;
+        // or none at all (found by the fuzz target: `["*", ""]`, a JSON
+        // array, is a payload serde accepts for the struct too).
+        assert_eq!(
+            ack(br#"["*", ""]"#),
+            Err(CommandError::By(crate::commands::BadName))
+        );
+        for by in ["nurse@station-2", "nurse\u{202e}2-noitats", "", "  "] {
             let payload = serde_json::json!({"alert_id": "x", "by": by}).to_string();
             assert_eq!(
                 ack(payload.as_bytes()),
