@@ -30,23 +30,8 @@ const TABLES: [Table; 4] = [
     Table::InputRegister,
     Table::HoldingRegister,
 ];
-const TYPES: [DataType; 9] = [
-    DataType::Bool,
-    DataType::U16,
-    DataType::I16,
-    DataType::U32,
-    DataType::I32,
-    DataType::U64,
-    DataType::I64,
-    DataType::F32,
-    DataType::F64,
-];
-const ORDERS: [ByteOrder; 4] = [
-    ByteOrder::Abcd,
-    ByteOrder::Dcba,
-    ByteOrder::Badc,
-    ByteOrder::Cdab,
-];
+const TYPES: [DataType; 9] = DataType::ALL;
+const ORDERS: [ByteOrder; 4] = ByteOrder::ALL;
 
 #[derive(Arbitrary, Debug)]
 struct Register {

@@ -52,6 +52,19 @@ pub enum DataType {
 }
 
 impl DataType {
+    /// Every type, in declaration order.
+    pub const ALL: [DataType; 9] = [
+        DataType::Bool,
+        DataType::U16,
+        DataType::I16,
+        DataType::U32,
+        DataType::I32,
+        DataType::U64,
+        DataType::I64,
+        DataType::F32,
+        DataType::F64,
+    ];
+
     /// Registers the type occupies in a register table (a `bool` reads one
     /// register, or one coil in a bit table).
     pub fn words(self) -> u16 {
@@ -101,6 +114,14 @@ pub enum ByteOrder {
 }
 
 impl ByteOrder {
+    /// Every order, in declaration order.
+    pub const ALL: [ByteOrder; 4] = [
+        ByteOrder::Abcd,
+        ByteOrder::Dcba,
+        ByteOrder::Badc,
+        ByteOrder::Cdab,
+    ];
+
     fn swaps_bytes(self) -> bool {
         matches!(self, ByteOrder::Dcba | ByteOrder::Badc)
     }
