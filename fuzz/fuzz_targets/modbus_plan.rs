@@ -72,7 +72,7 @@ fn config(input: &Input) -> ModbusConfig {
         })
         .collect();
     ModbusConfig {
-        address: Some("127.0.0.1:502".parse().unwrap()),
+        address: Some("127.0.0.1:502".to_owned()),
         port: None,
         baud_rate: 9600,
         parity: Parity::Even,

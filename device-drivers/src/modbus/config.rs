@@ -2,7 +2,6 @@
 //! reached and what its registers mean. Serde types with defaults, and the
 //! semantic checks serde cannot express.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,9 +15,12 @@ use super::register::{ByteOrder, DataType, Decoding, Table};
 /// bus (`port`). Exactly one of the two is set.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModbusConfig {
-    /// Modbus TCP: `ip:port` of the device or gateway, e.g. `"10.1.7.20:502"`.
+    /// Modbus TCP: `host:port` of the device or gateway: an IP address
+    /// (`"10.1.7.20:502"`, IPv6 in brackets) or a host name
+    /// (`"room-7-sensor.ward.local:502"`), looked up at each connection
+    /// attempt so a device that moves keeps being found.
     #[serde(default)]
-    pub address: Option<SocketAddr>,
+    pub address: Option<String>,
     /// Modbus RTU: serial device path, e.g. `"/dev/ttyUSB0"`. Devices with the
     /// same `port` share one bus.
     #[serde(default)]
@@ -148,7 +150,7 @@ fn default_scale() -> f64 {
 /// How a device is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link<'a> {
-    Tcp(SocketAddr),
+    Tcp(&'a str),
     Rtu(&'a str),
 }
 
@@ -156,7 +158,7 @@ impl ModbusConfig {
     /// TCP or RTU; `None` for a config that failed validation (both or neither set).
     pub fn link(&self) -> Option<Link<'_>> {
         match (&self.address, &self.port) {
-            (Some(a), None) => Some(Link::Tcp(*a)),
+            (Some(a), None) => Some(Link::Tcp(a)),
             (None, Some(p)) => Some(Link::Rtu(p)),
             _ => None,
         }
@@ -289,6 +291,37 @@ impl RegisterConfig {
     }
 }
 
+/// Why `s` is not a `host:port` a connection can be made to: the port a
+/// number 1 to 65535; the host an IPv4 address, an IPv6 address in
+/// brackets, or a DNS name (labels of letters, digits and `-`, each 1 to 63
+/// characters, 253 in all).
+fn host_port_problem(s: &str) -> Option<String> {
+    let usage = "address must be \"host:port\": an IP address (IPv6 in brackets) or a host name, and a port 1 to 65535, e.g. \"10.1.7.20:502\" or \"room-7-sensor.ward.local:502\"";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Some(usage.to_owned());
+    };
+    if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+        return Some(usage.to_owned());
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .is_err()
+            .then(|| usage.to_owned());
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return None;
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let name = host.strip_suffix('.').unwrap_or(host);
+    (host.len() > 253 || !name.split('.').all(label_ok)).then(|| usage.to_owned())
+}
+
 fn fmt_duration(d: Duration) -> String {
     humantime_serde::re::humantime::format_duration(d).to_string()
 }
@@ -309,6 +342,11 @@ impl Validate for ModbusConfig {
                 [PathSeg::from("port")],
                 "port must name a serial device, e.g. \"/dev/ttyUSB0\"",
             )),
+            (Some(a), None) => {
+                if let Some(problem) = host_port_problem(a) {
+                    issues.push(ConfigIssue::new([PathSeg::from("address")], problem));
+                }
+            }
             _ => {}
         }
         if self.port.is_some() {
@@ -425,6 +463,33 @@ pub fn validate_bus<'a>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn tcp_addresses_are_ip_addresses_or_host_names_with_a_port() {
+        for ok in [
+            "10.1.7.20:502",
+            "[fe80::1]:502",
+            "localhost:1502",
+            "room-7-sensor.ward.local:502",
+            "sensor7.:502",
+        ] {
+            assert_eq!(host_port_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "10.1.7.20",
+            "sensor:0",
+            "sensor:65536",
+            ":502",
+            "fe80::1:502",
+            "[fe80::zz]:502",
+            "-sensor:502",
+            "room_7:502",
+            "a..b:502",
+            "sensor 7:502",
+        ] {
+            assert!(host_port_problem(bad).is_some(), "{bad}");
+        }
+    }
+
     fn parse(s: &str) -> ModbusConfig {
         toml::from_str(s).unwrap()
     }
@@ -448,7 +513,7 @@ mod tests {
             "#,
         );
         assert!(c.validate(&MetricRegistry::default()).is_empty());
-        assert_eq!(c.link(), Some(Link::Tcp("127.0.0.1:502".parse().unwrap())));
+        assert_eq!(c.link(), Some(Link::Tcp("127.0.0.1:502")));
         assert_eq!(
             (c.unit_id, c.retries, c.failures_before_unreachable),
             (1, 1, 3)

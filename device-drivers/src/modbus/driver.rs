@@ -124,8 +124,9 @@ pub async fn run_with_stats(
 ) -> Result<(), ModbusError> {
     match config.link() {
         Some(Link::Tcp(addr)) => {
+            let addr = addr.to_owned();
             let mut dev = Device::new(&config, metrics, ctx, stats)?;
-            run_tcp(addr, &mut dev).await
+            run_tcp(&addr, &mut dev).await
         }
         Some(Link::Rtu(_)) => run_bus(vec![BusDevice { config, ctx, stats }], metrics).await,
         None => Err(invalid(&ctx, "neither address nor port (or both) given")),
@@ -287,7 +288,27 @@ async fn within<T>(timeout: Duration, fut: impl Future<Output = T>) -> Option<T>
     tokio::time::timeout(timeout, fut).await.ok()
 }
 
-async fn run_tcp(addr: std::net::SocketAddr, dev: &mut Device) -> Result<(), ModbusError> {
+/// Connects to `addr` (`host:port`): looked up now, each address it
+/// resolves to tried in turn, all within `timeout`.
+async fn connect(addr: &str, slave: Slave, timeout: Duration) -> Result<Context, Outcome> {
+    within(timeout, async {
+        let resolved = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| Outcome::Transport(format!("look up {addr}: {e}")))?;
+        let mut last = format!("{addr} resolves to no address");
+        for target in resolved {
+            match tokio_modbus::client::tcp::connect_slave(target, slave).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = format!("connect to {addr} ({target}): {e}"),
+            }
+        }
+        Err(Outcome::Transport(last))
+    })
+    .await
+    .unwrap_or(Err(Outcome::Timeout))
+}
+
+async fn run_tcp(addr: &str, dev: &mut Device) -> Result<(), ModbusError> {
     let shutdown = dev.ctx.shutdown().clone();
     let mut conn: Option<Context> = None;
     loop {
@@ -301,16 +322,9 @@ async fn run_tcp(addr: std::net::SocketAddr, dev: &mut Device) -> Result<(), Mod
         };
         let attempt = async {
             if conn.is_none() {
-                let slave = Slave(dev.unit_id);
-                match within(
-                    dev.timeout,
-                    tokio_modbus::client::tcp::connect_slave(addr, slave),
-                )
-                .await
-                {
-                    Some(Ok(c)) => conn = Some(c),
-                    Some(Err(e)) => return Outcome::Transport(format!("connect to {addr}: {e}")),
-                    None => return Outcome::Timeout,
+                match connect(addr, Slave(dev.unit_id), dev.timeout).await {
+                    Ok(c) => conn = Some(c),
+                    Err(outcome) => return outcome,
                 }
             }
             let Some(client) = conn.as_mut() else {

@@ -169,7 +169,7 @@ type = "bool"
 script = { kind = "constant", value = 0.0 }
 "#;
 
-fn tcp_driver_config(addr: std::net::SocketAddr, extra: &str) -> ModbusConfig {
+fn tcp_driver_config(addr: impl std::fmt::Display, extra: &str) -> ModbusConfig {
     config(&format!(
         r#"
 address = "{addr}"
@@ -294,6 +294,29 @@ async fn tcp_values_of_every_type_and_order_reach_the_pipeline_bound_to_the_subj
     let s = stats.snapshot();
     assert!(s.requests >= 4 && s.replies >= 4, "{s:?}");
 
+    shutdown.cancel();
+    driver.await.unwrap().unwrap();
+}
+
+/// A device given by host name (`localhost`: loopback only) is looked up
+/// and read like one given by address.
+#[tokio::test]
+async fn a_device_named_by_host_name_is_looked_up_and_read() {
+    let shutdown = CancellationToken::new();
+    let sim = start_tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        sim_device(TCP_SIM),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let (ctx, mut rx) = context("room-7-sensor", "room-7", &shutdown);
+    let cfg = tcp_driver_config(format!("localhost:{}", sim.addr.port()), "");
+    let driver = tokio::spawn(async move { modbus::run(cfg, &registry(), ctx).await });
+    let online = next(&mut rx, "online status", |e| status(&e)).await;
+    assert_eq!(online.0, DeviceState::Online);
+    let got = readings(&mut rx, &TCP_METRICS).await;
+    assert_eq!(got["humidity"].0, 48.0);
     shutdown.cancel();
     driver.await.unwrap().unwrap();
 }
