@@ -457,3 +457,39 @@ fn only_a_corrupt_spool_is_set_aside() {
     );
     spool.append(t(1), &[reading(70.0)]).unwrap();
 }
+
+/// The records of `gateway/testdata/spool-v1.redb`: every kind of event,
+/// one alert still open and one silence in force.
+pub(super) fn v1_fixture_events() -> Vec<Event> {
+    let mut events = every_kind();
+    events.push(alert(2));
+    events.push(Event::Silence(wardgate_model::Silence::new(
+        wardgate_model::SilenceTarget::Subject("bed-2".into()),
+        t(4),
+        t(604),
+        &wardgate_model::Actor {
+            by: "nurse-a".into(),
+            via: Some("http".into()),
+        },
+    )));
+    events
+}
+
+/// Writes `gateway/testdata/spool-v1.redb` with the spool of this commit
+/// (records v1: append time + the event as JSON). Run once, by hand:
+/// `cargo test -p wardgate --lib spool::tests::write_v1_fixture -- --ignored`
+#[test]
+#[ignore = "writes the committed v1 fixture; run by hand"]
+fn write_v1_fixture() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/spool-v1.redb");
+    let _ = std::fs::remove_file(&path);
+    let names = vec!["jsonl".to_owned(), "mqtt".to_owned(), "influx".to_owned()];
+    let spool = Spool::open(&path, BIG, &names).unwrap();
+    let events = v1_fixture_events();
+    // Two commits, as the pipeline does: telemetry, then alerts on their own.
+    let (alerts, telemetry): (Vec<Event>, Vec<Event>) =
+        events.into_iter().partition(|e| Lane::of(e) == Lane::Alert);
+    spool.append(t(10), &telemetry).unwrap();
+    spool.append(t(11), &alerts).unwrap();
+    spool.sync().unwrap();
+}
