@@ -28,9 +28,11 @@
 //!
 //! # Record format
 //!
-//! Key: the sequence number (`u64`). Value: the append time as little-endian
-//! `i64` nanoseconds since the Unix epoch, then the event as JSON (the model's
-//! serde shape, the same as the JSONL sink's lines).
+//! Key: the sequence number (`u64`). Value: a versioned record ([`record`]):
+//! the append time as little-endian `i64` nanoseconds since the Unix epoch,
+//! a format version, then (v2) the kind, the event's time and a compact
+//! body. Records written by older gateways (v1: the append time, then the
+//! event as JSON) are read as they are; nothing is rewritten.
 //!
 //! # Recovery
 //!
@@ -49,9 +51,15 @@
 //! counters, cursors are read back, a sink seen for the first time starts at
 //! the oldest retained record, and cursors of sinks no longer configured are
 //! removed (they would otherwise pin records forever). A record whose value
-//! cannot be decoded is skipped, counted and logged — never a panic.
+//! cannot be decoded (damaged, or of a version this gateway does not know) is
+//! a typed error ([`RecordError`]): it is counted ([`SpoolStats`]), logged
+//! once per kind of failure, and left out of what sinks are handed — never a
+//! panic, never a silent skip.
 
+mod lanes;
 mod reader;
+pub mod record;
+mod repair;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
@@ -61,7 +69,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use tokio::sync::watch;
 use wardgate_model::{Event, Timestamp};
 
+pub use lanes::Lane;
 pub use reader::{Batch, SpoolReader};
+pub use record::{Record, RecordError};
+pub use repair::{FAILED_ALARM, RESET_ALARM, SetAside};
 
 const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
 const TELEMETRY: TableDefinition<u64, &[u8]> = TableDefinition::new("telemetry");
@@ -89,63 +100,6 @@ const NEXT_TELEMETRY: &str = "next_telemetry";
 const TELEMETRY_BYTES: &str = "telemetry_bytes";
 const EVICTED: &str = "evicted";
 
-/// Which queue a record travels in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Lane {
-    /// Alert transitions: sent first, never evicted.
-    Alert,
-    /// Readings and device events.
-    Telemetry,
-}
-
-impl Lane {
-    pub const ALL: [Lane; 2] = [Lane::Alert, Lane::Telemetry];
-
-    pub fn of(event: &Event) -> Lane {
-        if event.is_alert() {
-            Lane::Alert
-        } else {
-            Lane::Telemetry
-        }
-    }
-
-    fn table(self) -> TableDefinition<'static, u64, &'static [u8]> {
-        match self {
-            Lane::Alert => ALERTS,
-            Lane::Telemetry => TELEMETRY,
-        }
-    }
-
-    fn code(self) -> u8 {
-        match self {
-            Lane::Alert => 0,
-            Lane::Telemetry => 1,
-        }
-    }
-
-    fn next_key(self) -> &'static str {
-        match self {
-            Lane::Alert => NEXT_ALERT,
-            Lane::Telemetry => NEXT_TELEMETRY,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Alert => "alert",
-            Lane::Telemetry => "telemetry",
-        }
-    }
-}
-
-/// One spooled event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    pub lane: Lane,
-    pub seq: u64,
-    pub event: Event,
-}
-
 /// Limits of the spool.
 #[derive(Debug, Clone, Copy)]
 pub struct SpoolLimits {
@@ -160,7 +114,7 @@ pub enum SpoolError {
     #[error("spool database: {0}")]
     Db(#[from] redb::Error),
     #[error("event could not be encoded: {0}")]
-    Encode(#[from] serde_json::Error),
+    Encode(#[from] RecordError),
     #[error("unknown sink `{0}`")]
     UnknownSink(String),
     #[error("the spool {} is closed: reopening it failed", .0.display())]
@@ -171,43 +125,6 @@ pub enum SpoolError {
         reason: String,
         source: std::io::Error,
     },
-}
-
-/// Why an error opening the spool means its file is corrupt: redb says so,
-/// or the file ends where its own structures say there is more (a torn or
-/// overwritten file). A permission, a full disk or a lock held by another
-/// process is not corruption: that file must be left alone.
-fn corruption(e: &SpoolError) -> Option<String> {
-    match e {
-        SpoolError::Db(redb::Error::Corrupted(why)) => Some(why.clone()),
-        SpoolError::Db(redb::Error::Io(io))
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
-            ) =>
-        {
-            Some(format!("the file is damaged: {io}"))
-        }
-        _ => None,
-    }
-}
-
-/// The device alarm announcing a spool that was set aside (the technical
-/// pack's `storage_reset` rule).
-pub const RESET_ALARM: &str = "storage_reset";
-
-/// The device alarm announcing that the spool could not be written for a
-/// while and recovered (the technical pack's `storage_failed` rule).
-pub const FAILED_ALARM: &str = "storage_failed";
-
-/// A spool file that could not be read, moved aside so a fresh spool could
-/// start ([`Spool::open_recovering`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetAside {
-    /// Where the unreadable file is now.
-    pub path: PathBuf,
-    /// Why it could not be read.
-    pub reason: String,
 }
 
 macro_rules! db_err {
@@ -245,7 +162,20 @@ pub struct SpoolStats {
     pub telemetry: u64,
     pub telemetry_bytes: u64,
     pub evicted_total: u64,
+    /// Records that could not be read back (damaged, or of an unknown
+    /// version), all of them; `unknown_version_records` of them newer than
+    /// this gateway.
     pub corrupt_records: u64,
+    pub unknown_version_records: u64,
+}
+
+/// Records that could not be read back, by class, and the classes logged
+/// already (each is logged once; the counts go on).
+#[derive(Debug, Default)]
+struct Unreadable {
+    total: u64,
+    unknown_version: u64,
+    logged: std::collections::BTreeSet<&'static str>,
 }
 
 /// What one append did.
@@ -271,42 +201,7 @@ pub struct Spool {
     limits: SpoolLimits,
     /// Bumped after every commit so waiting sinks wake up.
     appended: watch::Sender<u64>,
-    corrupt: Mutex<u64>,
-}
-
-fn value(now: Timestamp, json: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + json.len());
-    v.extend_from_slice(&now.timestamp_nanos_opt().unwrap_or(i64::MAX).to_le_bytes());
-    v.extend_from_slice(json);
-    v
-}
-
-/// An event from its spooled JSON. wardgate writes `"type"` first, so the
-/// variant's own fields are read straight from the bytes (the variant's
-/// struct ignores the `type` key), skipping serde's buffering of internally
-/// tagged enums — most of the cost of reading a record back. Anything else
-/// takes the generic path.
-fn decode_event(json: &[u8]) -> Result<Event, serde_json::Error> {
-    if let Some(rest) = json.strip_prefix(br#"{"type":""#) {
-        if rest.starts_with(br#"reading","#) {
-            return serde_json::from_slice(json).map(Event::Reading);
-        }
-        if rest.starts_with(br#"alert","#) {
-            return serde_json::from_slice(json).map(Event::Alert);
-        }
-        if rest.starts_with(br#"device_status","#) {
-            return serde_json::from_slice(json).map(Event::DeviceStatus);
-        }
-        if rest.starts_with(br#"device_alarm","#) {
-            return serde_json::from_slice(json).map(Event::DeviceAlarm);
-        }
-    }
-    serde_json::from_slice(json)
-}
-
-fn split_value(v: &[u8]) -> Option<(i64, &[u8])> {
-    let (t, json) = v.split_first_chunk::<8>()?;
-    Some((i64::from_le_bytes(*t), json))
+    unreadable: Mutex<Unreadable>,
 }
 
 /// A read lock on the spool's open database.
@@ -389,62 +284,12 @@ impl Spool {
             sinks: sinks.to_vec(),
             limits,
             appended,
-            corrupt: Mutex::new(0),
+            unreadable: Mutex::default(),
         };
         // Records every sink already acknowledged may remain after a crash
         // between an ack and its deletion; drop them now.
         spool.collect_garbage()?;
         Ok(spool)
-    }
-
-    /// As [`Spool::open`], but a file that is corrupt (redb reports it
-    /// corrupted, or fails on it with a panic) is moved aside as
-    /// `<file>.corrupt-<UTC time>` and a fresh spool starts in its place;
-    /// what was set aside is returned for the caller to announce. Any other
-    /// error (a permission, a lock held by another process) is returned: the
-    /// file is left alone.
-    pub fn open_recovering(
-        path: &Path,
-        limits: SpoolLimits,
-        sinks: &[String],
-        now: Timestamp,
-    ) -> Result<(Spool, Option<SetAside>), SpoolError> {
-        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Spool::open(path, limits, sinks)
-        }));
-        let reason = match attempt {
-            Ok(Ok(spool)) => return Ok((spool, None)),
-            Ok(Err(e)) => match corruption(&e) {
-                Some(why) => why,
-                None => return Err(e),
-            },
-            Err(panic) => panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .map_or_else(
-                    || "the database could not be read".to_owned(),
-                    |m| format!("the database could not be read: {m}"),
-                ),
-        };
-        let mut name = path.as_os_str().to_owned();
-        name.push(format!(".corrupt-{}", now.format("%Y%m%dT%H%M%SZ")));
-        let aside = PathBuf::from(name);
-        if let Err(source) = std::fs::rename(path, &aside) {
-            return Err(SpoolError::SetAside {
-                aside,
-                reason,
-                source,
-            });
-        }
-        let spool = Spool::open(path, limits, sinks)?;
-        Ok((
-            spool,
-            Some(SetAside {
-                path: aside,
-                reason,
-            }),
-        ))
     }
 
     /// Commits a batch in one transaction (one fsync), assigning sequence
@@ -467,10 +312,17 @@ impl Spool {
         // Encoded before the write transaction: the lock other writers (an
         // alert's commit, a sink's cursor move) wait for is held only for
         // the inserts and the commit.
-        let encoded = events
-            .iter()
-            .map(|e| Ok((Lane::of(e), value(now, &serde_json::to_vec(e)?))))
-            .collect::<Result<Vec<_>, SpoolError>>()?;
+        let mut buf = Vec::with_capacity(events.len() * 64);
+        let mut ends = Vec::with_capacity(events.len());
+        for e in events {
+            record::encode(now, e, &mut buf)?;
+            ends.push(buf.len());
+        }
+        let encoded = ends.iter().scan(0, |start, &end| {
+            let v = &buf[*start..end];
+            *start = end;
+            Some(v)
+        });
         let db = self.db()?;
         let tx = db.begin_write()?;
         {
@@ -482,17 +334,17 @@ impl Spool {
             let mut next_alert = meta.get(NEXT_ALERT)?.map_or(1, |v| v.value());
             let mut next_tel = meta.get(NEXT_TELEMETRY)?.map_or(1, |v| v.value());
             let mut bytes = meta.get(TELEMETRY_BYTES)?.map_or(0, |v| v.value());
-            for ((lane, v), event) in encoded.iter().zip(events) {
-                match lane {
+            for (v, event) in encoded.zip(events) {
+                match Lane::of(event) {
                     Lane::Alert => {
-                        alerts.insert(next_alert, v.as_slice())?;
+                        alerts.insert(next_alert, v)?;
                         next_alert += 1;
                         match event {
                             Event::Alert(a) if a.state == wardgate_model::AlertState::Cleared => {
                                 open.remove(&*a.id.0)?;
                             }
                             Event::Alert(a) => {
-                                if let Some((_, json)) = split_value(v) {
+                                if let Some(json) = record::stored_json(v) {
                                     open.insert(&*a.id.0, json)?;
                                 }
                             }
@@ -500,7 +352,7 @@ impl Spool {
                                 let key = silence_key(s);
                                 if s.state == wardgate_model::SilenceState::Ended {
                                     silences.remove(key.as_str())?;
-                                } else if let Some((_, json)) = split_value(v) {
+                                } else if let Some(json) = record::stored_json(v) {
                                     silences.insert(key.as_str(), json)?;
                                 }
                             }
@@ -508,7 +360,7 @@ impl Spool {
                         }
                     }
                     Lane::Telemetry => {
-                        telemetry.insert(next_tel, v.as_slice())?;
+                        telemetry.insert(next_tel, v)?;
                         bytes += v.len() as u64;
                         next_tel += 1;
                     }
@@ -525,7 +377,7 @@ impl Spool {
                     (
                         k.value(),
                         v.len() as u64,
-                        split_value(v).map_or(i64::MIN, |(t, _)| t),
+                        record::appended_at(v).unwrap_or(i64::MIN),
                     )
                 }) else {
                     break;
@@ -587,130 +439,6 @@ impl Spool {
         Ok(out)
     }
 
-    /// Up to `max` records of `lane` with a sequence number above `after`, in order.
-    pub fn read(&self, lane: Lane, after: u64, max: usize) -> Result<Vec<Record>, SpoolError> {
-        let db = self.db()?;
-        let tx = db.begin_read()?;
-        let table = tx.open_table(lane.table())?;
-        let mut out = Vec::new();
-        for entry in table.range(after.saturating_add(1)..)? {
-            if out.len() >= max {
-                break;
-            }
-            let (k, v) = entry?;
-            let seq = k.value();
-            match split_value(v.value()).map(|(_, json)| decode_event(json)) {
-                Some(Ok(event)) => out.push(Record { lane, seq, event }),
-                _ => {
-                    let mut corrupt = self
-                        .corrupt
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    *corrupt += 1;
-                    tracing::error!(
-                        lane = lane.as_str(),
-                        seq,
-                        "spool record cannot be decoded; skipping it"
-                    );
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The sink's cursor in a lane: everything up to it was acknowledged.
-    pub fn cursor(&self, sink: &str, lane: Lane) -> Result<u64, SpoolError> {
-        let db = self.db()?;
-        let tx = db.begin_read()?;
-        let cursors = tx.open_table(CURSORS)?;
-        cursors
-            .get((sink, lane.code()))?
-            .map(|v| v.value())
-            .ok_or_else(|| SpoolError::UnknownSink(sink.to_owned()))
-    }
-
-    /// Records that the sink's peer acknowledged everything up to `upto`.
-    /// Never moves a cursor backwards. Deletes what every sink has passed.
-    ///
-    /// Committed without an fsync of its own: the move becomes durable with
-    /// the next append (at most `flush_interval` later while data flows) or
-    /// [`Spool::sync`]. A crash before that delivers those records again —
-    /// at-least-once, never lost.
-    pub fn ack(&self, sink: &str, lane: Lane, upto: u64) -> Result<(), SpoolError> {
-        if !self.sinks.iter().any(|s| s == sink) {
-            return Err(SpoolError::UnknownSink(sink.to_owned()));
-        }
-        let db = self.db()?;
-        let mut tx = db.begin_write()?;
-        tx.set_durability(redb::Durability::None)?;
-        {
-            let mut cursors = tx.open_table(CURSORS)?;
-            let current = cursors.get((sink, lane.code()))?.map_or(0, |v| v.value());
-            if upto > current {
-                cursors.insert((sink, lane.code()), upto)?;
-            }
-        }
-        Self::delete_passed(&tx, &self.sinks, lane)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Makes every earlier commit durable (one fsync): cursor moves since the
-    /// last append. Called when the gateway stops.
-    pub fn sync(&self) -> Result<(), SpoolError> {
-        self.db()?.begin_write()?.commit()?;
-        Ok(())
-    }
-
-    fn collect_garbage(&self) -> Result<(), SpoolError> {
-        let db = self.db()?;
-        let tx = db.begin_write()?;
-        for lane in Lane::ALL {
-            Self::delete_passed(&tx, &self.sinks, lane)?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn delete_passed(
-        tx: &redb::WriteTransaction,
-        sinks: &[String],
-        lane: Lane,
-    ) -> Result<(), SpoolError> {
-        let cursors = tx.open_table(CURSORS)?;
-        let mut min = u64::MAX;
-        for sink in sinks {
-            min = min.min(
-                cursors
-                    .get((sink.as_str(), lane.code()))?
-                    .map_or(0, |v| v.value()),
-            );
-        }
-        if sinks.is_empty() {
-            // No sink: nothing is ever delivered, so keep everything (bounded by eviction).
-            return Ok(());
-        }
-        let mut table = tx.open_table(lane.table())?;
-        let mut freed = 0u64;
-        let removed: Vec<u64> = table
-            .range(..=min)?
-            .filter_map(Result::ok)
-            .map(|(k, v)| {
-                freed += v.value().len() as u64;
-                k.value()
-            })
-            .collect();
-        for seq in removed {
-            table.remove(seq)?;
-        }
-        if lane == Lane::Telemetry && freed > 0 {
-            let mut meta = tx.open_table(META)?;
-            let bytes = meta.get(TELEMETRY_BYTES)?.map_or(0, |v| v.value());
-            meta.insert(TELEMETRY_BYTES, bytes.saturating_sub(freed))?;
-        }
-        Ok(())
-    }
-
     /// Figures for logs and metrics.
     pub fn stats(&self) -> Result<SpoolStats, SpoolError> {
         let db = self.db()?;
@@ -718,56 +446,18 @@ impl Spool {
         let meta = tx.open_table(META)?;
         let get =
             |k: &str| -> Result<u64, SpoolError> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
+        let unreadable = self
+            .unreadable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         Ok(SpoolStats {
             alerts: tx.open_table(ALERTS)?.len()?,
             telemetry: tx.open_table(TELEMETRY)?.len()?,
             telemetry_bytes: get(TELEMETRY_BYTES)?,
             evicted_total: get(EVICTED)?,
-            corrupt_records: *self
-                .corrupt
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            corrupt_records: unreadable.total,
+            unknown_version_records: unreadable.unknown_version,
         })
-    }
-
-    /// What each sink's peer has not confirmed yet, per lane: how many
-    /// records and since when (the oldest one's append time).
-    pub fn backlog(&self) -> Result<Vec<SinkBacklog>, SpoolError> {
-        let db = self.db()?;
-        let tx = db.begin_read()?;
-        let meta = tx.open_table(META)?;
-        let cursors = tx.open_table(CURSORS)?;
-        let mut out = Vec::new();
-        for lane in Lane::ALL {
-            let table = tx.open_table(lane.table())?;
-            let last = meta.get(lane.next_key())?.map_or(1, |v| v.value()) - 1;
-            for sink in &self.sinks {
-                let cursor = cursors
-                    .get((sink.as_str(), lane.code()))?
-                    .map_or(0, |v| v.value());
-                // Records above the oldest one still stored are contiguous
-                // (eviction and deletion only take from the front).
-                let oldest = table
-                    .range(cursor.saturating_add(1)..)?
-                    .next()
-                    .transpose()?;
-                let (records, since) = match oldest {
-                    Some((k, v)) => (
-                        last - k.value() + 1,
-                        split_value(v.value())
-                            .map(|(ns, _)| chrono::DateTime::from_timestamp_nanos(ns)),
-                    ),
-                    None => (0, None),
-                };
-                out.push(SinkBacklog {
-                    sink: sink.clone(),
-                    lane,
-                    records,
-                    since,
-                });
-            }
-        }
-        Ok(out)
     }
 
     /// The database, held open until the guard is dropped (a reopen waits).
@@ -777,19 +467,6 @@ impl Spool {
             return Err(SpoolError::Closed(self.path.clone()));
         }
         Ok(Db(guard))
-    }
-
-    /// Closes the database and opens it again, which repairs it. redb
-    /// refuses every write after a failed one (a full disk, a file-size
-    /// limit) until the file is reopened; this is how the spool recovers
-    /// in place once the disk takes writes again. While it cannot be
-    /// opened, every call fails with [`SpoolError::Closed`].
-    pub fn reopen(&self) -> Result<(), SpoolError> {
-        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
-        // The file's lock is released only when the old handle is gone.
-        drop(db.take());
-        *db = Some(Database::create(&self.path)?);
-        Ok(())
     }
 
     /// Why appends fail, while they do (the first error since the last
@@ -803,6 +480,28 @@ impl Spool {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Counts a record that could not be read back and logs the first of
+    /// each class (a damaged record, one of an unknown version).
+    fn unreadable(&self, lane: Lane, seq: u64, e: &RecordError) {
+        let mut u = self
+            .unreadable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        u.total += 1;
+        if matches!(e, RecordError::UnknownVersion(_)) {
+            u.unknown_version += 1;
+        }
+        if u.logged.insert(e.class()) {
+            tracing::error!(
+                spool = %self.path.display(),
+                lane = lane.as_str(),
+                seq,
+                error = %e,
+                "a spool record cannot be read; it is not delivered (counted in wardgate_spool_corrupt_records_total; further ones are counted, not logged)"
+            );
+        }
     }
 
     /// A receiver that changes after every commit.

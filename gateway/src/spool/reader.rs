@@ -73,11 +73,21 @@ impl SpoolReader {
         // the read wakes `wait_for_data`.
         self.updates.borrow_and_update();
         for lane in Lane::ALL {
-            let after = self.position[ix(lane)];
-            let spool = Arc::clone(&self.spool);
-            let records = tokio::task::spawn_blocking(move || spool.read(lane, after, max))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            let (after, records) = loop {
+                let after = self.position[ix(lane)];
+                let spool = Arc::clone(&self.spool);
+                let (records, upto) =
+                    tokio::task::spawn_blocking(move || spool.scan(lane, after, max))
+                        .await
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+                if !records.is_empty() || upto == after {
+                    break (after, records);
+                }
+                // Only unreadable records (counted and logged by the spool):
+                // nothing to deliver, so the cursor passes them.
+                self.position[ix(lane)] = upto;
+                self.ack(lane, after, upto).await?;
+            };
             if !records.is_empty() {
                 let batch = Batch {
                     lane,

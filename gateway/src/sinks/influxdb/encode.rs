@@ -82,20 +82,22 @@ mod tests {
 
     #[test]
     fn body_is_one_line_per_record() {
-        let reading = |seq: u64, value: f64| Record {
-            lane: Lane::Telemetry,
-            seq,
-            event: Event::Reading(
-                Reading::new(
-                    now(),
-                    TimeSource::Gateway,
-                    "bed-1".into(),
-                    Some(DeviceRef::new("w-1".into(), DeviceKind::Synthetic)),
-                    Metric::HeartRate,
-                    value,
-                )
-                .unwrap(),
-            ),
+        let reading = |seq: u64, value: f64| {
+            Record::new(
+                Lane::Telemetry,
+                seq,
+                Event::Reading(
+                    Reading::new(
+                        now(),
+                        TimeSource::Gateway,
+                        "bed-1".into(),
+                        Some(DeviceRef::new("w-1".into(), DeviceKind::Synthetic)),
+                        Metric::HeartRate,
+                        value,
+                    )
+                    .unwrap(),
+                ),
+            )
         };
         let id = Identity {
             site: "s".into(),

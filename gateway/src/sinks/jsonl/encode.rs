@@ -1,10 +1,11 @@
 //! One event, one line of JSON: the model's serde shape, tagged by `"type"`.
+//! Where the spool stored an event as JSON, those bytes are the line.
 
-use wardgate_model::Event;
+use crate::spool::Record;
 
-/// Appends `event` as one JSON line (with its `\n`) to `out`.
-pub fn encode_line(event: &Event, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-    serde_json::to_writer(&mut *out, event)?;
+/// Appends `record`'s event as one JSON line (with its `\n`) to `out`.
+pub fn encode_line(record: &Record, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    record.write_json(out)?;
     out.push(b'\n');
     Ok(())
 }
@@ -12,7 +13,8 @@ pub fn encode_line(event: &Event, out: &mut Vec<u8>) -> Result<(), serde_json::E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wardgate_model::{Metric, Reading, TimeSource};
+    use crate::spool::Lane;
+    use wardgate_model::{Event, Metric, Reading, TimeSource};
 
     #[test]
     fn one_line_per_event_with_type_and_unit() {
@@ -26,8 +28,9 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        encode_line(&Event::Reading(reading.clone()), &mut out).unwrap();
-        encode_line(&Event::Reading(reading), &mut out).unwrap();
+        let record = Record::new(Lane::Telemetry, 1, Event::Reading(reading));
+        encode_line(&record, &mut out).unwrap();
+        encode_line(&record, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);

@@ -109,7 +109,7 @@ impl JsonlSink {
             };
             lines.clear();
             for record in &batch.records {
-                if let Err(e) = encode_line(&record.event, &mut lines) {
+                if let Err(e) = encode_line(record, &mut lines) {
                     // Model types always serialise; if one ever does not, say so loudly.
                     tracing::error!(sink = %self.name, seq = record.seq, error = %e, "event could not be encoded as JSON");
                 }

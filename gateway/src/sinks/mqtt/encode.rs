@@ -40,8 +40,17 @@ pub fn messages(
             s.into_bytes()
         }
         TelemetryFormat::Json => {
-            let events: Vec<&Event> = records.iter().map(|r| &r.event).collect();
-            serde_json::to_vec(&events).unwrap_or_default()
+            // The array of the records' JSON, stored bytes passed through.
+            let mut out = Vec::with_capacity(records.len() * 200);
+            out.push(b'[');
+            for (i, r) in records.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_into(r, &mut out);
+            }
+            out.push(b']');
+            out
         }
     };
     out.push(Message {
@@ -53,7 +62,7 @@ pub fn messages(
         match &r.event {
             Event::DeviceStatus(s) => out.push(Message {
                 topic: topics.device_status(s.device.id.as_str()),
-                payload: json(&r.event),
+                payload: json(r),
                 retain: true,
             }),
             Event::Alert(a) => {
@@ -61,7 +70,7 @@ pub fn messages(
                 let over = a.state == AlertState::Cleared && a.acknowledged.is_some();
                 out.push(Message {
                     topic: topic.clone(),
-                    payload: json(&r.event),
+                    payload: json(r),
                     retain: !over,
                 });
                 if over {
@@ -74,7 +83,7 @@ pub fn messages(
             }
             Event::Silence(_) => out.push(Message {
                 topic: topics.silences(),
-                payload: json(&r.event),
+                payload: json(r),
                 retain: false,
             }),
             Event::Reading(_) | Event::DeviceAlarm(_) => {}
@@ -83,8 +92,17 @@ pub fn messages(
     out
 }
 
-fn json(event: &Event) -> Vec<u8> {
-    serde_json::to_vec(event).unwrap_or_default()
+fn json(record: &Record) -> Vec<u8> {
+    let mut out = Vec::new();
+    json_into(record, &mut out);
+    out
+}
+
+fn json_into(record: &Record, out: &mut Vec<u8>) {
+    if let Err(e) = record.write_json(out) {
+        // Model types always serialise; if one ever does not, say so loudly.
+        tracing::error!(seq = record.seq, error = %e, "event could not be encoded as JSON");
+    }
 }
 
 #[cfg(test)]
@@ -134,11 +152,7 @@ mod tests {
     }
 
     fn rec(seq: u64, event: Event) -> Record {
-        Record {
-            lane: Lane::of(&event),
-            seq,
-            event,
-        }
+        Record::new(Lane::of(&event), seq, event)
     }
 
     #[test]
