@@ -201,6 +201,17 @@ impl SinkKind {
     const TYPES: &'static [&'static str] = &["jsonl", "mqtt", "influxdb"];
 }
 
+/// Every sink's section validates the same way.
+impl Validate for SinkKind {
+    fn validate(&self, metrics: &MetricRegistry) -> Vec<ConfigIssue> {
+        match self {
+            SinkKind::Jsonl(c) => c.validate(metrics),
+            SinkKind::Mqtt(c) => c.validate(metrics),
+            SinkKind::InfluxDb(c) => c.validate(metrics),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct MetricDecl {
     name: String,
@@ -473,7 +484,7 @@ impl<'i> Loader<'i> {
         self.rtu_buses(&devices);
         let subjects = self.subjects(&devices, &device_ids);
         let all_subjects_parsed = subjects.iter().all(Option::is_some);
-        let sinks = self.sinks();
+        let sinks = self.sinks(&metrics);
         let spool = self.spool();
         let http = self.http();
         let rules = self.rules(file, &metrics, &subjects);
@@ -943,7 +954,7 @@ impl<'i> Loader<'i> {
         out
     }
 
-    fn sinks(&mut self) -> Vec<Option<SinkConfig>> {
+    fn sinks(&mut self, metrics: &MetricRegistry) -> Vec<Option<SinkConfig>> {
         let mut out = Vec::new();
         for (i, v) in self.array_section("sinks").into_iter().enumerate() {
             let path = [PathSeg::from("sinks"), PathSeg::from(i)];
@@ -987,14 +998,12 @@ impl<'i> Loader<'i> {
                 "jsonl" => self
                     .de::<JsonlConfig>(rest, &path, &what)
                     .map(SinkKind::Jsonl),
-                "mqtt" => self.de::<MqttSinkConfig>(rest, &path, &what).map(|c| {
-                    self.issues(&path, c.issues());
-                    SinkKind::Mqtt(Box::new(c))
-                }),
-                "influxdb" => self.de::<InfluxDbConfig>(rest, &path, &what).map(|c| {
-                    self.issues(&path, c.issues());
-                    SinkKind::InfluxDb(Box::new(c))
-                }),
+                "mqtt" => self
+                    .de::<MqttSinkConfig>(rest, &path, &what)
+                    .map(|c| SinkKind::Mqtt(Box::new(c))),
+                "influxdb" => self
+                    .de::<InfluxDbConfig>(rest, &path, &what)
+                    .map(|c| SinkKind::InfluxDb(Box::new(c))),
                 other => {
                     self.error(
                         kind.span(),
@@ -1006,6 +1015,9 @@ impl<'i> Loader<'i> {
                     None
                 }
             };
+            if let Some(sink) = &sink {
+                self.issues(&path, sink.validate(metrics));
+            }
             out.push(sink.map(|kind_config| SinkConfig {
                 name: name.unwrap_or_else(|| kind.get_ref().clone()),
                 required,

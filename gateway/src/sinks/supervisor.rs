@@ -26,14 +26,14 @@ use tokio_util::sync::CancellationToken;
 use wardgate_drivers::Emitted;
 use wardgate_model::AlarmPhase;
 
-use super::SinkError;
-use super::influxdb::{InfluxDbSink, InfluxSetupError};
-use super::jsonl::{JsonlError, JsonlSink};
+use super::influxdb::InfluxDbSink;
+use super::jsonl::JsonlSink;
 use super::mqtt::MqttSink;
+use super::{PeerHealth, Sink, SinkContext, SinkError};
 use crate::commands::AlertCommand;
 use crate::config::{SinkConfig, SinkKind};
 use crate::lineproto::Identity;
-use crate::spool::{Spool, SpoolError, SpoolReader};
+use crate::spool::{Spool, SpoolReader};
 
 /// The device alarm of a sink that failed (the technical pack's rule).
 pub const FAILING_ALARM: &str = "sink_failing";
@@ -44,16 +44,10 @@ const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why a sink could not be started.
 #[derive(Debug, thiserror::Error)]
-pub enum SinkStartError {
-    #[error("sink `{name}`: {source}")]
-    Open { name: String, source: JsonlError },
-    #[error("sink `{name}`: {source}")]
-    Setup {
-        name: String,
-        source: InfluxSetupError,
-    },
-    #[error("sink `{name}`: spool: {source}")]
-    Spool { name: String, source: SpoolError },
+#[error("sink `{name}`: {source}")]
+pub struct SinkStartError {
+    pub name: String,
+    pub source: SinkError,
 }
 
 /// Which sinks are failing or stalled now, and why: `/readyz` reports them.
@@ -65,6 +59,8 @@ struct Problems {
     failing: BTreeMap<String, String>,
     /// Required sinks that have not delivered for too long.
     stalled: BTreeMap<String, String>,
+    /// What each sink last said about its peer, while it is down.
+    peer_down: BTreeMap<String, String>,
 }
 
 impl SinkHealth {
@@ -79,6 +75,14 @@ impl SinkHealth {
         match failure {
             Some(why) => p.failing.insert(name.to_owned(), why),
             None => p.failing.remove(name),
+        };
+    }
+
+    pub(super) fn set_peer(&self, name: &str, down: Option<String>) {
+        let mut p = self.problems();
+        match down {
+            Some(why) => p.peer_down.insert(name.to_owned(), why),
+            None => p.peer_down.remove(name),
         };
     }
 
@@ -97,11 +101,10 @@ impl SinkHealth {
         p.failing
             .iter()
             .map(|(n, why)| format!("sink {n} failing: {why}"))
-            .chain(
-                p.stalled
-                    .iter()
-                    .map(|(n, why)| format!("sink {n} stalled: {why}")),
-            )
+            .chain(p.stalled.iter().map(|(n, why)| match p.peer_down.get(n) {
+                Some(peer) => format!("sink {n} stalled: {why} (its peer: {peer})"),
+                None => format!("sink {n} stalled: {why}"),
+            }))
             .collect()
     }
 }
@@ -183,40 +186,14 @@ impl Sinks {
 
     async fn open(&self, sink: &SinkConfig) -> Result<SinkFuture, SinkStartError> {
         let env = &self.env;
-        let reader = SpoolReader::new(Arc::clone(&env.spool), &sink.name).map_err(|source| {
-            SinkStartError::Spool {
-                name: sink.name.clone(),
-                source,
-            }
-        })?;
-        let drain = env.drain.clone();
-        Ok(match &sink.kind {
-            SinkKind::Jsonl(c) => {
-                let opened = JsonlSink::open(&sink.name, c).await.map_err(|source| {
-                    SinkStartError::Open {
-                        name: sink.name.clone(),
-                        source,
-                    }
-                })?;
-                Box::pin(opened.run(reader, drain))
-            }
-            SinkKind::Mqtt(c) => {
-                let s = MqttSink::new(&sink.name, (**c).clone(), env.identity.clone());
-                Box::pin(s.run(reader, drain, env.commands.clone()))
-            }
-            SinkKind::InfluxDb(c) => {
-                let quarantine = env
-                    .spool_path
-                    .with_file_name(format!("{}.quarantine.jsonl", sink.name));
-                let s =
-                    InfluxDbSink::new(&sink.name, (**c).clone(), env.identity.clone(), quarantine)
-                        .map_err(|source| SinkStartError::Setup {
-                            name: sink.name.clone(),
-                            source,
-                        })?;
-                let s = s.with_alarms(env.events.clone(), env.gateway.clone());
-                Box::pin(s.run(reader, Arc::clone(&env.spool), drain))
-            }
+        match &sink.kind {
+            SinkKind::Jsonl(c) => start::<JsonlSink>(&sink.name, c, env).await,
+            SinkKind::Mqtt(c) => start::<MqttSink>(&sink.name, c, env).await,
+            SinkKind::InfluxDb(c) => start::<InfluxDbSink>(&sink.name, c, env).await,
+        }
+        .map_err(|source| SinkStartError {
+            name: sink.name.clone(),
+            source,
         })
     }
 
@@ -373,6 +350,24 @@ impl Sinks {
         )
         .await;
     }
+}
+
+/// Builds a sink and gives it its context: a reader at its cursor, the
+/// drain signal, the command channel and its health report.
+async fn start<S: Sink>(
+    name: &str,
+    config: &S::Config,
+    env: &SinkEnv,
+) -> Result<SinkFuture, SinkError> {
+    let reader = SpoolReader::new(Arc::clone(&env.spool), name)?;
+    let sink = S::build(name, config, env).await?;
+    let cx = SinkContext {
+        reader,
+        drain: env.drain.clone(),
+        commands: env.commands.clone(),
+        health: PeerHealth::new(name, env.health.clone()),
+    };
+    Ok(Box::pin(sink.run(cx)))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

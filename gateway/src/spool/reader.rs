@@ -62,6 +62,11 @@ impl SpoolReader {
         })
     }
 
+    /// The spool it reads.
+    pub fn spool(&self) -> &Arc<Spool> {
+        &self.spool
+    }
+
     pub fn sink(&self) -> &str {
         &self.sink
     }

@@ -2,7 +2,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, PathSeg, check_range};
+use wardgate_model::MetricRegistry;
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_range};
 
 use crate::config::SecretSource;
 
@@ -69,8 +70,8 @@ fn default_quarantine_max_bytes() -> u64 {
     64 * 1024 * 1024
 }
 
-impl InfluxDbConfig {
-    pub fn issues(&self) -> Vec<ConfigIssue> {
+impl Validate for InfluxDbConfig {
+    fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         match reqwest::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
@@ -143,7 +144,11 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = parse("");
-        assert!(c.issues().is_empty(), "{:?}", c.issues());
+        assert!(
+            c.validate(&MetricRegistry::default()).is_empty(),
+            "{:?}",
+            c.validate(&MetricRegistry::default())
+        );
         assert!(c.gzip);
         assert_eq!(c.batch_max, 5000);
         assert_eq!(c.flush_interval, Duration::from_secs(1));
@@ -157,7 +162,11 @@ mod tests {
         );
         c.url = "influx.example.org:8086".into();
         c.bucket = " ".into();
-        let keys: Vec<String> = c.issues().iter().map(ConfigIssue::dotted_path).collect();
+        let keys: Vec<String> = c
+            .validate(&MetricRegistry::default())
+            .iter()
+            .map(ConfigIssue::dotted_path)
+            .collect();
         assert_eq!(
             keys,
             [

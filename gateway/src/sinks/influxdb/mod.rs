@@ -48,7 +48,8 @@ use wardgate_drivers::Emitted;
 use wardgate_model::AlarmPhase;
 
 use crate::lineproto::{self, Identity};
-use crate::sinks::SinkError;
+use crate::sinks::supervisor::SinkEnv;
+use crate::sinks::{PeerHealth, Sink, SinkContext, SinkError};
 use crate::spool::{Batch, Lane, Spool, SpoolReader};
 
 /// How often the figures are logged while running.
@@ -89,6 +90,27 @@ enum Flushed {
     Done,
     /// Stopping while the server is failing: the batch stays in the spool.
     Stopped,
+}
+
+impl Sink for InfluxDbSink {
+    type Config = InfluxDbConfig;
+
+    async fn build(name: &str, config: &InfluxDbConfig, env: &SinkEnv) -> Result<Self, SinkError> {
+        let quarantine = env
+            .spool_path
+            .with_file_name(format!("{name}.quarantine.jsonl"));
+        Ok(
+            InfluxDbSink::new(name, config.clone(), env.identity.clone(), quarantine)?
+                .with_alarms(env.events.clone(), env.gateway.clone()),
+        )
+    }
+
+    fn run(
+        self,
+        cx: SinkContext,
+    ) -> impl std::future::Future<Output = Result<u64, SinkError>> + Send {
+        self.deliver(cx)
+    }
 }
 
 impl InfluxDbSink {
@@ -137,12 +159,14 @@ impl InfluxDbSink {
     /// Writes until `drain` is cancelled and everything spooled is stored
     /// (or, when the server is failing, at once: the spool keeps the rest).
     /// Returns the number of records acknowledged.
-    pub async fn run(
-        mut self,
-        mut reader: SpoolReader,
-        spool: Arc<Spool>,
-        drain: CancellationToken,
-    ) -> Result<u64, SinkError> {
+    async fn deliver(mut self, cx: SinkContext) -> Result<u64, SinkError> {
+        let SinkContext {
+            mut reader,
+            drain,
+            health,
+            ..
+        } = cx;
+        let spool = Arc::clone(reader.spool());
         let probe = self.writer.clone();
         tokio::spawn(async move { probe.probe().await });
         let batch_max = self.config.batch_max;
@@ -174,7 +198,7 @@ impl InfluxDbSink {
                 || drain.is_cancelled()
                 || deadline.is_some_and(|d| d <= Instant::now());
             if held_n > 0 && due {
-                match self.flush(&mut reader, &held, &drain).await? {
+                match self.flush(&mut reader, &held, &drain, &health).await? {
                     Flushed::Done => {
                         held.clear();
                         held_n = 0;
@@ -225,6 +249,7 @@ impl InfluxDbSink {
         reader: &mut SpoolReader,
         held: &[Batch],
         drain: &CancellationToken,
+        health: &PeerHealth,
     ) -> Result<Flushed, SinkError> {
         let records: Vec<&crate::spool::Record> =
             held.iter().flat_map(|b| b.records.iter()).collect();
@@ -240,8 +265,12 @@ impl InfluxDbSink {
         let slices: Vec<&str> = lines.iter().map(String::as_str).collect();
         let refused = match write_splitting(&self.writer, &slices, &self.metrics, drain).await {
             Settled::Done { refused, .. } => refused,
-            Settled::Cancelled => return Ok(Flushed::Stopped),
+            Settled::Cancelled => {
+                health.down("the server did not store the last batch before the gateway stopped");
+                return Ok(Flushed::Stopped);
+            }
         };
+        health.up();
         self.metrics.add_acknowledged(n - refused.len() as u64);
         if let Some(first) = refused.first() {
             let now = chrono::Utc::now();

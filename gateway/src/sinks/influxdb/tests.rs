@@ -13,6 +13,7 @@ use wardgate_model::{DeviceKind, DeviceRef, Event, Metric, Reading, TimeSource};
 
 use super::*;
 use crate::config::SecretSource;
+use crate::sinks::test_context;
 use crate::spool::{Lane, Spool, SpoolLimits, SpoolReader};
 
 /// One request as the server saw it.
@@ -221,7 +222,7 @@ async fn a_400_on_every_line_quarantines_each_and_moves_the_cursor() {
     // Drain from the start: deliver what is spooled, then stop.
     let drain = CancellationToken::new();
     drain.cancel();
-    let acked = sink.run(reader, Arc::clone(&spool), drain).await.unwrap();
+    let acked = sink.run(test_context(reader, drain)).await.unwrap();
     assert_eq!(acked, 0);
     // 0..3 refused, split: 0..1 refused, 1..3 refused, split: 1..2, 2..3
     // refused. A request refused is never sent again as it was.
@@ -270,7 +271,7 @@ async fn stopping_while_the_server_is_down_keeps_everything_in_the_spool() {
     let metrics = sink.metrics();
     let drain = CancellationToken::new();
     drain.cancel();
-    sink.run(reader, Arc::clone(&spool), drain).await.unwrap();
+    sink.run(test_context(reader, drain)).await.unwrap();
     assert_eq!(spool.cursor("influx", Lane::Telemetry).unwrap(), 0);
     assert!(!quarantine.exists());
     let s = metrics.snapshot(chrono::Utc::now());
@@ -290,7 +291,7 @@ async fn a_full_batch_is_stored_and_acknowledged() {
     let sink = InfluxDbSink::new("influx", c, identity(), dir.path().join("q.jsonl")).unwrap();
     let drain = CancellationToken::new();
     drain.cancel();
-    let acked = sink.run(reader, Arc::clone(&spool), drain).await.unwrap();
+    let acked = sink.run(test_context(reader, drain)).await.unwrap();
     assert_eq!(acked, 5);
     let seen = seen.lock().unwrap();
     // 5 records in batches of at most 2: 2 + 2 + 1 lines.
@@ -319,7 +320,7 @@ async fn a_401_or_404_is_retried_never_quarantined() {
     let sink = InfluxDbSink::new("influx", config, identity(), quarantine.clone()).unwrap();
     let metrics = sink.metrics();
     let drain = CancellationToken::new();
-    let run = tokio::spawn(sink.run(reader, Arc::clone(&spool), drain.clone()));
+    let run = tokio::spawn(sink.run(test_context(reader, drain.clone())));
     // Stored on the third answer: wait for the cursor, not for time.
     tokio::time::timeout(Duration::from_secs(30), async {
         while spool.cursor("influx", Lane::Telemetry).unwrap() < 3 {
@@ -499,7 +500,7 @@ async fn deliver(
     let metrics = sink.metrics();
     let drain = CancellationToken::new();
     drain.cancel();
-    sink.run(reader, Arc::clone(&spool), drain).await.unwrap();
+    sink.run(test_context(reader, drain)).await.unwrap();
     assert_eq!(
         spool.cursor("influx", Lane::Telemetry).unwrap(),
         n as u64,

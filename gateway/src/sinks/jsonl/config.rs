@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use wardgate_model::MetricRegistry;
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate};
 
 /// `[[sinks]] type = "jsonl"`: every reading, device event and alert, one JSON
 /// object per line.
@@ -14,5 +16,17 @@ pub struct JsonlConfig {
 impl JsonlConfig {
     pub fn is_stdout(&self) -> bool {
         self.path.as_os_str() == "-"
+    }
+}
+
+impl Validate for JsonlConfig {
+    fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
+        if self.path.as_os_str().is_empty() {
+            return vec![ConfigIssue::new(
+                [PathSeg::from("path")],
+                "path must name a file, or be \"-\" for standard output",
+            )];
+        }
+        Vec::new()
     }
 }

@@ -8,10 +8,9 @@ mod encode;
 use std::pin::Pin;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio_util::sync::CancellationToken;
 
-use crate::sinks::SinkError;
-use crate::spool::SpoolReader;
+use crate::sinks::supervisor::SinkEnv;
+use crate::sinks::{Sink, SinkContext, SinkError};
 
 pub use config::JsonlConfig;
 pub use encode::encode_line;
@@ -50,6 +49,60 @@ impl std::fmt::Debug for JsonlSink {
     }
 }
 
+impl Sink for JsonlSink {
+    type Config = JsonlConfig;
+
+    async fn build(name: &str, config: &JsonlConfig, _env: &SinkEnv) -> Result<Self, SinkError> {
+        Ok(Self::open(name, config).await?)
+    }
+
+    /// Writes spooled events in order until `drain` is cancelled and nothing
+    /// is left, acknowledging each batch once it is flushed. Returns how many
+    /// events were written.
+    async fn run(mut self, cx: SinkContext) -> Result<u64, SinkError> {
+        let SinkContext {
+            mut reader,
+            drain,
+            health,
+            ..
+        } = cx;
+        let mut written = 0u64;
+        let mut lines = Vec::with_capacity(64 * 1024);
+        loop {
+            let Some(batch) = reader.next_batch(BATCH).await? else {
+                if drain.is_cancelled() {
+                    break;
+                }
+                tokio::select! {
+                    () = reader.wait_for_data() => {}
+                    () = drain.cancelled() => {}
+                }
+                continue;
+            };
+            lines.clear();
+            for record in &batch.records {
+                if let Err(e) = encode_line(record, &mut lines) {
+                    // Model types always serialise; if one ever does not, say so loudly.
+                    tracing::error!(sink = %self.name, seq = record.seq, error = %e, "event could not be encoded as JSON");
+                }
+            }
+            self.write(&lines).await?;
+            self.flush().await?;
+            if let Some(file) = &self.file {
+                file.sync_data().await.map_err(|source| JsonlError::Write {
+                    path: self.target.clone(),
+                    source,
+                })?;
+            }
+            written += batch.records.len() as u64;
+            reader.ack(batch.lane, batch.after, batch.last()).await?;
+            health.up();
+        }
+        tracing::debug!(sink = %self.name, target = %self.target, written, "jsonl sink closed");
+        Ok(written)
+    }
+}
+
 impl JsonlSink {
     /// Opens the destination now, so a bad path fails at start-up rather than
     /// at the first event.
@@ -84,49 +137,6 @@ impl JsonlSink {
             out: BufWriter::new(out),
             file,
         })
-    }
-
-    /// Writes spooled events in order until `drain` is cancelled and nothing
-    /// is left, acknowledging each batch once it is flushed. Returns how many
-    /// events were written.
-    pub async fn run(
-        mut self,
-        mut reader: SpoolReader,
-        drain: CancellationToken,
-    ) -> Result<u64, SinkError> {
-        let mut written = 0u64;
-        let mut lines = Vec::with_capacity(64 * 1024);
-        loop {
-            let Some(batch) = reader.next_batch(BATCH).await? else {
-                if drain.is_cancelled() {
-                    break;
-                }
-                tokio::select! {
-                    () = reader.wait_for_data() => {}
-                    () = drain.cancelled() => {}
-                }
-                continue;
-            };
-            lines.clear();
-            for record in &batch.records {
-                if let Err(e) = encode_line(record, &mut lines) {
-                    // Model types always serialise; if one ever does not, say so loudly.
-                    tracing::error!(sink = %self.name, seq = record.seq, error = %e, "event could not be encoded as JSON");
-                }
-            }
-            self.write(&lines).await?;
-            self.flush().await?;
-            if let Some(file) = &self.file {
-                file.sync_data().await.map_err(|source| JsonlError::Write {
-                    path: self.target.clone(),
-                    source,
-                })?;
-            }
-            written += batch.records.len() as u64;
-            reader.ack(batch.lane, batch.after, batch.last()).await?;
-        }
-        tracing::debug!(sink = %self.name, target = %self.target, written, "jsonl sink closed");
-        Ok(written)
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), JsonlError> {

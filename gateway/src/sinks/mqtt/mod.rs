@@ -1,14 +1,13 @@
 //! The MQTT sink: publishes spooled records with QoS 1 and advances its spool
 //! cursor only when the broker's PUBACK for every message of a batch arrived.
 //!
-//! rumqttc tells which packet id it gave each publish through
-//! `Outgoing::Publish(pkid)` events, in the order the publishes were queued;
-//! the sink keeps that order (`awaiting`) and maps packet ids to batches
-//! (`inflight`). A retransmission after reconnect reuses a known packet id
-//! and is recognised as such. When the broker has lost the session
-//! (`session_present = false`), rumqttc drops what it held: the sink forgets
-//! its in-flight state and rewinds to its cursor, so everything unconfirmed
-//! is published again (a duplicate is harmless: same series, same timestamp).
+//! The in-flight window is a state machine of its own ([`window`]): which
+//! publishes await their PUBACK, and which spool batches are confirmed over
+//! a contiguous prefix of their lane. When the broker has lost the session
+//! (`session_present = false`), rumqttc drops what it held: the window
+//! forgets its state and the sink rewinds to its cursor, so everything
+//! unconfirmed is published again (a duplicate is harmless: same series,
+//! same timestamp). This file is the async shell around it.
 //!
 //! The connection is driven on a task of its own ([`drive`]), so publishes
 //! go out and PUBACKs come in while the sink reads the spool or moves its
@@ -17,8 +16,8 @@
 mod command;
 mod config;
 mod encode;
+pub mod window;
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
@@ -35,8 +34,9 @@ pub use encode::{Message, messages};
 use crate::commands::AlertCommand;
 use crate::lineproto::Identity;
 use crate::mqtt::{BrokerError, QOS, Topics};
-use crate::sinks::SinkError;
-use crate::spool::{Lane, SpoolReader};
+use crate::sinks::supervisor::SinkEnv;
+use crate::sinks::{Sink, SinkContext, SinkError};
+use window::{Confirmed, Resume, Window};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttSinkError {
@@ -79,24 +79,6 @@ async fn drive(
     }
 }
 
-/// What a message belongs to.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    /// Part of spool batch `n`.
-    Part(u64),
-    /// Gateway status and other messages outside the spool.
-    Control,
-}
-
-#[derive(Debug)]
-struct PendingBatch {
-    remaining: usize,
-    lane: Lane,
-    after: u64,
-    last: u64,
-    records: u64,
-}
-
 /// Counters for logs and metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MqttCounters {
@@ -130,16 +112,25 @@ impl MqttSink {
             topics,
         }
     }
+}
+
+impl Sink for MqttSink {
+    type Config = MqttSinkConfig;
+
+    async fn build(name: &str, config: &MqttSinkConfig, env: &SinkEnv) -> Result<Self, SinkError> {
+        Ok(MqttSink::new(name, config.clone(), env.identity.clone()))
+    }
 
     /// Publishes until `drain` is cancelled and everything spooled is
     /// confirmed (or, when the broker is unreachable, at once: the spool keeps
     /// the rest). Acknowledgement commands go to `commands`.
-    pub async fn run(
-        self,
-        mut reader: SpoolReader,
-        drain: CancellationToken,
-        commands: mpsc::Sender<AlertCommand>,
-    ) -> Result<u64, SinkError> {
+    async fn run(self, cx: SinkContext) -> Result<u64, SinkError> {
+        let SinkContext {
+            mut reader,
+            drain,
+            commands,
+            health,
+        } = cx;
         let window = usize::from(self.config.inflight);
         let batch_max = self.config.batch_max;
         let will = LastWill::new(self.topics.status(), "offline", QOS, true);
@@ -164,11 +155,7 @@ impl MqttSink {
             drain.clone(),
         ));
 
-        let mut connected = false;
-        let mut awaiting: VecDeque<Slot> = VecDeque::new();
-        let mut inflight: HashMap<u16, Slot> = HashMap::new();
-        let mut batches: HashMap<u64, PendingBatch> = HashMap::new();
-        let mut next_batch = 0u64;
+        let mut window = Window::new(window);
         let mut counters = MqttCounters::default();
         let ack_topic = self.topics.ack_commands();
         let mut final_attempt_done = false;
@@ -176,7 +163,7 @@ impl MqttSink {
         loop {
             // Fill the window from the spool (alerts first).
             let mut caught_up = false;
-            while connected && awaiting.len() + inflight.len() < window {
+            while window.has_room() {
                 let Some(batch) = reader.next_batch(batch_max).await? else {
                     caught_up = true;
                     break;
@@ -187,75 +174,58 @@ impl MqttSink {
                     &self.topics,
                     self.config.telemetry_format,
                 );
-                batches.insert(
-                    next_batch,
-                    PendingBatch {
-                        remaining: msgs.len(),
+                window.handle_batch(
+                    Confirmed {
                         lane: batch.lane,
                         after: batch.after,
                         last: batch.last(),
                         records: batch.records.len() as u64,
                     },
+                    msgs.len(),
                 );
                 for m in msgs {
                     client
                         .try_publish(m.topic, QOS, m.retain, m.payload)
                         .map_err(MqttSinkError::from)?;
-                    awaiting.push_back(Slot::Part(next_batch));
                     counters.published += 1;
                 }
-                next_batch += 1;
             }
             if drain.is_cancelled() {
                 // Stopping: finish what the broker can confirm. When it is
                 // unreachable, try once more at once (the backoff may have been
                 // long), then leave the rest in the spool.
-                if connected && caught_up && batches.is_empty() {
+                if window.is_connected() && caught_up && window.is_settled() {
                     break;
                 }
-                if !connected {
+                if !window.is_connected() {
                     if final_attempt_done {
                         break;
                     }
                     final_attempt_done = true;
                 }
             }
-            let room = connected && awaiting.len() + inflight.len() < window;
+            let room = window.has_room();
             tokio::select! {
                 event = network.recv() => match event {
                     // The connection task only ends when this loop is gone.
                     None => break,
                     Some(Ok(MqttEvent::Incoming(Packet::ConnAck(ack)))) => {
-                        connected = true;
                         tracing::info!(sink = %self.name, session_present = ack.session_present, "connected to the MQTT broker");
-                        if !ack.session_present {
+                        health.up();
+                        if window.handle_connected(ack.session_present) == Resume::Rewind {
                             // The broker lost the session and rumqttc dropped what it held.
-                            awaiting.clear();
-                            inflight.clear();
-                            batches.clear();
                             reader.rewind();
                         }
                         client.try_publish(self.topics.status(), QOS, true, "online").map_err(MqttSinkError::from)?;
-                        awaiting.push_back(Slot::Control);
+                        window.handle_control();
                         client.try_subscribe(format!("{ack_topic}+"), QOS).map_err(MqttSinkError::from)?;
                     }
-                    Some(Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid)))) => {
-                        if !inflight.contains_key(&pkid)
-                            && let Some(slot) = awaiting.pop_front()
-                        {
-                            inflight.insert(pkid, slot);
-                        }
-                    }
+                    Some(Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid)))) => window.handle_published(pkid),
                     Some(Ok(MqttEvent::Incoming(Packet::PubAck(ack)))) => {
-                        if let Some(Slot::Part(id)) = inflight.remove(&ack.pkid)
-                            && let Some(b) = batches.get_mut(&id)
-                        {
-                            b.remaining -= 1;
-                            if b.remaining == 0 {
-                                let b = batches.remove(&id).expect("present");
-                                reader.ack(b.lane, b.after, b.last).await?;
-                                counters.acknowledged_records += b.records;
-                            }
+                        window.handle_puback(ack.pkid);
+                        while let Some(b) = window.poll_ack() {
+                            reader.ack(b.lane, b.after, b.last).await?;
+                            counters.acknowledged_records += b.records;
                         }
                     }
                     Some(Ok(MqttEvent::Incoming(Packet::Publish(p)))) if p.topic.starts_with(&ack_topic) => {
@@ -277,13 +247,14 @@ impl MqttSink {
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        if connected {
+                        health.down(&e);
+                        if window.is_connected() {
                             counters.connection_losses += 1;
                             tracing::warn!(sink = %self.name, error = %e, "MQTT broker connection lost; data waits in the spool");
                         } else {
                             tracing::debug!(sink = %self.name, error = %e, "MQTT broker still unreachable");
                         }
-                        connected = false;
+                        window.handle_disconnected();
                     }
                 },
                 () = reader.wait_for_data(), if room && caught_up => {}
@@ -291,7 +262,7 @@ impl MqttSink {
             }
         }
 
-        if connected {
+        if window.is_connected() {
             // Say goodbye properly so subscribers see `offline` at once.
             let _ = client.try_publish(self.topics.status(), QOS, true, "offline");
             let _ = client.try_disconnect();

@@ -10,6 +10,7 @@ use crate::lineproto::{self, Identity};
 use crate::mqtt::Topics;
 use crate::sinks::jsonl::{JsonlConfig, JsonlSink, encode_line};
 use crate::sinks::mqtt::{TelemetryFormat, messages};
+use crate::sinks::{Sink, test_context};
 
 fn fixture(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("spool.redb");
@@ -103,7 +104,7 @@ async fn reads_every_v1_record_through_every_sink() {
     let reader = SpoolReader::new(Arc::clone(&spool), "jsonl").unwrap();
     let drain = tokio_util::sync::CancellationToken::new();
     drain.cancel();
-    let written = sink.run(reader, drain).await.unwrap();
+    let written = sink.run(test_context(reader, drain)).await.unwrap();
     assert_eq!(written, mixed.len() as u64);
     let text = std::fs::read_to_string(&out).unwrap();
     let lines: Vec<Event> = text
