@@ -18,10 +18,12 @@ mod characteristic;
 pub mod config;
 mod decoded;
 pub mod driver;
+mod fields;
 pub mod gatt;
 pub mod ieee11073;
 pub mod json;
 pub mod racp;
+mod tracker;
 pub mod transport;
 
 pub use characteristic::{Characteristic, UnknownCharacteristic, sig_uuid128};
@@ -31,6 +33,7 @@ pub use decoded::{
     StatusFlag, StatusFlags, TimeFallback, Unavailability, Unavailable,
 };
 pub use gatt::decode;
+pub use tracker::Tracker;
 
 #[cfg(test)]
 mod vectors;
