@@ -984,9 +984,10 @@ impl<'i> Loader<'i> {
             let rest = Spanned::new(span, DeValue::Table(table));
             let what = format!("sink (type {})", kind.get_ref());
             let sink = match kind.get_ref().as_str() {
-                "jsonl" => self
-                    .de::<JsonlConfig>(rest, &path, &what)
-                    .map(SinkKind::Jsonl),
+                "jsonl" => self.de::<JsonlConfig>(rest, &path, &what).map(|c| {
+                    self.issues(&path, c.issues());
+                    SinkKind::Jsonl(c)
+                }),
                 "mqtt" => self.de::<MqttSinkConfig>(rest, &path, &what).map(|c| {
                     self.issues(&path, c.issues());
                     SinkKind::Mqtt(Box::new(c))
