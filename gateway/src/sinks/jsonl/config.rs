@@ -2,7 +2,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, check_duration, check_range};
+use wardgate_model::MetricRegistry;
+use wardgate_model::config::{ConfigIssue, Validate, check_duration, check_range};
 
 /// `[[sinks]] type = "jsonl"`: every reading, device event and alert, one JSON
 /// object per line.
@@ -53,8 +54,12 @@ impl JsonlConfig {
     pub fn is_stdout(&self) -> bool {
         self.path.as_os_str() == "-"
     }
+}
 
-    pub fn issues(&self) -> Vec<ConfigIssue> {
+impl Validate for JsonlConfig {
+    /// The rotation bounds; whether the path can be opened is known only
+    /// when the sink starts.
+    fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if self.rotate_max_bytes != 0 {
             check_range(
@@ -84,14 +89,21 @@ mod tests {
     #[test]
     fn rotation_bounds_are_checked_and_zero_means_never() {
         let mut c = JsonlConfig::new("/tmp/x.jsonl");
-        assert!(c.issues().is_empty());
+        assert!(c.validate(&MetricRegistry::default()).is_empty());
         c.rotate_max_bytes = 0;
         c.rotate_max_age = Duration::ZERO;
-        assert!(c.issues().is_empty(), "0 turns each off");
+        assert!(
+            c.validate(&MetricRegistry::default()).is_empty(),
+            "0 turns each off"
+        );
         c.rotate_max_bytes = 1000;
         c.rotate_max_age = Duration::from_secs(1);
         c.keep = 0;
-        let keys: Vec<String> = c.issues().iter().map(ConfigIssue::dotted_path).collect();
+        let keys: Vec<String> = c
+            .validate(&MetricRegistry::default())
+            .iter()
+            .map(ConfigIssue::dotted_path)
+            .collect();
         assert_eq!(keys, ["rotate_max_bytes", "rotate_max_age", "keep"]);
     }
 }
