@@ -2,6 +2,7 @@
 //! The binary (`main.rs`) is a thin CLI over this library.
 
 pub mod bridge;
+pub mod cli;
 pub mod cmd;
 pub mod commands;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod monitor;
 pub mod mqtt;
 pub mod pipeline;
 pub mod roster;
+pub mod secret;
 pub mod service;
 pub mod sinks;
 pub mod spool;

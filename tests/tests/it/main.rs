@@ -4,7 +4,9 @@
 mod acl;
 mod alert_path;
 mod browser;
+mod dashboard;
 mod influx;
 mod mqtt;
 mod restart;
+mod sim_config_out;
 mod soak;

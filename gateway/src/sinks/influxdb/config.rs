@@ -5,7 +5,7 @@ use serde::Deserialize;
 use wardgate_model::MetricRegistry;
 use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_range};
 
-use crate::config::SecretSource;
+use crate::secret::SecretSource;
 
 /// How to reach an InfluxDB v2 write API and how to batch writes to it.
 /// `[[sinks]] type = "influxdb"` in a gateway file and `[influxdb]` in a
@@ -144,11 +144,8 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = parse("");
-        assert!(
-            c.validate(&MetricRegistry::default()).is_empty(),
-            "{:?}",
-            c.validate(&MetricRegistry::default())
-        );
+        let issues = c.validate(&MetricRegistry::default());
+        assert!(issues.is_empty(), "{issues:?}");
         assert!(c.gzip);
         assert_eq!(c.batch_max, 5000);
         assert_eq!(c.flush_interval, Duration::from_secs(1));

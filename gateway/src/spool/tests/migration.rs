@@ -98,7 +98,7 @@ async fn reads_every_v1_record_through_every_sink() {
 
     // And a real JSONL sink writes the lot.
     let out = dir.path().join("out.jsonl");
-    let sink = JsonlSink::open("jsonl", &JsonlConfig { path: out.clone() })
+    let sink = JsonlSink::open("jsonl", &JsonlConfig::new(&out))
         .await
         .unwrap();
     let reader = SpoolReader::new(Arc::clone(&spool), "jsonl").unwrap();
