@@ -98,46 +98,9 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wardgate_model::{
-        Alert, AlertId, AlertKind, AlertState, Metric, Priority, Reading, TimeSource, Transition,
-    };
+    use crate::spool::tests::{alert, reading};
 
     const FLUSH: Duration = Duration::from_millis(100);
-
-    fn reading(v: f64) -> Event {
-        Event::Reading(
-            Reading::new(
-                chrono::DateTime::UNIX_EPOCH,
-                TimeSource::Gateway,
-                "bed-1".into(),
-                None,
-                Metric::HeartRate,
-                v,
-            )
-            .unwrap(),
-        )
-    }
-
-    fn alert() -> Event {
-        let at = chrono::DateTime::UNIX_EPOCH;
-        Event::Alert(Alert {
-            id: AlertId("a".into()),
-            rule: "r".into(),
-            subject: "bed-1".into(),
-            device: None,
-            priority: Priority::High,
-            kind: AlertKind::Physiological,
-            state: AlertState::Active,
-            transition: Transition::Raised,
-            at,
-            raised_at: at,
-            message: "m".into(),
-            escalation_level: 0,
-            acknowledged: None,
-            cleared_at: None,
-            recipient: None,
-        })
-    }
 
     fn commits(b: &mut Batcher, now: Instant) -> Vec<Commit> {
         std::iter::from_fn(|| b.poll_commit(now)).collect()
@@ -163,8 +126,8 @@ mod tests {
     fn an_alert_bypasses_the_waiting_telemetry() {
         let t0 = Instant::now();
         let mut b = Batcher::new(FLUSH, 10);
-        b.handle_events(t0, &mut vec![reading(1.0), alert(), reading(2.0)]);
-        assert_eq!(commits(&mut b, t0), [Commit::Alerts(vec![alert()])]);
+        b.handle_events(t0, &mut vec![reading(1.0), alert(1), reading(2.0)]);
+        assert_eq!(commits(&mut b, t0), [Commit::Alerts(vec![alert(1)])]);
         assert_eq!(b.poll_timeout(), Some(t0 + FLUSH));
     }
 
@@ -206,12 +169,12 @@ mod tests {
     fn closing_commits_what_waits() {
         let t0 = Instant::now();
         let mut b = Batcher::new(FLUSH, 10);
-        b.handle_events(t0, &mut vec![reading(1.0), alert()]);
+        b.handle_events(t0, &mut vec![reading(1.0), alert(1)]);
         b.handle_closed();
         assert_eq!(
             commits(&mut b, t0),
             [
-                Commit::Alerts(vec![alert()]),
+                Commit::Alerts(vec![alert(1)]),
                 Commit::Telemetry(vec![reading(1.0)])
             ]
         );

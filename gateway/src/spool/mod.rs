@@ -514,5 +514,6 @@ impl Spool {
     }
 }
 
+/// Also the crate's test events (`reading`, `alert`).
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

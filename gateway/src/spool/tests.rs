@@ -16,7 +16,7 @@ fn t(secs: i64) -> Timestamp {
     chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
 }
 
-fn reading(value: f64) -> Event {
+pub(crate) fn reading(value: f64) -> Event {
     Event::Reading(
         Reading::new(
             t(0),
@@ -30,7 +30,7 @@ fn reading(value: f64) -> Event {
     )
 }
 
-fn alert(n: u32) -> Event {
+pub(crate) fn alert(n: u32) -> Event {
     Event::Alert(Alert {
         id: AlertId(format!("a-{n}").into()),
         rule: "spo2_low".into(),
