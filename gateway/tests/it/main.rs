@@ -10,6 +10,7 @@ mod generate;
 mod http;
 mod modbus;
 mod pump;
+mod rotation;
 mod run;
 mod service;
 mod supervision;
