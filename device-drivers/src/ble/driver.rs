@@ -279,7 +279,11 @@ pub async fn run_with<T: BleTransport>(
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     // Report "offline" once per outage, not once per failed attempt.
     let mut offline_reported = false;
+    let mut first_attempt = true;
     loop {
+        if !std::mem::take(&mut first_attempt) {
+            ctx.metrics().reconnect();
+        }
         let attempt = tokio::select! {
             () = ctx.shutdown().cancelled() => return Ok(()),
             r = transport.connect(&filter, config.scan_timeout) => r,
@@ -393,6 +397,7 @@ async fn session<L: BleLink>(
             Ok(n) => n,
             Err(e) => return Ok(Some(e)),
         };
+        ctx.metrics().frame();
         if n.characteristic == Characteristic::RecordAccessControlPoint {
             match racp::decode_response(&n.bytes) {
                 Ok(RacpResponse::Response {
@@ -417,6 +422,7 @@ async fn session<L: BleLink>(
             Ok(events) => ctx.emit_measurement(events).await?,
             Err(e) => {
                 tracker.decode_errors += 1;
+                ctx.metrics().decode_error("payload");
                 // Count always, log the first and then every 100th: a broken
                 // device must not flood the log.
                 if tracker.decode_errors % 100 == 1 {

@@ -11,6 +11,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio_util::sync::CancellationToken;
 
 use crate::sinks::SinkError;
+use crate::sinks::metrics::SinkMetrics;
 use crate::spool::SpoolReader;
 
 pub use config::JsonlConfig;
@@ -39,6 +40,7 @@ pub struct JsonlSink {
     target: String,
     out: BufWriter<Pin<Box<dyn AsyncWrite + Send>>>,
     file: Option<tokio::fs::File>,
+    metrics: SinkMetrics,
 }
 
 impl std::fmt::Debug for JsonlSink {
@@ -83,7 +85,15 @@ impl JsonlSink {
             target,
             out: BufWriter::new(out),
             file,
+            metrics: SinkMetrics::default(),
         })
+    }
+
+    /// Counts records that cannot be encoded (dropped) into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: SinkMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Writes spooled events in order until `drain` is cancelled and nothing
@@ -110,6 +120,7 @@ impl JsonlSink {
             lines.clear();
             for record in &batch.records {
                 if let Err(e) = encode_line(&record.event, &mut lines) {
+                    self.metrics.dropped.inc();
                     // Model types always serialise; if one ever does not, say so loudly.
                     tracing::error!(sink = %self.name, seq = record.seq, error = %e, "event could not be encoded as JSON");
                 }
