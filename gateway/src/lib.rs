@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod mqtt;
 pub mod pipeline;
 pub mod roster;
+pub mod secret;
 pub mod service;
 pub mod sinks;
 pub mod spool;

@@ -8,7 +8,7 @@ use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 use serde::Deserialize;
 use wardgate_model::config::{ConfigIssue, PathSeg, check_duration};
 
-use crate::config::{SecretError, SecretSource};
+use crate::secret::{SecretError, SecretSource};
 
 /// `broker = { ... }`: how to reach the MQTT broker.
 #[derive(Debug, Clone, Deserialize)]

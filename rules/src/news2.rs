@@ -10,7 +10,22 @@
 // alike: the code reads as the chart does.
 #![allow(clippy::match_same_arms)]
 
-use wardgate_model::Spo2Scale;
+use wardgate_model::{Metric, Spo2Scale};
+
+/// The metrics NEWS2 reads, in the order the engine keeps their slots:
+/// respiration rate, SpO2, oxygen flow, systolic pressure, heart rate and
+/// pulse rate (pulse is the more recent of the two), consciousness,
+/// temperature. The ruleset gives each a slot whether or not a rule reads it.
+pub(crate) const NEWS2_INPUTS: [Metric; 8] = [
+    Metric::RespRate,
+    Metric::Spo2,
+    Metric::O2Flow,
+    Metric::BpSystolic,
+    Metric::HeartRate,
+    Metric::PulseRate,
+    Metric::Consciousness,
+    Metric::BodyTemp,
+];
 
 /// The seven NEWS2 parameters as measured.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -241,8 +241,8 @@ impl RuleSet {
             params: &params,
         };
         // NEWS2 inputs always have slots so the engine can score without rules asking.
-        for m in crate::engine::NEWS2_METRICS {
-            names.slots.resolve(registry, m);
+        for m in crate::news2::NEWS2_INPUTS {
+            names.slots.slot_of(m);
         }
 
         let mut rules: Vec<Rule> = Vec::new();
@@ -433,8 +433,8 @@ impl RuleSet {
         &self.params
     }
 
-    pub(crate) fn slot(&self, name: &str) -> Option<Slot> {
-        wardgate_model::Metric::builtin(name).and_then(|m| self.slots.by_metric.get(&m).copied())
+    pub(crate) fn slot(&self, metric: &wardgate_model::Metric) -> Option<Slot> {
+        self.slots.by_metric.get(metric).copied()
     }
 }
 

@@ -3,6 +3,9 @@
 //! by both cannot hide.
 
 pub mod ble;
+mod fragment;
 pub mod load;
 pub mod modbus;
 pub mod pump;
+
+pub use fragment::{FragmentError, write as write_fragment};

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, PathSeg, check_duration};
+use wardgate_model::MetricRegistry;
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_duration};
 
 use crate::config::LoadError;
 use crate::mqtt::BrokerConfig;
@@ -217,7 +218,8 @@ pub fn parse(text: &str) -> Result<BridgeConfig, Vec<String>> {
             .map(|i| i.within([PathSeg::from("mqtt")]))
             .chain(
                 c.influxdb
-                    .issues()
+                    // The bridge declares no metrics: it checks lines by shape.
+                    .validate(&MetricRegistry::default())
                     .into_iter()
                     .map(|i| i.within([PathSeg::from("influxdb")])),
             )

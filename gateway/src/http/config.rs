@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 
 use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, PathSeg};
+use wardgate_model::MetricRegistry;
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate};
 
-use crate::config::SecretSource;
+use crate::secret::SecretSource;
 
 /// `[http]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -127,9 +128,9 @@ pub(crate) fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
-impl HttpConfig {
+impl Validate for HttpConfig {
     /// Problems relative to the `[http]` table.
-    pub fn issues(&self) -> Vec<ConfigIssue> {
+    fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let at = |key: &'static str| {

@@ -29,8 +29,9 @@ pub use serve::{
 pub use view::View;
 
 use crate::commands::AlertCommand;
-use crate::config::{Config, Secret, SecretError};
+use crate::config::Config;
 use crate::roster::StaffMember;
+use crate::secret::{Secret, SecretError};
 use crate::sinks::supervisor::SinkHealth;
 use crate::spool::Spool;
 

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt as _;
-use wardgate::config::{Config, SecretSource};
+use wardgate::config::Config;
 use wardgate::http::{Grant, HttpState, Role, View, router};
+use wardgate::secret::SecretSource;
 use wardgate_model::{DeviceId, DeviceKind, DeviceRef, Event, Metric, Reading, TimeSource};
 use wardgate_rules::Engine;
 

@@ -62,8 +62,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let sim = LoadSim::start(config, shutdown.clone())
         .await
         .context("starting the simulated devices")?;
-    std::fs::write(&args.config_out, sim.config_fragment())
-        .with_context(|| format!("writing {}", args.config_out.display()))?;
+    wardgate_sim::write_fragment(&args.config_out, &sim.config_fragment()?)?;
     let events = args
         .events_out
         .as_ref()

@@ -39,6 +39,11 @@ pub(crate) struct PumpArgs {
     /// door-open, low-battery, battery-depleted, pump-fault, call-back).
     #[arg(long = "alarm", value_name = "NAME", value_parser = parse_alarm)]
     alarms: Vec<SimAlarm>,
+    /// Write the gateway configuration fragment that reads these pumps
+    /// ([[subjects]] bed-1.., [[devices]] pump-<serial> with their ports) to
+    /// this file once every pump is up.
+    #[arg(long, value_name = "FILE")]
+    config_out: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -102,6 +107,10 @@ pub(crate) async fn run(args: PumpArgs) -> anyhow::Result<()> {
             pump::describe(&sim.handle.path())
         );
         pumps.push(sim);
+    }
+    if let Some(out) = &args.config_out {
+        let fragment = pump::config_fragment(pumps.iter().map(|p| &p.handle));
+        wardgate_sim::write_fragment(out, &fragment)?;
     }
     let script: Vec<ScriptStep> = match args.scenario {
         Scenario::None => Vec::new(),

@@ -255,7 +255,7 @@ pub mod values {
 
 /// The Modbus ward sensor's register map.
 fn modbus_registers() -> Vec<SimRegister> {
-    let reg = |address, data_type, value| SimRegister {
+    let reg = |address, data_type, value, metric: &str| SimRegister {
         table: SimTable::InputRegister,
         address,
         data_type,
@@ -263,11 +263,13 @@ fn modbus_registers() -> Vec<SimRegister> {
         scale: 0.1,
         offset: 0.0,
         bit: None,
+        metric: Some(metric.into()),
+        unit: None,
         script: Script::Constant { value },
     };
     vec![
-        reg(0, SimDataType::I16, values::ROOM_TEMP),
-        reg(1, SimDataType::U16, values::HUMIDITY),
+        reg(0, SimDataType::I16, values::ROOM_TEMP, "room_temp"),
+        reg(1, SimDataType::U16, values::HUMIDITY, "humidity"),
     ]
 }
 
@@ -384,7 +386,7 @@ impl LoadSim {
 
     /// The gateway configuration that reads these devices: `[[subjects]]`
     /// and `[[devices]]` tables only.
-    pub fn config_fragment(&self) -> String {
+    pub fn config_fragment(&self) -> Result<String, crate::FragmentError> {
         fragment::fragment(&self.devices, self.config.interval)
     }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use super::{SimConfig, start};
+use super::{SimConfig, config_fragment, start};
 
 /// Modbus TCP and RTU (pseudo-terminal) ward sensors.
 #[derive(Debug, clap::Args)]
@@ -15,10 +15,17 @@ pub struct ModbusArgs {
     /// built-in ward scenario when absent.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Write the gateway configuration fragment that reads these devices
+    /// ([[metrics]], [[subjects]], [[devices]] with their real addresses and
+    /// register maps) to this file once every device is up. Each register
+    /// needs `metric` (and `unit` for a custom metric) in the scenario.
+    #[arg(long, value_name = "FILE")]
+    pub config_out: Option<PathBuf>,
 }
 
-/// Starts every device, prints `tcp <name> <addr>` / `rtu <bus> <path>`
-/// lines on stdout, and serves until Ctrl-C.
+/// Starts every device, writes the `--config-out` fragment, prints
+/// `tcp <name> <addr>` / `rtu <bus> <path>` lines on stdout, and serves
+/// until Ctrl-C.
 pub async fn run(args: ModbusArgs) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => {
@@ -35,7 +42,10 @@ pub async fn run(args: ModbusArgs) -> anyhow::Result<()> {
         .map(|b| b.slaves.iter().map(|s| s.unit_id.to_string()).collect())
         .collect();
     let shutdown = CancellationToken::new();
-    let running = start(config, shutdown.clone()).await?;
+    let running = start(config.clone(), shutdown.clone()).await?;
+    if let Some(out) = &args.config_out {
+        crate::write_fragment(out, &config_fragment(&config, &running)?)?;
+    }
     for (name, sim) in &running.tcp {
         println!("tcp {name} {}", sim.addr);
     }

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::FragmentError;
+use crate::fragment::{Fragment, ModbusLink};
+
 pub use server::{RtuSim, TcpSim, start_rtu, start_tcp};
 
 /// A whole scenario, running: each TCP device and each RTU bus by name.
@@ -57,6 +60,42 @@ pub async fn start(
     Ok(running)
 }
 
+/// The gateway configuration fragment (`--config-out`) reading `running`,
+/// started from `config`: one `room` subject per TCP device and per RTU
+/// slave, each device with its real address or pseudo-terminal and its
+/// register map. Device ids are the names (`{bus}-{unit_id}` for an unnamed
+/// slave, `modbus-{n}` for an unnamed TCP device) with `-modbus` appended.
+pub fn config_fragment(
+    config: &SimConfig,
+    running: &RunningScenario,
+) -> Result<String, FragmentError> {
+    let mut f = Fragment::new("Written by `wardgate-sim modbus`: one room per simulated device.");
+    let add = |f: &mut Fragment, subject: String, link, device: &SimDevice| {
+        let id = format!("{subject}-modbus");
+        f.subject(&subject, "room", &[&id]);
+        f.modbus(&id, link, device.unit_id, None, &device.registers)
+    };
+    for (n, (d, (_, sim))) in config.tcp.iter().zip(&running.tcp).enumerate() {
+        let name = if d.device.name.is_empty() {
+            format!("modbus-{n}")
+        } else {
+            d.device.name.clone()
+        };
+        add(&mut f, name, ModbusLink::Tcp(sim.addr), &d.device)?;
+    }
+    for (bus, (_, sim)) in config.rtu.iter().zip(&running.rtu) {
+        for slave in &bus.slaves {
+            let name = if slave.name.is_empty() {
+                format!("{}-{}", bus.name, slave.unit_id)
+            } else {
+                slave.name.clone()
+            };
+            add(&mut f, name, ModbusLink::Rtu(&sim.path), slave)?;
+        }
+    }
+    Ok(f.finish())
+}
+
 /// The four tables, named as in the gateway's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +104,18 @@ pub enum SimTable {
     DiscreteInput,
     InputRegister,
     HoldingRegister,
+}
+
+impl SimTable {
+    /// The name in the gateway's configuration (and the simulator's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimTable::Coil => "coil",
+            SimTable::DiscreteInput => "discrete_input",
+            SimTable::InputRegister => "input_register",
+            SimTable::HoldingRegister => "holding_register",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -79,6 +130,23 @@ pub enum SimDataType {
     I64,
     F32,
     F64,
+}
+
+impl SimDataType {
+    /// The name in the gateway's configuration (and the simulator's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimDataType::Bool => "bool",
+            SimDataType::U16 => "u16",
+            SimDataType::I16 => "i16",
+            SimDataType::U32 => "u32",
+            SimDataType::I32 => "i32",
+            SimDataType::U64 => "u64",
+            SimDataType::I64 => "i64",
+            SimDataType::F32 => "f32",
+            SimDataType::F64 => "f64",
+        }
+    }
 }
 
 /// How a value changes over time since the simulator started.
@@ -162,6 +230,13 @@ pub struct SimRegister {
     pub offset: f64,
     #[serde(default)]
     pub bit: Option<u8>,
+    /// The gateway metric this register is read as (`--config-out`): a
+    /// built-in metric, or a custom one with `unit`.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// UCUM unit of a custom `metric`, declared in the fragment's `[[metrics]]`.
+    #[serde(default)]
+    pub unit: Option<String>,
     pub script: Script,
 }
 

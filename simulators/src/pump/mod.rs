@@ -345,6 +345,23 @@ pub fn demo_script() -> Vec<ScriptStep> {
     ]
 }
 
+/// The gateway configuration fragment (`--config-out`) reading `pumps`:
+/// pump `n` (from 1) is device `pump-{serial}` on subject `bed-{n}`, at its
+/// port as the gateway opens it (the link when one was asked for). Poll
+/// timing is left to the gateway's defaults.
+pub fn config_fragment<'a>(pumps: impl IntoIterator<Item = &'a PumpSimHandle>) -> String {
+    let mut f = crate::fragment::Fragment::new(
+        "Written by `wardgate-sim pump`: one bed per simulated pump.",
+    );
+    for (n, pump) in pumps.into_iter().enumerate() {
+        let subject = format!("bed-{}", n + 1);
+        let device = format!("pump-{}", pump.serial());
+        f.subject(&subject, "bed", &[&device]);
+        f.pump(&device, &pump.path(), None);
+    }
+    f.finish()
+}
+
 /// Resolves a path the way a driver opening it would see it (for printing).
 pub fn describe(path: &Path) -> String {
     match std::fs::read_link(path) {

@@ -238,7 +238,7 @@ async fn a_modbus_sensor_serves_its_registers() {
 #[tokio::test]
 async fn the_config_fragment_has_one_subject_per_device() {
     let sim = three(40).await;
-    let text = sim.config_fragment();
+    let text = sim.config_fragment().unwrap();
     let doc: toml::Table = text.parse().unwrap();
     let mut keys: Vec<&str> = doc.keys().map(String::as_str).collect();
     keys.sort_unstable();

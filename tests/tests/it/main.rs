@@ -7,4 +7,5 @@ mod browser;
 mod influx;
 mod mqtt;
 mod restart;
+mod sim_config_out;
 mod soak;

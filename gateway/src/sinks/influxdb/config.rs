@@ -2,9 +2,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, PathSeg, check_range};
+use wardgate_model::MetricRegistry;
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_range};
 
-use crate::config::SecretSource;
+use crate::secret::SecretSource;
 
 /// How to reach an InfluxDB v2 write API and how to batch writes to it.
 /// `[[sinks]] type = "influxdb"` in a gateway file and `[influxdb]` in a
@@ -69,8 +70,8 @@ fn default_quarantine_max_bytes() -> u64 {
     64 * 1024 * 1024
 }
 
-impl InfluxDbConfig {
-    pub fn issues(&self) -> Vec<ConfigIssue> {
+impl Validate for InfluxDbConfig {
+    fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         match reqwest::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
@@ -143,7 +144,8 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = parse("");
-        assert!(c.issues().is_empty(), "{:?}", c.issues());
+        let issues = c.validate(&MetricRegistry::default());
+        assert!(issues.is_empty(), "{issues:?}");
         assert!(c.gzip);
         assert_eq!(c.batch_max, 5000);
         assert_eq!(c.flush_interval, Duration::from_secs(1));
@@ -157,7 +159,11 @@ mod tests {
         );
         c.url = "influx.example.org:8086".into();
         c.bucket = " ".into();
-        let keys: Vec<String> = c.issues().iter().map(ConfigIssue::dotted_path).collect();
+        let keys: Vec<String> = c
+            .validate(&MetricRegistry::default())
+            .iter()
+            .map(ConfigIssue::dotted_path)
+            .collect();
         assert_eq!(
             keys,
             [

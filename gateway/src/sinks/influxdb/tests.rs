@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use wardgate_model::{DeviceKind, DeviceRef, Event, Metric, Reading, TimeSource};
 
 use super::*;
-use crate::config::SecretSource;
+use crate::secret::SecretSource;
 use crate::spool::{Lane, Spool, SpoolLimits, SpoolReader};
 
 /// One request as the server saw it.

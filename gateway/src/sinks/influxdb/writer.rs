@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::InfluxDbConfig;
 use super::encode::{self, Verdict};
 use super::metrics::DeliveryMetrics;
-use crate::config::{Secret, SecretError, SecretSource};
+use crate::secret::{Secret, SecretError, SecretSource};
 
 /// Longest `Retry-After` obeyed; a server asking for more is asked again sooner.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);

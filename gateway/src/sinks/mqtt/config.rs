@@ -1,5 +1,6 @@
 use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, PathSeg, check_range};
+use wardgate_model::MetricRegistry;
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_range};
 
 use crate::mqtt::BrokerConfig;
 
@@ -42,8 +43,8 @@ fn default_inflight() -> u16 {
     64
 }
 
-impl MqttSinkConfig {
-    pub fn issues(&self) -> Vec<ConfigIssue> {
+impl Validate for MqttSinkConfig {
+    fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues: Vec<ConfigIssue> = self
             .broker
             .issues()

@@ -1,5 +1,7 @@
 //! Secrets (tokens, passwords) come from the environment or a file, never from
 //! the configuration file itself, and never show up in logs or `Debug` output.
+//! A leaf: it imports nothing of the gateway, so the sections that hold a
+//! secret (`http`, `mqtt`, the sinks) need not import `config`.
 
 use std::fmt;
 use std::path::PathBuf;
