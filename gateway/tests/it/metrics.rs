@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wardgate_model::Event;
-use wardgate_sim::pump::{Action, PumpSimConfig, SimAlarm, spawn};
+use wardgate_sim::pump::{Action, SimAlarm};
 
 use crate::{Running, free_port, get};
 
@@ -128,34 +128,10 @@ fn scrape_until(gw: &mut Running, port: u16, what: &str, pred: impl Fn(&Scrape) 
 fn metrics_scrape_parses_and_counts_what_happened() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("pump-1");
-    let sim = rt
-        .block_on(async {
-            spawn(PumpSimConfig {
-                link: Some(link.clone()),
-                ..PumpSimConfig::default()
-            })
-        })
-        .unwrap();
+    let (sim, pump_config) = crate::pump::simulated_pump(&rt, dir.path());
     let port = free_port();
     let mut gw = Running::start(&format!(
-        r#"
-[http]
-listen = "127.0.0.1:{port}"
-
-[[subjects]]
-id = "bed-4"
-kind = "bed"
-devices = ["pump-1"]
-
-[[devices]]
-id = "pump-1"
-type = "pump"
-port = "{}"
-poll_interval = "200ms"
-reply_timeout = "100ms"
-"#,
-        link.display()
+        "[http]\nlisten = \"127.0.0.1:{port}\"\n{pump_config}"
     ));
     gw.wait_event("a reading", |e| matches!(e, Event::Reading(_)));
     let pump = [("device", "pump-1")];
