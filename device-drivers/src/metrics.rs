@@ -78,23 +78,23 @@ impl DriverMetrics {
         let m = Self::default();
         registry.register(
             "device_decode_errors",
-            "Input from the device that could not be decoded, by kind (pump: crc, malformed, truncated, overlong, invalid_reply; Modbus: register, out_of_sync; BLE: payload).",
+            "Input from the device that could not be decoded, by kind (pump: crc, malformed, truncated, overlong, invalid_reply; Modbus: register, out_of_sync; BLE: payload)",
             m.decode_errors.clone(),
         );
         for (name, help, family) in [
             (
                 "device_frames",
-                "Frames, replies or notifications received from the device (decodable or not).",
+                "Frames, replies or notifications received from the device (decodable or not)",
                 &m.frames,
             ),
             (
                 "device_timeouts",
-                "Requests to the device that got no reply in time.",
+                "Requests to the device that got no reply in time",
                 &m.timeouts,
             ),
             (
                 "device_reconnects",
-                "Connection attempts after the device's link was lost or could not be made.",
+                "Connection attempts after the device's link was lost or could not be made",
                 &m.reconnects,
             ),
         ] {

@@ -100,7 +100,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix(PREFIX);
         registry.register(
             "build",
-            "The running build: always 1, its labels say which.",
+            "The running build: always 1, its labels say which",
             Info::new(BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
                 rustc_profile: if cfg!(debug_assertions) {
@@ -114,7 +114,7 @@ impl Metrics {
         started.set(unix_seconds(std::time::SystemTime::now()));
         registry.register_with_unit(
             "process_start_time",
-            "When the gateway started, in seconds since the Unix epoch.",
+            "When the gateway started, in seconds since the Unix epoch",
             Unit::Seconds,
             started,
         );
@@ -123,25 +123,25 @@ impl Metrics {
         let evaluations = Family::<TriggerLabels, Counter>::default();
         registry.register(
             "rules_evaluations",
-            "Runs of the rules engine, by trigger (event, measurement, tick, command); each evaluates the rules its input concerns.",
+            "Runs of the rules engine, by trigger (event, measurement, tick, command); each evaluates the rules its input concerns",
             evaluations.clone(),
         );
         let transitions = Family::<TransitionLabels, Counter>::default();
         registry.register(
             "rule_alert_transitions",
-            "Alert transitions committed, by rule, priority and transition (raised, escalated, acknowledged, cleared, ...).",
+            "Alert transitions committed, by rule, priority and transition (raised, escalated, acknowledged, cleared, ...)",
             transitions.clone(),
         );
         let commits = Counter::default();
         registry.register(
             "spool_commits",
-            "Transactions committed to the spool (one fsync each).",
+            "Transactions committed to the spool (one fsync each)",
             commits.clone(),
         );
         let commit_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
         registry.register_with_unit(
             "spool_commit_duration",
-            "Time one spool commit took, retries included.",
+            "Time one spool commit took, retries included",
             Unit::Seconds,
             commit_seconds.clone(),
         );

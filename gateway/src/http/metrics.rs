@@ -99,14 +99,14 @@ fn view_figures(registry: &mut Registry, state: &HttpState) {
     for (k, v) in &view.counters.events {
         events.get_or_create(&one("type", *k)).inc_by(*v);
     }
-    registry.register("events", "Events committed to the spool, by type.", events);
+    registry.register("events", "Events committed to the spool, by type", events);
     let transitions = Family::<Labels, Counter>::default();
     for (k, v) in &view.counters.transitions {
         transitions.get_or_create(&one("transition", *k)).inc_by(*v);
     }
     registry.register(
         "alert_transitions",
-        "Alert transitions, by transition (wardgate_rule_alert_transitions_total adds rule and priority).",
+        "Alert transitions, by transition (wardgate_rule_alert_transitions_total adds rule and priority)",
         transitions,
     );
     let alerts = Family::<Labels, Gauge>::default();
@@ -116,7 +116,7 @@ fn view_figures(registry: &mut Registry, state: &HttpState) {
             .get_or_create(&one("state", s))
             .set(counts.get(s).copied().unwrap_or(0) as i64);
     }
-    registry.register("alerts", "Open alerts, by state.", alerts);
+    registry.register("alerts", "Open alerts, by state", alerts);
     let readings = Family::<Labels, Counter>::default();
     let last_seen = Family::<Labels, F64Gauge>::default();
     let online = Family::<Labels, Gauge>::default();
@@ -132,20 +132,16 @@ fn view_figures(registry: &mut Registry, state: &HttpState) {
             .get_or_create(&labels)
             .set(i64::from(d.state == "online"));
     }
-    registry.register(
-        "device_readings",
-        "Readings committed, by device.",
-        readings,
-    );
+    registry.register("device_readings", "Readings committed, by device", readings);
     registry.register_with_unit(
         "device_last_seen",
-        "Unix time of the device's last reading, alarm or online status.",
+        "Unix time of the device's last reading, alarm or online status",
         Unit::Seconds,
         last_seen,
     );
     registry.register(
         "device_online",
-        "1 when the device's last status is online.",
+        "1 when the device's last status is online",
         online,
     );
 }
@@ -154,12 +150,12 @@ fn view_figures(registry: &mut Registry, state: &HttpState) {
 fn http_figures(registry: &mut Registry, state: &HttpState) {
     registry.register(
         "http_sse_lagged",
-        "Committed batches an SSE client or the page view skipped.",
+        "Committed batches an SSE client or the page view skipped",
         counter(state.lagged.load(Ordering::Relaxed)),
     );
     registry.register(
         "tasks",
-        "Tasks alive in the gateway's runtime (drivers, sinks, connections): a leak shows as growth.",
+        "Tasks alive in the gateway's runtime (drivers, sinks, connections): a leak shows as growth",
         gauge(
             tokio::runtime::Handle::current()
                 .metrics()
@@ -168,12 +164,12 @@ fn http_figures(registry: &mut Registry, state: &HttpState) {
     );
     registry.register(
         "http_unauthorized",
-        "Requests refused for want of a valid token (401) or of a role that allows them (403).",
+        "Requests refused for want of a valid token (401) or of a role that allows them (403)",
         counter(state.rejected_writes.load(Ordering::Relaxed)),
     );
     registry.register(
         "http_streams_refused",
-        "Event streams refused: the gateway's or the client's limit reached.",
+        "Event streams refused: the gateway's or the client's limit reached",
         counter(state.refused_streams.load(Ordering::Relaxed)),
     );
 }
@@ -182,35 +178,35 @@ fn http_figures(registry: &mut Registry, state: &HttpState) {
 fn spool_figures(registry: &mut Registry, s: &SpoolStats, file_bytes: u64, max_bytes: u64) {
     registry.register(
         "spool_alerts",
-        "Alert events waiting in the spool.",
+        "Alert events waiting in the spool",
         gauge(s.alerts),
     );
     registry.register(
         "spool_telemetry",
-        "Telemetry events waiting in the spool.",
+        "Telemetry events waiting in the spool",
         gauge(s.telemetry),
     );
     registry.register_with_unit(
         "spool_telemetry",
-        "Bytes of telemetry in the spool (what its bound counts).",
+        "Bytes of telemetry in the spool (what its bound counts)",
         Unit::Bytes,
         gauge(s.telemetry_bytes),
     );
     registry.register_with_unit(
         "spool_max",
-        "The spool's telemetry bound (`[spool] max_bytes`).",
+        "The spool's telemetry bound (`[spool] max_bytes`)",
         Unit::Bytes,
         gauge(max_bytes),
     );
     registry.register_with_unit(
         "spool_file_size",
-        "Size of the spool file on disk.",
+        "Size of the spool file on disk",
         Unit::Bytes,
         gauge(file_bytes),
     );
     registry.register(
         "spool_fill_ratio",
-        "Telemetry bytes over the bound: at 1 the oldest telemetry is evicted.",
+        "Telemetry bytes over the bound: at 1 the oldest telemetry is evicted",
         gauge_f64(if max_bytes == 0 {
             0.0
         } else {
@@ -219,12 +215,12 @@ fn spool_figures(registry: &mut Registry, s: &SpoolStats, file_bytes: u64, max_b
     );
     registry.register(
         "spool_evicted",
-        "Telemetry evicted to stay within the limits.",
+        "Telemetry evicted to stay within the limits",
         counter(s.evicted_total),
     );
     registry.register(
         "spool_corrupt_records",
-        "Spool records that could not be read.",
+        "Spool records that could not be read",
         counter(s.corrupt_records),
     );
 }
@@ -250,12 +246,12 @@ fn sink_backlog(registry: &mut Registry, backlog: &[SinkBacklog], now: Timestamp
     }
     registry.register(
         "sink_backlog_records",
-        "Spooled records the sink's peer has not confirmed yet.",
+        "Spooled records the sink's peer has not confirmed yet",
         records,
     );
     registry.register_with_unit(
         "sink_backlog_age",
-        "How long the oldest unconfirmed record has waited (0 when none).",
+        "How long the oldest unconfirmed record has waited (0 when none)",
         Unit::Seconds,
         age,
     );

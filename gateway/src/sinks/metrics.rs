@@ -59,27 +59,27 @@ impl SinkMetricFamilies {
         for (name, help, family) in [
             (
                 "sink_sent_records",
-                "Spooled records handed to the sink for its peer, each attempt counted (a record sent again after a lost session counts again).",
+                "Spooled records handed to the sink for its peer, each attempt counted (a record sent again after a lost session counts again)",
                 &f.sent,
             ),
             (
                 "sink_acknowledged_records",
-                "Records the peer confirmed (flushed and synced file, PUBACK, HTTP 2xx); the spool cursor moves on these only.",
+                "Records the peer confirmed (flushed and synced file, PUBACK, HTTP 2xx); the spool cursor moves on these only",
                 &f.acknowledged,
             ),
             (
                 "sink_retried_records",
-                "Records sent again: a failed write retried, or the records in flight when the broker lost the session.",
+                "Records sent again: a failed write retried, or the records in flight when the broker lost the session",
                 &f.retried,
             ),
             (
                 "sink_quarantined_records",
-                "Records the peer refused for good, kept in the quarantine file instead (InfluxDB).",
+                "Records the peer refused for good, kept in the quarantine file instead (InfluxDB)",
                 &f.quarantined,
             ),
             (
                 "sink_dropped_records",
-                "Records the sink could not deliver nor keep (quarantine full, not encodable) and acknowledged to go on.",
+                "Records the sink could not deliver nor keep (quarantine full, not encodable) and acknowledged to go on",
                 &f.dropped,
             ),
         ] {
@@ -87,7 +87,7 @@ impl SinkMetricFamilies {
         }
         registry.register_with_unit(
             "sink_delivery_latency",
-            "From a record's spool commit to its peer's confirmation.",
+            "From a record's spool commit to its peer's confirmation",
             Unit::Seconds,
             f.latency.clone(),
         );
