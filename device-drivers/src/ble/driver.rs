@@ -749,6 +749,7 @@ mod tests {
                 &[hr, Characteristic::BatteryLevel],
                 vec![
                     ntf(hr, &[0x06, 0x48]), // contact detected, 72 /min
+                    ntf(hr, &[0x06]),       // cut short: counted, not a reading
                     Err(TransportError::Disconnected),
                 ],
             )),
@@ -759,6 +760,8 @@ mod tests {
             log: log.clone(),
         };
         let (ctx, mut rx, shutdown) = setup();
+        let mut registry = prometheus_client::registry::Registry::with_prefix("wardgate");
+        let ctx = ctx.with_metrics(crate::DriverMetrics::register(&mut registry).device("hr-1"));
         let mut cfg = config();
         cfg.backoff_initial = Duration::from_secs(1);
         cfg.backoff_max = Duration::from_secs(4);
@@ -789,6 +792,28 @@ mod tests {
         );
 
         let log = log.lock().unwrap();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let value = |series: &str| -> usize {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(value(r#"wardgate_device_frames_total{device="hr-1"}"#), 2);
+        assert_eq!(
+            value(r#"wardgate_device_decode_errors_total{device="hr-1",kind="payload"}"#),
+            1
+        );
+        // Every attempt but the first is a reconnect (the stop may come
+        // between counting one and making it).
+        let reconnects = value(r#"wardgate_device_reconnects_total{device="hr-1"}"#);
+        assert!(
+            (log.attempts.len() - 1..=log.attempts.len()).contains(&reconnects),
+            "{reconnects} for {} attempts",
+            log.attempts.len()
+        );
         assert_eq!(log.subscribed, [hr, Characteristic::BatteryLevel]);
         let gaps: Vec<Duration> = log.attempts.windows(2).map(|w| w[1] - w[0]).collect();
         // Steps 1, 2, 4 s, then a short session (no reset) and the cap of 4 s.
