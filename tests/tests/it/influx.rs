@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
 use wardgate_e2e::{
-    Gateway, Mosquitto, Server, Subscriber, VictoriaMetrics, free_port, signal, wait_exit,
+    Gateway, Mosquitto, Server, Subscriber, VictoriaMetrics, free_port, metric, signal, wait_exit,
     wait_for, wardgate_bin,
 };
 use wardgate_model::Event;
@@ -121,14 +121,6 @@ fn wait_accepted(gw: &Gateway, at_least: usize) -> usize {
         let n = accepted(gw).len();
         (n >= at_least).then_some(n)
     })
-}
-
-/// The value of the sample written exactly `series` (name and labels) in a
-/// `/metrics` body.
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A plain HTTP/1.0 GET on loopback; the body, or None on any failure.
@@ -230,19 +222,19 @@ fn tsdb_outage_loses_nothing() {
     let influx = r#"{sink="influxdb"}"#;
     let acknowledged = wait_for("records acknowledged after the outage", || {
         let body = http_get(port, "/metrics")?;
-        let acked = sample(
+        let acked = metric(
             &body,
             &format!("wardgate_sink_acknowledged_records_total{influx}"),
         )?;
         (acked >= (during + 100) as f64).then_some((body, acked))
     });
     let (body, acked) = acknowledged;
-    let retried = sample(
+    let retried = metric(
         &body,
         &format!("wardgate_sink_retried_records_total{influx}"),
     );
     assert!(retried.is_some_and(|r| r > 0.0), "{body}");
-    let late = sample(
+    let late = metric(
         &body,
         r#"wardgate_sink_delivery_latency_seconds_bucket{le="1.024",sink="influxdb"}"#,
     );
