@@ -125,14 +125,7 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
         Event::Reading(r) => {
             measurement(out, r.metric.name());
             common_tags(out, id, r.subject.as_str(), r.device.as_ref());
-            tag(
-                out,
-                "time_source",
-                match r.time_source {
-                    wardgate_model::TimeSource::Device => "device",
-                    wardgate_model::TimeSource::Gateway => "gateway",
-                },
-            );
+            tag(out, "time_source", r.time_source.as_str());
             tag(out, "unit", r.metric.unit());
             out.push_str(" value=");
             float(out, r.value);
@@ -156,7 +149,7 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
             measurement(out, "device_alarm");
             common_tags(out, id, a.subject.as_str(), Some(&a.device));
             tag(out, "alarm", &a.alarm);
-            tag(out, "kind", kind_str(a.kind));
+            tag(out, "kind", a.kind.as_str());
             out.push_str(" active=");
             out.push_str(if a.phase == AlarmPhase::Start {
                 "1i"
@@ -173,7 +166,7 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
             common_tags(out, id, a.subject.as_str(), a.device.as_ref());
             tag(out, "rule", a.rule.as_str());
             tag(out, "priority", a.priority.as_str());
-            tag(out, "kind", kind_str(a.kind));
+            tag(out, "kind", a.kind.as_str());
             out.push_str(" active=");
             out.push_str(if a.state == AlertState::Cleared {
                 "0i"
@@ -182,7 +175,7 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
             });
             let _ = write!(out, ",escalation_level={}i", a.escalation_level);
             string_field(out, "id", &a.id.0);
-            string_field(out, "state", state_str(a.state));
+            string_field(out, "state", a.state.as_str());
             string_field(out, "transition", a.transition.as_str());
             string_field(out, "message", &a.message);
             if let Some(ack) = &a.acknowledged {
@@ -216,23 +209,6 @@ pub fn encode(event: &Event, id: &Identity, out: &mut String) {
             );
             finish(out, s.at);
         }
-    }
-}
-
-fn kind_str(kind: wardgate_model::AlertKind) -> &'static str {
-    match kind {
-        wardgate_model::AlertKind::Physiological => "physiological",
-        wardgate_model::AlertKind::Technical => "technical",
-        wardgate_model::AlertKind::Advisory => "advisory",
-    }
-}
-
-fn state_str(state: AlertState) -> &'static str {
-    match state {
-        AlertState::Active => "active",
-        AlertState::Latched => "latched",
-        AlertState::Acknowledged => "acknowledged",
-        AlertState::Cleared => "cleared",
     }
 }
 

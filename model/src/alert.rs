@@ -16,15 +16,11 @@ pub enum Priority {
     High,
 }
 
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Low => "low",
-            Priority::Medium => "medium",
-            Priority::High => "high",
-        }
-    }
-}
+crate::wire::wire_names!(Priority {
+    Low => "low",
+    Medium => "medium",
+    High => "high",
+});
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,6 +32,12 @@ pub enum AlertKind {
     /// Information that needs no immediate action (near end of infusion).
     Advisory,
 }
+
+crate::wire::wire_names!(AlertKind {
+    Physiological => "physiological",
+    Technical => "technical",
+    Advisory => "advisory",
+});
 
 /// Where an alert is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,6 +52,13 @@ pub enum AlertState {
     /// Over: the condition has gone (and, if latching, it was acknowledged).
     Cleared,
 }
+
+crate::wire::wire_names!(AlertState {
+    Active => "active",
+    Latched => "latched",
+    Acknowledged => "acknowledged",
+    Cleared => "cleared",
+});
 
 /// What just happened to an alert; every transition is published and audited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -66,19 +75,14 @@ pub enum Transition {
     Cleared,
 }
 
-impl Transition {
-    /// The name in JSON, topics and line protocol (`priority_changed`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transition::Raised => "raised",
-            Transition::Escalated => "escalated",
-            Transition::PriorityChanged => "priority_changed",
-            Transition::Acknowledged => "acknowledged",
-            Transition::Latched => "latched",
-            Transition::Cleared => "cleared",
-        }
-    }
-}
+crate::wire::wire_names!(Transition {
+    Raised => "raised",
+    Escalated => "escalated",
+    PriorityChanged => "priority_changed",
+    Acknowledged => "acknowledged",
+    Latched => "latched",
+    Cleared => "cleared",
+});
 
 /// Who did something, and through which channel: `by` is the person's name
 /// and the credential that vouches for it (`nurse-jones@station-1`); `via` is
@@ -184,15 +188,11 @@ pub enum RecipientGroup {
     Everyone,
 }
 
-impl RecipientGroup {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecipientGroup::Assigned => "assigned",
-            RecipientGroup::Charge => "charge",
-            RecipientGroup::Everyone => "everyone",
-        }
-    }
-}
+crate::wire::wire_names!(RecipientGroup {
+    Assigned => "assigned",
+    Charge => "charge",
+    Everyone => "everyone",
+});
 
 /// One member of staff, as alerts name them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

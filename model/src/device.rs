@@ -23,17 +23,13 @@ pub enum DeviceKind {
     Gateway,
 }
 
-impl DeviceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceKind::Ble => "ble",
-            DeviceKind::Pump => "pump",
-            DeviceKind::Modbus => "modbus",
-            DeviceKind::Synthetic => "synthetic",
-            DeviceKind::Gateway => "gateway",
-        }
-    }
-}
+crate::wire::wire_names!(DeviceKind {
+    Ble => "ble",
+    Pump => "pump",
+    Modbus => "modbus",
+    Synthetic => "synthetic",
+    Gateway => "gateway",
+});
 
 /// A device as events name it: its configured id and its kind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,6 +52,11 @@ pub enum DeviceState {
     Offline,
 }
 
+crate::wire::wire_names!(DeviceState {
+    Online => "online",
+    Offline => "offline",
+});
+
 /// A change in a device's connection state (connected, lost, unreachable).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceStatus {
@@ -75,6 +76,11 @@ pub enum AlarmPhase {
     Start,
     End,
 }
+
+crate::wire::wire_names!(AlarmPhase {
+    Start => "start",
+    End => "end",
+});
 
 /// A condition a device itself reports: a pump's occlusion, an oximeter's lost
 /// sensor contact, a low battery. Drivers emit `Start` when it appears and `End`

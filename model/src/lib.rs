@@ -18,6 +18,7 @@ mod metric;
 mod reading;
 mod silence;
 mod subject;
+mod wire;
 
 pub use alert::{
     Acknowledgement, Actor, Alert, AlertId, AlertKind, AlertState, Priority, Recipient,
@@ -30,6 +31,7 @@ pub use metric::{CustomMetric, MdcCode, Metric, MetricInfo, MetricRegistry};
 pub use reading::{Reading, ReadingError, TimeSource};
 pub use silence::{Silence, SilenceState, SilenceTarget};
 pub use subject::{Condition, Spo2Scale, Subject, SubjectKind, SubjectProfile};
+pub use wire::UnknownName;
 
 /// A point in time: UTC with nanosecond precision.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -14,6 +14,11 @@ pub enum TimeSource {
     Gateway,
 }
 
+crate::wire::wire_names!(TimeSource {
+    Device => "device",
+    Gateway => "gateway",
+});
+
 /// A measured or derived value in the metric's canonical unit.
 ///
 /// Invariant: `value` is finite. IEEE 11073 special values (NaN, NRes, ±INF) are

@@ -27,6 +27,11 @@ pub enum SilenceState {
     Ended,
 }
 
+crate::wire::wire_names!(SilenceState {
+    Active => "active",
+    Ended => "ended",
+});
+
 /// One silence, as recorded when it starts and when it ends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Silence {

@@ -15,6 +15,12 @@ pub enum SubjectKind {
     Room,
 }
 
+crate::wire::wire_names!(SubjectKind {
+    Bed => "bed",
+    Patient => "patient",
+    Room => "room",
+});
+
 /// Which NEWS2 SpO2 scale applies (RCP 2017): scale 2 only for patients with a
 /// prescribed 88–92 % target, e.g. hypercapnic respiratory failure.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -66,23 +72,12 @@ pub enum Condition {
     Hypertension,
 }
 
-impl Condition {
-    pub const ALL: &'static [Condition] = &[
-        Condition::Copd,
-        Condition::HeartFailure,
-        Condition::Diabetes,
-        Condition::Hypertension,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Condition::Copd => "copd",
-            Condition::HeartFailure => "heart_failure",
-            Condition::Diabetes => "diabetes",
-            Condition::Hypertension => "hypertension",
-        }
-    }
-}
+crate::wire::wire_names!(Condition {
+    Copd => "copd",
+    HeartFailure => "heart_failure",
+    Diabetes => "diabetes",
+    Hypertension => "hypertension",
+});
 
 /// What the rules need to know about a subject.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

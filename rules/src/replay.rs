@@ -243,19 +243,16 @@ fn parse_line(v: Value) -> Result<(Option<Timestamp>, Vec<Input>), String> {
                 d.kind.unwrap_or_else(|| guess_kind(&d.event)),
             ),
         };
-        let ev = match d.event.as_str() {
-            "offline" | "online" => Event::DeviceStatus(DeviceStatus {
+        let ev = match d.event.parse::<DeviceState>() {
+            Ok(state) => Event::DeviceStatus(DeviceStatus {
                 at: d.at,
                 subject: d.subject,
                 device,
-                state: if d.event == "offline" {
-                    DeviceState::Offline
-                } else {
-                    DeviceState::Online
-                },
+                state,
                 reason: d.reason.map(Into::into),
             }),
-            code => {
+            Err(_) => {
+                let code = d.event.as_str();
                 if code.is_empty()
                     || !code
                         .bytes()

@@ -12,216 +12,15 @@
 //! persists that number under `state_dir`, so readings taken while the
 //! patient was out of range arrive once and only once.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Deserialize;
-use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_range};
-use wardgate_model::{AlarmPhase, AlertKind, DeviceState, Event, MetricRegistry, Timestamp};
+use wardgate_model::{DeviceState, Timestamp};
 
 use super::backoff::Backoff;
 use super::racp::{self, RacpCode, RacpResponse};
-use super::transport::{
-    Address, BleLink, BleTransport, BtleplugTransport, Notification, ScanFilter, SimTransport,
-    TransportError, parse_uuid,
-};
-use super::{Characteristic, DecodeError, ExtraValue, StatusFlag, decode};
+use super::transport::{BleLink, BleTransport, BtleplugTransport, SimTransport, TransportError};
+use super::{BleConfig, Characteristic, Tracker};
 use crate::{DriverContext, PipelineClosed};
-
-/// `[[devices]] type = "ble"`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct BleConfig {
-    /// Address allow-list (`AA:BB:CC:DD:EE:FF`). With none listed, any device
-    /// advertising one of `services` is accepted.
-    #[serde(default)]
-    pub addresses: Vec<String>,
-    /// Service UUIDs to scan for (`180d`, `0x1810`, or 128-bit).
-    #[serde(default)]
-    pub services: Vec<String>,
-    /// Accept a device found by its advertised `services` alone, without an
-    /// address: any nearby device advertising them becomes this subject's.
-    /// Off unless said: a device is bound by its address.
-    #[serde(default)]
-    pub allow_any_device: bool,
-    /// Characteristics to subscribe to; empty = every measurement
-    /// characteristic the device offers.
-    #[serde(default)]
-    pub characteristics: Vec<String>,
-    /// How long one scan + connect may take before it counts as failed.
-    #[serde(with = "humantime_serde", default = "default_scan_timeout")]
-    pub scan_timeout: Duration,
-    /// First reconnect delay; doubles per failure up to `backoff_max`.
-    #[serde(with = "humantime_serde", default = "default_backoff_initial")]
-    pub backoff_initial: Duration,
-    #[serde(with = "humantime_serde", default = "default_backoff_max")]
-    pub backoff_max: Duration,
-    /// Where glucose sequence numbers persist; unset = memory only (records
-    /// stored on the meter are fetched again after a gateway restart).
-    #[serde(default)]
-    pub state_dir: Option<PathBuf>,
-    /// A battery level below this percentage raises `battery_low`.
-    #[serde(default = "default_battery_low")]
-    pub battery_low_percent: u8,
-    /// Talk to `wardgate-sim ble` on this socket instead of the radio.
-    #[serde(default)]
-    pub simulator: Option<SocketAddr>,
-}
-
-fn default_scan_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_backoff_initial() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_backoff_max() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_battery_low() -> u8 {
-    20
-}
-
-impl BleConfig {
-    /// A config for `addresses` with every default.
-    pub fn for_addresses(addresses: &[&str]) -> Self {
-        Self {
-            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
-            services: Vec::new(),
-            allow_any_device: false,
-            characteristics: Vec::new(),
-            scan_timeout: default_scan_timeout(),
-            backoff_initial: default_backoff_initial(),
-            backoff_max: default_backoff_max(),
-            state_dir: None,
-            battery_low_percent: default_battery_low(),
-            simulator: None,
-        }
-    }
-
-    /// The scan filter (entries that do not parse were reported by `validate`).
-    pub fn scan_filter(&self) -> ScanFilter {
-        ScanFilter {
-            addresses: self
-                .addresses
-                .iter()
-                .filter_map(|a| a.parse().ok())
-                .collect(),
-            services: self
-                .services
-                .iter()
-                .filter_map(|s| parse_uuid(s).ok())
-                .collect(),
-        }
-    }
-
-    /// The characteristics to subscribe to when offered.
-    pub fn wanted(&self) -> Vec<Characteristic> {
-        if self.characteristics.is_empty() {
-            Characteristic::ALL
-                .into_iter()
-                .filter(|c| *c != Characteristic::RecordAccessControlPoint)
-                .collect()
-        } else {
-            self.characteristics
-                .iter()
-                .filter_map(|c| c.parse().ok())
-                .collect()
-        }
-    }
-}
-
-impl Validate for BleConfig {
-    fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        let at = |key: &'static str, i: usize, message: String| {
-            ConfigIssue::new([PathSeg::from(key), PathSeg::from(i)], message)
-        };
-        for (i, a) in self.addresses.iter().enumerate() {
-            if let Err(e) = a.parse::<Address>() {
-                issues.push(at("addresses", i, e));
-            }
-        }
-        for (i, s) in self.services.iter().enumerate() {
-            if let Err(e) = parse_uuid(s) {
-                issues.push(at("services", i, e));
-            }
-        }
-        for (i, c) in self.characteristics.iter().enumerate() {
-            match c.parse::<Characteristic>() {
-                Err(e) => issues.push(at("characteristics", i, e.to_string())),
-                Ok(Characteristic::RecordAccessControlPoint) => issues.push(at(
-                    "characteristics",
-                    i,
-                    "2a52 (RACP) is used automatically with glucose; list 2a18 instead".into(),
-                )),
-                Ok(_) => {}
-            }
-        }
-        if self.addresses.is_empty() && !self.allow_any_device {
-            issues.push(ConfigIssue::new(
-                [PathSeg::from("addresses")],
-                "bind the device by its address: give `addresses`; a device chosen by its advertised services alone could be any nearby device advertising them (set `allow_any_device = true` only where that is acceptable, with `services` to scan for)",
-            ));
-        }
-        if self.addresses.is_empty() && self.allow_any_device && self.services.is_empty() {
-            issues.push(ConfigIssue::new(
-                [PathSeg::from("services")],
-                "with `allow_any_device = true` and no `addresses`, give `services` to scan for",
-            ));
-        }
-        let s = Duration::from_secs;
-        let ms = Duration::from_millis;
-        check_duration(&mut issues, "scan_timeout", self.scan_timeout, s(1), s(600));
-        check_duration(
-            &mut issues,
-            "backoff_initial",
-            self.backoff_initial,
-            ms(10),
-            s(60),
-        );
-        check_duration(
-            &mut issues,
-            "backoff_max",
-            self.backoff_max,
-            ms(10),
-            s(3600),
-        );
-        if self.backoff_max < self.backoff_initial {
-            issues.push(ConfigIssue::new(
-                [PathSeg::from("backoff_max")],
-                "backoff_max must not be shorter than backoff_initial",
-            ));
-        }
-        check_range(
-            &mut issues,
-            "battery_low_percent",
-            self.battery_low_percent,
-            1..=100,
-        );
-        issues
-    }
-}
-
-fn check_duration(
-    issues: &mut Vec<ConfigIssue>,
-    key: &'static str,
-    value: Duration,
-    min: Duration,
-    max: Duration,
-) {
-    if value < min || value > max {
-        let f = humantime_serde::re::humantime::format_duration;
-        issues.push(ConfigIssue::new(
-            [PathSeg::from(key)],
-            format!(
-                "{key} must be between {} and {}, got {}",
-                f(min),
-                f(max),
-                f(value)
-            ),
-        ));
-    }
-}
 
 /// Why the driver stopped before shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -441,125 +240,6 @@ async fn session<L: BleLink>(
     }
 }
 
-/// The driver's memory of one device across notifications and connections:
-/// which technical alarms are active, the last glucose record seen. Pure: it
-/// is given the time and the bytes.
-#[derive(Debug, Clone)]
-pub struct Tracker {
-    battery_low_below: f64,
-    battery_low: bool,
-    contact_lost: bool,
-    /// The sequence number of the last glucose record delivered.
-    pub last_glucose_seq: Option<u16>,
-    /// When the latest glucose record delivered was measured.
-    pub last_glucose_at: Option<Timestamp>,
-    /// Times the meter's sequence numbers started over (a reset, a wrap
-    /// past 65535).
-    pub glucose_seq_restarts: u64,
-    /// Payloads that did not decode.
-    pub decode_errors: u64,
-}
-
-impl Tracker {
-    pub fn new(battery_low_below: f64) -> Self {
-        Self {
-            battery_low_below,
-            battery_low: false,
-            contact_lost: false,
-            last_glucose_seq: None,
-            last_glucose_at: None,
-            glucose_seq_restarts: 0,
-            decode_errors: 0,
-        }
-    }
-
-    /// Decodes one notification into the events to emit: readings (glucose
-    /// records already delivered are dropped) and alarm starts/ends.
-    pub fn handle_notification(
-        &mut self,
-        ctx: &DriverContext,
-        now: Timestamp,
-        n: &Notification,
-    ) -> Result<Vec<Event>, DecodeError> {
-        let d = decode(n.characteristic, &n.bytes, now)?;
-        let mut events = Vec::with_capacity(d.measurements.len() + 1);
-        if n.characteristic == Characteristic::GlucoseMeasurement
-            && let Some(ExtraValue::Int(seq)) = d.extra("sequence_number")
-        {
-            let seq = *seq as u16;
-            if let Some(last) = self.last_glucose_seq
-                && seq <= last
-            {
-                // Not above the last one: a record already delivered, unless
-                // the meter's numbering started over — it wrapped past 65535,
-                // or it was reset and numbers from 0 again (its records are
-                // then newer than the last one delivered). Dropping those
-                // would lose every later record of this meter for good.
-                let wrapped = last >= 0xFF00 && seq < 0x0100;
-                let newer = self.last_glucose_at.is_some_and(|t| d.at > t);
-                if !wrapped && !newer {
-                    return Ok(events);
-                }
-                self.glucose_seq_restarts += 1;
-                tracing::warn!(
-                    device = %ctx.device().id,
-                    last,
-                    seq,
-                    reason = if wrapped { "wrapped past 65535" } else { "restarted with newer records (meter reset or replaced)" },
-                    count = self.glucose_seq_restarts,
-                    "glucose meter sequence numbers started over: its records are accepted"
-                );
-            }
-            self.last_glucose_seq = Some(seq);
-            if self.last_glucose_at.is_none_or(|t| d.at > t) {
-                self.last_glucose_at = Some(d.at);
-            }
-        }
-        let contact_lost_now = d.flags.contains(StatusFlag::SensorContactLost)
-            || d.flags.contains(StatusFlag::SensorUnconnected)
-            || d.flags.contains(StatusFlag::SensorDisconnected);
-        // Values measured without skin contact (a strap's 0 /min, an oximeter's
-        // last guess) are not the patient's: the alarm is reported, not them.
-        if !contact_lost_now {
-            for m in &d.measurements {
-                // Decoders only produce finite values; Reading::new re-checks.
-                if let Ok(e) = ctx.reading(d.at, d.time_source, m.metric.clone(), m.value) {
-                    events.push(e);
-                }
-            }
-        }
-        let battery_low = match n.characteristic {
-            Characteristic::BatteryLevel => d
-                .value(&wardgate_model::Metric::BatteryLevel)
-                .map(|v| v < self.battery_low_below),
-            _ if d.flags.contains(StatusFlag::BatteryLow) => Some(true),
-            _ => None,
-        };
-        let contact_lost = match n.characteristic {
-            Characteristic::HeartRateMeasurement
-            | Characteristic::PlxSpotCheck
-            | Characteristic::PlxContinuous => Some(contact_lost_now),
-            _ => None,
-        };
-        let mut change = |active: &mut bool, now_active: Option<bool>, alarm: &str| {
-            if let Some(a) = now_active
-                && a != *active
-            {
-                *active = a;
-                let phase = if a {
-                    AlarmPhase::Start
-                } else {
-                    AlarmPhase::End
-                };
-                events.push(ctx.alarm(d.at, alarm, phase, AlertKind::Technical, None));
-            }
-        };
-        change(&mut self.battery_low, battery_low, "battery_low");
-        change(&mut self.contact_lost, contact_lost, "sensor_contact_lost");
-        Ok(events)
-    }
-}
-
 /// The last glucose sequence number of one device and when its newest
 /// record was measured, in `<dir>/<device>.glucose-seq` as `<seq> [<RFC 3339>]`
 /// (files from before the time was kept hold the number alone).
@@ -619,13 +299,15 @@ impl SeqStore {
 mod tests {
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use tokio::sync::mpsc;
     use tokio::time::Instant;
     use tokio_util::sync::CancellationToken;
-    use wardgate_model::{DeviceKind, DeviceRef};
+    use wardgate_model::{DeviceKind, DeviceRef, Event};
 
     use super::*;
+    use crate::ble::transport::{Address, Notification, ScanFilter};
 
     const ADDR: Address = Address([0xAA, 0xBB, 0xCC, 0x00, 0x00, 0x01]);
 
@@ -1008,69 +690,5 @@ mod tests {
             ),
             ["sensor_contact_lost:Start"]
         );
-    }
-
-    #[test]
-    fn validation_reports_every_problem() {
-        let mut cfg = BleConfig::for_addresses(&["AA:BB"]);
-        cfg.services = vec!["18".into()];
-        cfg.characteristics = vec!["2a52".into(), "nope".into()];
-        cfg.backoff_initial = Duration::from_secs(120);
-        cfg.backoff_max = Duration::from_secs(30);
-        cfg.battery_low_percent = 0;
-        let issues = cfg.validate(&MetricRegistry::default());
-        let paths: Vec<String> = issues.iter().map(ConfigIssue::dotted_path).collect();
-        assert_eq!(
-            paths,
-            [
-                "addresses.[0]",
-                "services.[0]",
-                "characteristics.[0]",
-                "characteristics.[1]",
-                "backoff_initial",
-                "backoff_max",
-                "battery_low_percent"
-            ]
-        );
-        let mut empty = BleConfig::for_addresses(&[]);
-        empty.scan_timeout = Duration::from_millis(10);
-        let issues = empty.validate(&MetricRegistry::default());
-        assert!(
-            issues[0]
-                .message
-                .starts_with("bind the device by its address")
-        );
-        assert_eq!(
-            issues[1].message,
-            "scan_timeout must be between 1s and 10m, got 10ms"
-        );
-        // Selected by service alone: only when said, and with services.
-        let mut by_service = BleConfig::for_addresses(&[]);
-        by_service.services = vec!["1810".into()];
-        let issues = by_service.validate(&MetricRegistry::default());
-        assert_eq!(issues.len(), 1, "{issues:?}");
-        assert_eq!(issues[0].dotted_path(), "addresses");
-        by_service.allow_any_device = true;
-        assert!(by_service.validate(&MetricRegistry::default()).is_empty());
-        by_service.services.clear();
-        let issues = by_service.validate(&MetricRegistry::default());
-        assert_eq!(issues[0].dotted_path(), "services");
-        assert!(
-            BleConfig::for_addresses(&["aa:bb:cc:dd:ee:ff"])
-                .validate(&MetricRegistry::default())
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn config_deserialises_with_defaults() {
-        let cfg: BleConfig = toml::from_str(
-            "addresses = [\"AA:BB:CC:DD:EE:FF\"]\nbackoff_max = \"2m\"\nsimulator = \"127.0.0.1:7001\"\n",
-        )
-        .unwrap();
-        assert_eq!(cfg.backoff_max, Duration::from_secs(120));
-        assert_eq!(cfg.scan_timeout, Duration::from_secs(30));
-        assert_eq!(cfg.simulator, Some("127.0.0.1:7001".parse().unwrap()));
-        assert_eq!(cfg.wanted().len(), 10);
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 use toml::de::DeValue;
-use wardgate_drivers::ble::driver::BleConfig;
+use wardgate_drivers::ble::BleConfig;
 use wardgate_drivers::modbus::{ModbusConfig, validate_bus};
 use wardgate_drivers::pump::PumpConfig;
 use wardgate_drivers::synthetic::SyntheticConfig;

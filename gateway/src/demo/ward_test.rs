@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wardgate_drivers::DriverContext;
 use wardgate_drivers::ble::Characteristic;
-use wardgate_drivers::ble::driver::Tracker;
+use wardgate_drivers::ble::Tracker;
 use wardgate_drivers::ble::transport::{Address, Notification};
 use wardgate_drivers::modbus::Table;
 use wardgate_drivers::modbus::poller::{Outcome, PollerEvent};

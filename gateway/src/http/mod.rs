@@ -8,10 +8,13 @@
 //! itself, and it never logs a token.
 
 mod api;
+mod auth;
 mod config;
+mod events;
 mod metrics;
 mod serve;
 pub mod view;
+mod writes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,13 +23,13 @@ use tokio::sync::{broadcast, mpsc};
 use wardgate_model::Event;
 
 pub use api::router;
-#[doc(hidden)]
-pub use api::{SilenceRequest, ack_request, silence_request};
 pub use config::{HttpConfig, HttpToken, HttpsConfig, Layout, Role};
 pub use serve::{
     ClientAddr, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, PerClient, serve,
 };
 pub use view::View;
+#[doc(hidden)]
+pub use writes::{SilenceRequest, ack_request, silence_request};
 
 use crate::commands::AlertCommand;
 use crate::config::Config;

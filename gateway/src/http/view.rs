@@ -225,10 +225,7 @@ impl View {
             }
             Event::DeviceStatus(st) => {
                 let dv = self.device_mut(&st.device, st.subject.as_str());
-                dv.state = match st.state {
-                    DeviceState::Online => "online",
-                    DeviceState::Offline => "offline",
-                };
+                dv.state = st.state.as_str();
                 dv.reason = st.reason.as_deref().map(str::to_owned);
                 if st.state == DeviceState::Online {
                     dv.last_seen = Some(dv.last_seen.map_or(st.at, |t| t.max(st.at)));
@@ -303,7 +300,7 @@ impl View {
     pub fn alert_counts(&self) -> BTreeMap<&'static str, u64> {
         let mut m = BTreeMap::new();
         for a in self.alerts.values() {
-            *m.entry(state_name(a.state)).or_default() += 1;
+            *m.entry(a.state.as_str()).or_default() += 1;
         }
         m
     }
@@ -321,15 +318,6 @@ fn push_history(h: &mut VecDeque<(i64, f64)>, at: Timestamp, value: f64) {
     let oldest = ms - HISTORY.num_milliseconds();
     while h.front().is_some_and(|p| p.0 < oldest) {
         h.pop_front();
-    }
-}
-
-pub fn state_name(s: AlertState) -> &'static str {
-    match s {
-        AlertState::Active => "active",
-        AlertState::Latched => "latched",
-        AlertState::Acknowledged => "acknowledged",
-        AlertState::Cleared => "cleared",
     }
 }
 
