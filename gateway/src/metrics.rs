@@ -12,7 +12,6 @@
 //! Invariant: counting never blocks and never fails; the rules engine is
 //! not instrumented inside — its figures are derived from what it returns.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -26,13 +25,12 @@ use wardgate_drivers::DriverMetrics;
 use wardgate_drivers::metrics::LabelValue;
 use wardgate_model::Event;
 
-use crate::sinks::metrics::SinkMetricFamilies;
-pub use crate::sinks::metrics::SinkMetrics;
+use crate::sinks::metrics::{SinkMetricFamilies, SinkMetrics};
 
 /// The prefix of every series.
 pub const PREFIX: &str = "wardgate";
 
-/// `{version, git, profile}` of `wardgate_build_info`.
+/// `{version, rustc_profile}` of `wardgate_build_info`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -195,10 +193,7 @@ impl Metrics {
 }
 
 /// Seconds since the Unix epoch.
-pub fn unix_seconds(t: std::time::SystemTime) -> f64 {
+fn unix_seconds(t: std::time::SystemTime) -> f64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
-
-/// Shared, as the pipeline hands it out.
-pub type SharedMetrics = Arc<Metrics>;
