@@ -9,6 +9,7 @@
 
 pub mod ble;
 mod context;
+pub mod metrics;
 pub mod modbus;
 pub mod pump;
 pub mod synthetic;
@@ -16,3 +17,4 @@ pub mod synthetic;
 pub use context::{
     CommitRequests, DEFAULT_CLOCK_TOLERANCE, DriverContext, Emitted, EventReceiver, PipelineClosed,
 };
+pub use metrics::{DeviceMetrics, DriverMetrics};
