@@ -2,6 +2,7 @@
 //! The binary (`main.rs`) is a thin CLI over this library.
 
 pub mod bridge;
+pub mod cli;
 pub mod cmd;
 pub mod commands;
 pub mod config;

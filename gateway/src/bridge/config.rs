@@ -1,24 +1,22 @@
 //! The bridge's configuration file (`bridge.toml`): where to subscribe and
 //! where to write. Checked in one pass; every problem is reported.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use wardgate_model::MetricRegistry;
 use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_duration};
 
-use crate::config::LoadError;
+use crate::config::{ConfigErrors, LoadError, Loader};
 use crate::mqtt::BrokerConfig;
 use crate::sinks::influxdb::InfluxDbConfig;
 
 /// The whole `bridge.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct BridgeConfig {
     pub mqtt: BridgeMqttConfig,
     pub influxdb: InfluxDbConfig,
-    #[serde(default)]
     pub bridge: BridgeOptions,
 }
 
@@ -50,8 +48,8 @@ fn default_stalled_after() -> Duration {
     Duration::from_secs(300)
 }
 
-impl BridgeOptions {
-    fn issues(&self) -> Vec<ConfigIssue> {
+impl Validate for BridgeOptions {
+    fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         check_duration(
             &mut issues,
@@ -123,8 +121,10 @@ impl BridgeMqttConfig {
             crate::mqtt::segment(client_id)
         )
     }
+}
 
-    fn issues(&self) -> Vec<ConfigIssue> {
+impl Validate for BridgeMqttConfig {
+    fn validate(&self, _metrics: &MetricRegistry) -> Vec<ConfigIssue> {
         let mut issues: Vec<ConfigIssue> = self
             .broker
             .issues()
@@ -150,28 +150,6 @@ impl BridgeMqttConfig {
     }
 }
 
-/// Every problem found in a bridge file.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct BridgeConfigErrors {
-    pub file: PathBuf,
-    pub errors: Vec<String>,
-}
-
-impl fmt::Display for BridgeConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for e in &self.errors {
-            writeln!(f, "{}: error: {e}", self.file.display())?;
-        }
-        let n = self.errors.len();
-        write!(
-            f,
-            "{}: {n} error{} found",
-            self.file.display(),
-            if n == 1 { "" } else { "s" }
-        )
-    }
-}
-
 /// Whether a file is meant for `wardgate bridge` rather than `wardgate run`:
 /// it has `[influxdb]` and `[mqtt]` tables and no `[gateway]`.
 pub fn looks_like_bridge_file(path: &Path) -> bool {
@@ -184,83 +162,57 @@ pub fn looks_like_bridge_file(path: &Path) -> bool {
     table.contains_key("influxdb") && table.contains_key("mqtt") && !table.contains_key("gateway")
 }
 
+/// The bridge file's sections.
+const SECTIONS: &[&str] = &["mqtt", "influxdb", "bridge"];
+
 /// Reads and checks a bridge file.
-pub fn load(path: &Path) -> Result<BridgeConfig, LoadError<BridgeConfigErrors>> {
-    parse(&crate::config::read(path)?).map_err(|errors| {
-        LoadError::Invalid(BridgeConfigErrors {
-            file: path.to_owned(),
-            errors,
+pub fn load(path: &Path) -> Result<BridgeConfig, LoadError<ConfigErrors>> {
+    parse(path, &crate::config::read(path)?).map_err(LoadError::Invalid)
+}
+
+/// Checks bridge configuration text with the gateway's loader, so both
+/// files report alike: every problem at its file:line:column — syntax,
+/// types, unknown sections and keys (with the keys allowed), and each
+/// section's checks.
+pub fn parse(file: &Path, text: &str) -> Result<BridgeConfig, ConfigErrors> {
+    crate::config::check(file, text, |loader| {
+        loader.unknown_sections(SECTIONS);
+        let mqtt = required(loader, "mqtt", "broker");
+        let influxdb = required(loader, "influxdb", "url, org and bucket");
+        // The bridge declares no metrics: it checks lines by shape.
+        let bridge = match loader.table_section("bridge") {
+            Some(value) => loader.checked(
+                value,
+                &[PathSeg::from("bridge")],
+                "[bridge]",
+                &MetricRegistry::default(),
+            ),
+            None => Some(BridgeOptions::default()),
+        };
+        Some(BridgeConfig {
+            mqtt: mqtt?,
+            influxdb: influxdb?,
+            bridge: bridge?,
         })
     })
 }
 
-/// Checks bridge configuration text; errors name the line, the column and
-/// the key.
-pub fn parse(text: &str) -> Result<BridgeConfig, Vec<String>> {
-    let mut errors = Vec::new();
-    let de = toml::de::Deserializer::parse(text).map_err(|e| vec![located(text, &e)])?;
-    let config: Option<BridgeConfig> = match serde_ignored::deserialize(de, |p| {
-        errors.push(format!(
-            "unknown key `{p}`; allowed: mqtt.broker, mqtt.topic_prefix, mqtt.group, bridge.stalled_after, bridge.metrics and [influxdb] keys url, org, bucket, token, ca, gzip, batch_max, flush_interval, timeout, max_backoff, quarantine, quarantine_max_bytes"
-        ));
-    }) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            errors.push(located(text, &e));
-            None
-        }
+/// A section the bridge cannot do without.
+fn required<'i, T: serde::Deserialize<'i> + Validate>(
+    loader: &mut Loader<'i>,
+    name: &'static str,
+    needs: &str,
+) -> Option<T> {
+    let Some(value) = loader.table_section(name) else {
+        loader.error(0..0, format!("missing section [{name}]; it needs {needs}"));
+        return None;
     };
-    if let Some(c) = &config {
-        let issues = c
-            .mqtt
-            .issues()
-            .into_iter()
-            .map(|i| i.within([PathSeg::from("mqtt")]))
-            .chain(
-                c.influxdb
-                    // The bridge declares no metrics: it checks lines by shape.
-                    .validate(&MetricRegistry::default())
-                    .into_iter()
-                    .map(|i| i.within([PathSeg::from("influxdb")])),
-            )
-            .chain(
-                c.bridge
-                    .issues()
-                    .into_iter()
-                    .map(|i| i.within([PathSeg::from("bridge")])),
-            );
-        // Name where each problem is: the key, or the deepest value there.
-        let root = toml::de::DeTable::parse(text)
-            .map(|t| toml::Spanned::new(t.span(), toml::de::DeValue::Table(t.into_inner())));
-        let source = crate::config::source::Source { text };
-        for i in issues {
-            let at = match &root {
-                Ok(root) => {
-                    let p = source.position(crate::config::source::span_of(root, &i.path).start);
-                    format!("line {}, column {}: ", p.line, p.column)
-                }
-                Err(_) => String::new(),
-            };
-            errors.push(format!("{at}{}: {}", i.dotted_path(), i.message));
-        }
-    }
-    match config {
-        Some(c) if errors.is_empty() => Ok(c),
-        _ => Err(errors),
-    }
-}
-
-fn located(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim_end();
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {message}")
-        }
-        None => message.to_owned(),
-    }
+    loader.checked(
+        value,
+        &[PathSeg::from(name)],
+        &format!("[{name}]"),
+        &MetricRegistry::default(),
+    )
 }
 
 #[cfg(test)]
@@ -277,16 +229,28 @@ org = "hospital"
 bucket = "wards"
 "#;
 
+    /// Each error as `line:column: message`.
+    fn errors(text: &str) -> Vec<String> {
+        match parse(Path::new("bridge.toml"), text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .errors
+                .iter()
+                .map(|e| format!("{}:{}: {}", e.position.line, e.position.column, e.message))
+                .collect(),
+        }
+    }
+
     #[test]
     fn shipped_example_is_valid() {
         let text = include_str!("../../../config/bridge.toml");
-        let c = parse(text).unwrap();
+        let c = parse(Path::new("config/bridge.toml"), text).unwrap();
         assert!(c.mqtt.broker.tls.is_some());
     }
 
     #[test]
     fn minimal_file_with_defaults() {
-        let c = parse(GOOD).unwrap();
+        let c = parse(Path::new("bridge.toml"), GOOD).unwrap();
         assert_eq!(
             c.mqtt.filter(),
             "$share/wardgate-bridge/wardgate/+/+/+/telemetry"
@@ -294,62 +258,116 @@ bucket = "wards"
     }
 
     #[test]
-    fn every_problem_is_reported() {
+    fn every_problem_is_reported_with_its_position() {
         let text = GOOD
             .replace(
                 "bucket = \"wards\"",
                 "bucket = \"\"\nbatch_max = 0\ncolour = 1",
             )
             .replace("[mqtt]", "[mqtt]\ngroup = \"a/b\"");
-        let errors = parse(&text).unwrap_err();
+        let errors = errors(&text);
         assert_eq!(errors.len(), 4, "{errors:#?}");
-        assert!(
-            errors[0].contains("unknown key `influxdb.colour`"),
-            "{errors:#?}"
-        );
         // `group` is on line 3 (after a blank line and `[mqtt]`), bucket on 9.
         assert!(
-            errors[1].starts_with("line 3, column 1: mqtt.group: "),
+            errors[0].starts_with("3:1: group must be non-empty"),
             "{errors:#?}"
         );
         assert!(
-            errors[2].starts_with("line 9, column 1: influxdb.bucket: "),
+            errors[1].starts_with("9:1: bucket must not be empty"),
             "{errors:#?}"
         );
         assert!(
-            errors[3].starts_with("line 10, column 1: influxdb.batch_max: "),
+            errors[2].starts_with("10:1: batch_max must be between"),
             "{errors:#?}"
+        );
+        assert!(
+            errors[3].starts_with("11:1: unknown key `colour` in [influxdb]; allowed keys: url, "),
+            "{errors:#?}"
+        );
+    }
+
+    /// `file:line:column` of the first `needle` in `text`.
+    fn at(text: &str, needle: &str) -> String {
+        let offset = text.find(needle).unwrap();
+        let line = text[..offset].matches('\n').count() + 1;
+        let column = offset - text[..offset].rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("/etc/wardgate/bridge.toml:{line}:{column}")
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_carry_file_line_and_column() {
+        let text = format!("{GOOD}\n[bridge]\nstalled = \"5m\"\n\n[influx]\nurl = \"x\"\n")
+            .replace("port = 1883,", "port = 1883, qos = 1,");
+        let e = parse(Path::new("/etc/wardgate/bridge.toml"), &text).unwrap_err();
+        let shown = e.to_string();
+        let lines: Vec<&str> = shown.lines().filter(|l| l.contains(": error: ")).collect();
+        assert_eq!(lines.len(), 3, "{shown}");
+        // A key inside an inline table, a key of a table, a section.
+        let expected = [
+            format!("{}: error: unknown key `qos` in [mqtt]", at(&text, "qos")),
+            format!(
+                "{}: error: unknown key `stalled` in [bridge]; allowed keys: stalled_after, metrics",
+                at(&text, "stalled")
+            ),
+            format!(
+                "{}: error: unknown section `influx`; allowed sections: mqtt, influxdb, bridge",
+                at(&text, "influx]")
+            ),
+        ];
+        for (line, want) in lines.iter().zip(&expected) {
+            assert!(line.starts_with(want.as_str()), "{line}\nwanted {want}");
+        }
+        assert!(
+            shown.ends_with("/etc/wardgate/bridge.toml: 3 errors found"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_missing_section_is_named() {
+        let errors = errors("[mqtt]\nbroker = { host = \"h\" }\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("1:1: missing section [influxdb]"),
+            "{errors:?}"
         );
     }
 
     #[test]
     fn bridge_and_quarantine_keys() {
-        let c = parse(GOOD).unwrap();
+        let c = parse(Path::new("b.toml"), GOOD).unwrap();
         assert_eq!(c.bridge.stalled_after, Duration::from_secs(300));
         assert_eq!(c.influxdb.quarantine_max_bytes, 64 << 20);
         let text = format!(
             "{GOOD}quarantine_max_bytes = 100\n\n[bridge]\nstalled_after = \"0s\"\nmetrics = [\"co2\", \"spo2\", \"Bad\", \"co2\"]\n"
         );
-        let errors = parse(&text).unwrap_err();
         assert_eq!(
-            errors,
+            errors(&text),
             [
-                "line 9, column 1: influxdb.quarantine_max_bytes: quarantine_max_bytes must be between 1024 and 1099511627776, got 100",
-                "line 12, column 1: bridge.stalled_after: stalled_after must be between 1s and 1day, got 0s",
-                "line 13, column 19: bridge.metrics.[1]: `spo2` is a built-in metric; leave it out",
-                "line 13, column 27: bridge.metrics.[2]: `Bad` must be snake_case: lower-case letters, digits and '_', starting with a letter",
-                "line 13, column 34: bridge.metrics.[3]: `co2` is listed twice",
+                "9:1: quarantine_max_bytes must be between 1024 and 1099511627776, got 100",
+                "12:1: stalled_after must be between 1s and 1day, got 0s",
+                "13:19: `spo2` is a built-in metric; leave it out",
+                "13:27: `Bad` must be snake_case: lower-case letters, digits and '_', starting with a letter",
+                "13:34: `co2` is listed twice",
             ]
         );
-        let c = parse(&format!("{GOOD}\n[bridge]\nmetrics = [\"co2\"]\n")).unwrap();
+        let c = parse(
+            Path::new("b.toml"),
+            &format!("{GOOD}\n[bridge]\nmetrics = [\"co2\"]\n"),
+        )
+        .unwrap();
         assert_eq!(c.bridge.metrics, ["co2"]);
     }
 
     #[test]
-    fn type_errors_carry_line_and_column() {
-        let errors = parse(&GOOD.replace("port = 1883", "port = \"x\"")).unwrap_err();
-        assert_eq!(errors.len(), 1);
-        // `broker` is on line 3; the bad value starts at column 41.
-        assert!(errors[0].starts_with("line 3, column "), "{errors:?}");
+    fn a_bad_value_carries_line_and_column() {
+        let errors = errors(&GOOD.replace("port = 1883", "port = \"x\""));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        // `broker` is on line 3; the bad value starts at column 37.
+        let column = GOOD.lines().nth(2).unwrap().find("1883").unwrap() + 1;
+        assert!(
+            errors[0].starts_with(&format!("3:{column}: ")),
+            "{errors:?}"
+        );
     }
 }

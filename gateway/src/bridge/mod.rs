@@ -49,7 +49,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{BridgeConfig, BridgeConfigErrors, BridgeMqttConfig, BridgeOptions, load};
+pub use config::{BridgeConfig, BridgeMqttConfig, BridgeOptions, load};
 pub use lines::{Checked, LineError, Schema, check};
 pub use throttle::Throttle;
 

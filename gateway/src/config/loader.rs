@@ -96,6 +96,17 @@ pub fn load(path: &Path) -> Result<Config, LoadError<ConfigErrors>> {
 
 /// Checks configuration text; `file` names it in errors.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    check(file, text, |loader| loader.load(file))
+}
+
+/// Checks a TOML file with `load` (the gateway's file, or the bridge's):
+/// syntax errors first; then whatever `load` reports through the
+/// [`Loader`], each problem turned into file:line:column, sorted.
+pub(crate) fn check<'i, T>(
+    file: &Path,
+    text: &'i str,
+    load: impl FnOnce(&mut Loader<'i>) -> Option<T>,
+) -> Result<T, ConfigErrors> {
     let source = Source { text };
     let (root, syntax) = DeTable::parse_recoverable(text);
     let mut loader = Loader {
@@ -106,13 +117,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     for e in syntax {
         loader.error(e.span().unwrap_or(0..0), e.message().trim_end().to_owned());
     }
-    let config = if loader.errors.is_empty() {
-        loader.load(file)
+    let loaded = if loader.errors.is_empty() {
+        load(&mut loader)
     } else {
         None
     };
-    match config {
-        Some(config) if loader.errors.is_empty() => Ok(config),
+    match loaded {
+        Some(loaded) if loader.errors.is_empty() => Ok(loaded),
         _ => {
             let mut errors: Vec<(Range<usize>, String)> = loader.errors;
             errors.sort_by_key(|(span, _)| span.start);
@@ -132,14 +143,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
-pub(super) struct Loader<'i> {
+/// One file being checked: its parsed tree with spans and the problems found.
+pub(crate) struct Loader<'i> {
     source: Source<'i>,
     errors: Vec<(Range<usize>, String)>,
     root: Spanned<DeValue<'i>>,
 }
 
 impl<'i> Loader<'i> {
-    pub(super) fn error(&mut self, span: Range<usize>, message: String) {
+    pub(crate) fn error(&mut self, span: Range<usize>, message: String) {
         self.errors.push((span, message));
     }
 
@@ -195,7 +207,7 @@ impl<'i> Loader<'i> {
 
     /// Deserialises one section's table and runs its [`Validate`] checks,
     /// the one way every section is checked.
-    pub(super) fn checked<T: Deserialize<'i> + Validate>(
+    pub(crate) fn checked<T: Deserialize<'i> + Validate>(
         &mut self,
         value: Spanned<DeValue<'i>>,
         path: &[PathSeg],
@@ -208,7 +220,7 @@ impl<'i> Loader<'i> {
     }
 
     /// The value of a single-table section (`[spool]`), if present.
-    pub(super) fn table_section(&self, name: &str) -> Option<Spanned<DeValue<'i>>> {
+    pub(crate) fn table_section(&self, name: &str) -> Option<Spanned<DeValue<'i>>> {
         get(self.root_table(), name).map(|(_, v)| v.clone())
     }
 
@@ -237,11 +249,12 @@ impl<'i> Loader<'i> {
             },
         }
     }
-    fn load(&mut self, file: &Path) -> Option<Config> {
+    /// Reports every top-level key that is not one of `allowed`.
+    pub(crate) fn unknown_sections(&mut self, allowed: &[&str]) {
         let unknown: Vec<(Range<usize>, String)> = self
             .root_table()
             .iter()
-            .filter(|(k, _)| !SECTIONS.contains(&k.get_ref().as_ref()))
+            .filter(|(k, _)| !allowed.contains(&k.get_ref().as_ref()))
             .map(|(k, _)| (k.span(), k.get_ref().to_string()))
             .collect();
         for (span, key) in unknown {
@@ -249,10 +262,14 @@ impl<'i> Loader<'i> {
                 span,
                 format!(
                     "unknown section `{key}`; allowed sections: {}",
-                    SECTIONS.join(", ")
+                    allowed.join(", ")
                 ),
             );
         }
+    }
+
+    fn load(&mut self, file: &Path) -> Option<Config> {
+        self.unknown_sections(SECTIONS);
 
         let metrics = self.metrics();
         let gateway = self.gateway(&metrics);

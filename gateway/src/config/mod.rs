@@ -29,6 +29,7 @@ use wardgate_rules::{RuleSet, RulesConfig};
 
 pub use devices::{DeviceConfig, DriverConfig};
 pub use loader::{ConfigError, ConfigErrors, LoadError, load, parse, read};
+pub(crate) use loader::{Loader, check};
 pub(crate) use sections::name_problem;
 pub use sections::{GatewayConfig, SpoolConfig};
 pub use sinks::{SinkConfig, SinkKind};

@@ -175,3 +175,25 @@ fn missing_sections_keys_and_unknown_types() {
         ],
     );
 }
+
+#[test]
+fn a_bridge_file_is_reported_like_the_gateways() {
+    // A bad value stops [mqtt] there (its own checks need the value);
+    // the other sections are still checked.
+    check(
+        "bridge",
+        &[
+            (
+                3,
+                39,
+                "invalid type: string \"1883\", expected u16 (in [mqtt])",
+            ),
+            (
+                10,
+                1,
+                "unknown key `batch_size` in [influxdb]; allowed keys: url, org, bucket",
+            ),
+            (13, 1, "stalled_after must be between 1s and 1day, got 0s"),
+        ],
+    );
+}

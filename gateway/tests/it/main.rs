@@ -6,6 +6,7 @@ mod ble;
 mod check_config;
 mod faults;
 mod first_run;
+mod generate;
 mod http;
 mod modbus;
 mod pump;

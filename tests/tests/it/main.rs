@@ -4,6 +4,7 @@
 mod acl;
 mod alert_path;
 mod browser;
+mod dashboard;
 mod influx;
 mod mqtt;
 mod restart;

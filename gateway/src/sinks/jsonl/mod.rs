@@ -1,13 +1,15 @@
 //! The JSONL sink: how users and tests see what the gateway does. It reads
 //! committed events from the spool in order (alerts first), writes a batch,
-//! flushes (and syncs a file), and only then acknowledges the batch.
+//! flushes (and syncs a file), and only then acknowledges the batch. A file
+//! rotates by size and age between batches (`rotate.rs`).
 
 mod config;
 mod encode;
+mod rotate;
 
-use std::pin::Pin;
+use std::time::SystemTime;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter, Stdout};
 use tokio_util::sync::CancellationToken;
 
 use crate::sinks::SinkError;
@@ -31,14 +33,24 @@ pub enum JsonlError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot rotate {path}: {source}")]
+    Rotate {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Where the lines go. The file is taken out while a blocking task writes it.
+enum Out {
+    Stdout(BufWriter<Stdout>),
+    File(Option<rotate::RotatingFile>),
 }
 
 /// An opened JSONL destination.
 pub struct JsonlSink {
     name: String,
     target: String,
-    out: BufWriter<Pin<Box<dyn AsyncWrite + Send>>>,
-    file: Option<tokio::fs::File>,
+    out: Out,
 }
 
 impl std::fmt::Debug for JsonlSink {
@@ -59,30 +71,25 @@ impl JsonlSink {
         } else {
             config.path.display().to_string()
         };
-        let (out, file): (Pin<Box<dyn AsyncWrite + Send>>, _) = if config.is_stdout() {
-            (Box::pin(tokio::io::stdout()), None)
+        let out = if config.is_stdout() {
+            Out::Stdout(BufWriter::new(tokio::io::stdout()))
         } else {
-            let file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(crate::spool::PRIVATE_MODE)
-                .open(&config.path)
-                .await
-                .map_err(|source| JsonlError::Open {
-                    path: target.clone(),
-                    source,
-                })?;
-            let sync_handle = file.try_clone().await.map_err(|source| JsonlError::Open {
+            let config = config.clone();
+            let file = tokio::task::spawn_blocking(move || {
+                rotate::RotatingFile::open(&config, SystemTime::now())
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|source| JsonlError::Open {
                 path: target.clone(),
                 source,
             })?;
-            (Box::pin(file), Some(sync_handle))
+            Out::File(Some(file))
         };
         Ok(Self {
             name: name.to_owned(),
             target,
-            out: BufWriter::new(out),
-            file,
+            out,
         })
     }
 
@@ -101,9 +108,14 @@ impl JsonlSink {
                 if drain.is_cancelled() {
                     break;
                 }
+                // An idle file still rotates when it is old enough.
+                let deadline = self.rotate_deadline();
                 tokio::select! {
                     () = reader.wait_for_data() => {}
                     () = drain.cancelled() => {}
+                    () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                        self.rotate_if_due().await?;
+                    }
                 }
                 continue;
             };
@@ -114,35 +126,81 @@ impl JsonlSink {
                     tracing::error!(sink = %self.name, seq = record.seq, error = %e, "event could not be encoded as JSON");
                 }
             }
-            self.write(&lines).await?;
-            self.flush().await?;
-            if let Some(file) = &self.file {
-                file.sync_data().await.map_err(|source| JsonlError::Write {
-                    path: self.target.clone(),
-                    source,
-                })?;
-            }
+            lines = self.write(lines).await?;
             written += batch.records.len() as u64;
             reader.ack(batch.lane, batch.after, batch.last()).await?;
+            self.rotate_if_due().await?;
         }
         tracing::debug!(sink = %self.name, target = %self.target, written, "jsonl sink closed");
         Ok(written)
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), JsonlError> {
-        self.out
-            .write_all(bytes)
-            .await
-            .map_err(|source| JsonlError::Write {
-                path: self.target.clone(),
-                source,
-            })
-    }
-
-    async fn flush(&mut self) -> Result<(), JsonlError> {
-        self.out.flush().await.map_err(|source| JsonlError::Write {
+    /// Writes a batch and makes it durable (flushed; a file also synced);
+    /// hands the buffer back for the next batch.
+    async fn write(&mut self, bytes: Vec<u8>) -> Result<Vec<u8>, JsonlError> {
+        let failed = |source| JsonlError::Write {
             path: self.target.clone(),
             source,
-        })
+        };
+        match &mut self.out {
+            Out::Stdout(out) => {
+                out.write_all(&bytes).await.map_err(failed)?;
+                out.flush().await.map_err(failed)?;
+                Ok(bytes)
+            }
+            Out::File(slot) => {
+                let mut file = slot.take().ok_or_else(|| failed(lost()))?;
+                let (file, bytes, result) = tokio::task::spawn_blocking(move || {
+                    let result = file.write_batch(SystemTime::now(), &bytes);
+                    (file, bytes, result)
+                })
+                .await
+                .map_err(|e| failed(std::io::Error::other(e)))?;
+                *slot = Some(file);
+                result.map_err(failed)?;
+                Ok(bytes)
+            }
+        }
     }
+
+    /// Rotates the file when it is due (size or age), between batches.
+    async fn rotate_if_due(&mut self) -> Result<(), JsonlError> {
+        let Out::File(slot) = &mut self.out else {
+            return Ok(());
+        };
+        let failed = |source| JsonlError::Rotate {
+            path: self.target.clone(),
+            source,
+        };
+        let mut file = slot.take().ok_or_else(|| failed(lost()))?;
+        let (file, result) = tokio::task::spawn_blocking(move || {
+            let result = file.rotate_if_due(SystemTime::now());
+            (file, result)
+        })
+        .await
+        .map_err(|e| failed(std::io::Error::other(e)))?;
+        *slot = Some(file);
+        if let Some(rotated) = result.map_err(failed)? {
+            tracing::info!(sink = %self.name, rotated = %rotated.display(), "jsonl file rotated");
+        }
+        Ok(())
+    }
+
+    /// When the file is old enough to rotate, as a tokio instant.
+    fn rotate_deadline(&self) -> Option<tokio::time::Instant> {
+        let Out::File(Some(file)) = &self.out else {
+            return None;
+        };
+        let wait = file
+            .poll_timeout()?
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        Some(tokio::time::Instant::now() + wait)
+    }
+}
+
+/// A blocking write panicked and took the file with it: the sink fails and
+/// its supervisor restarts it from the spool cursor.
+fn lost() -> std::io::Error {
+    std::io::Error::other("the file was lost in a failed write")
 }
