@@ -65,6 +65,7 @@ fn mqtt_batch(c: &mut Criterion) {
         .map(|i| Record {
             lane: Lane::Telemetry,
             seq: i as u64 + 1,
+            committed_at: chrono::DateTime::UNIX_EPOCH,
             event: reading(i),
         })
         .collect();

@@ -22,6 +22,7 @@ use wardgate_rules::Engine;
 use crate::commands::{AlertCommand, CommandRejected};
 use crate::config::Config;
 use crate::lineproto::Identity;
+use crate::metrics::{Metrics, Trigger};
 use crate::roster::Roster;
 use crate::sinks::supervisor::{SinkEnv, SinkHealth, SinkStartError, Sinks};
 use crate::spool::{Spool, SpoolError, SpoolLimits};
@@ -64,6 +65,8 @@ pub enum PipelineError {
 struct Hooks {
     committed: Option<broadcast::Sender<Arc<[Event]>>>,
     commands: Option<mpsc::Receiver<AlertCommand>>,
+    /// Commits and the alert transitions they carry are counted here.
+    metrics: Arc<Metrics>,
 }
 
 /// What passed through, reported at shutdown.
@@ -205,6 +208,7 @@ pub async fn run(
     tracing::info!(rules = config.rule_set.rules().len(), "rules engine ready");
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let sink_health = SinkHealth::default();
+    let live = Arc::new(Metrics::new());
     let sinks = Sinks::start(
         &config.sinks,
         SinkEnv {
@@ -220,6 +224,7 @@ pub async fn run(
             events: events_tx.downgrade(),
             gateway: config.gateway.id.clone(),
             health: sink_health.clone(),
+            metrics: Arc::clone(&live),
         },
     )
     .await?;
@@ -243,12 +248,21 @@ pub async fn run(
         .run(drain.clone()),
     );
 
-    let mut hooks = Hooks::default();
+    let mut hooks = Hooks {
+        metrics: Arc::clone(&live),
+        ..Hooks::default()
+    };
     let mut http_addr = None;
     let http = match &config.http {
         Some(http) => {
-            let started =
-                crate::http::start(http, &config, Arc::clone(&spool), sink_health.clone()).await?;
+            let started = crate::http::start(
+                http,
+                &config,
+                Arc::clone(&spool),
+                sink_health.clone(),
+                Arc::clone(&live),
+            )
+            .await?;
             hooks.committed = Some(started.committed.clone());
             hooks.commands = Some(started.commands_rx);
             http_addr = Some(started.addr);
@@ -268,6 +282,7 @@ pub async fn run(
             shutdown: drivers_stop.clone(),
             clock_tolerance: chrono::TimeDelta::from_std(config.gateway.clock_tolerance)
                 .unwrap_or(wardgate_drivers::DEFAULT_CLOCK_TOLERANCE),
+            device_metrics: live.drivers.clone(),
         },
     );
     tracing::info!(
@@ -329,6 +344,7 @@ pub async fn run(
                     engine,
                     roster,
                     gateway,
+                    metrics: live,
                 },
                 &spool,
                 &mut summary,
@@ -428,10 +444,11 @@ async fn process(
                 }
                 let now = chrono::Utc::now();
                 for item in batch.drain(..) {
-                    feed(&mut stage.engine, now, item, &mut out);
+                    feed(&mut stage, now, item, &mut out);
                 }
             }
             () = sleep_until(wake) => {
+                stage.metrics.evaluated(Trigger::Tick);
                 out.extend(stage.engine.poll_tick(chrono::Utc::now()));
             }
             () = sleep_until(flush_at) => {}
@@ -440,7 +457,7 @@ async fn process(
                 // channel already: take all of it, then commit below.
                 let now = chrono::Utc::now();
                 while let Ok(item) = events.try_recv() {
-                    feed(&mut stage.engine, now, item, &mut out);
+                    feed(&mut stage, now, item, &mut out);
                 }
                 waiting.push(done);
             }
@@ -488,17 +505,20 @@ async fn process(
 /// Runs what a driver emitted through the engine (a measurement's events
 /// together) and appends what the engine derived, then the events themselves.
 fn feed(
-    engine: &mut Engine,
+    stage: &mut Stage,
     now: chrono::DateTime<chrono::Utc>,
     item: Emitted,
     out: &mut Vec<Event>,
 ) {
+    let engine = &mut stage.engine;
     match item {
         Emitted::Event(event) => {
+            stage.metrics.evaluated(Trigger::Event);
             engine.handle_event_into(now, &event, out);
             out.push(event);
         }
         Emitted::Measurement(events) => {
+            stage.metrics.evaluated(Trigger::Measurement);
             engine.handle_events_into(now, &events, out);
             out.extend(events);
         }
@@ -529,6 +549,7 @@ async fn recv_some<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
 /// them too).
 fn apply_command(stage: &mut Stage, cmd: AlertCommand) -> Vec<Event> {
     let now = chrono::Utc::now();
+    stage.metrics.evaluated(Trigger::Command);
     let engine = &mut stage.engine;
     match cmd {
         AlertCommand::Acknowledge { alert, who, reply } => {
@@ -630,6 +651,7 @@ struct Stage {
     engine: Engine,
     roster: Roster,
     gateway: String,
+    metrics: Arc<Metrics>,
 }
 
 /// Commits one batch as [`append`] does, every alert in it addressed to
@@ -716,6 +738,7 @@ async fn append(
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         match result {
             Ok(appended) => {
+                hooks.metrics.committed(&events, started.elapsed());
                 if let Some(tx) = &hooks.committed {
                     // No subscriber is fine: nobody is looking.
                     let _ = tx.send(Arc::clone(&events));

@@ -492,3 +492,11 @@ pub fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str)
         .unwrap_or_default();
     (status, body)
 }
+
+/// The value of one series of the gateway's `/metrics`, written exactly as
+/// `series` (name and labels in the order the gateway writes them).
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -24,6 +24,7 @@ use super::config::{Link, ModbusConfig, Parity};
 use super::plan::{ReadBlock, plan};
 use super::poller::{Counters, Entry, Outcome, Poller, PollerEvent, Timing, exception_name};
 use super::register::Table;
+use crate::metrics::DeviceTotals;
 use crate::{DriverContext, PipelineClosed};
 
 impl ModbusConfig {
@@ -152,6 +153,8 @@ struct Device {
     timeout: Duration,
     /// Log each kind of trouble once, count the rest.
     logged: HashSet<String>,
+    /// The poller's counters as last published to the device's metrics.
+    published: DeviceTotals,
 }
 
 impl Device {
@@ -172,6 +175,7 @@ impl Device {
             unit_id: config.unit_id,
             timeout: config.timeout,
             logged: HashSet::new(),
+            published: DeviceTotals::default(),
         })
     }
 
@@ -251,7 +255,11 @@ impl Device {
             }
         }
         self.ctx.emit_measurement(measurement).await?;
-        self.stats.store(self.poller.counters());
+        let counters = self.poller.counters();
+        self.stats.store(counters);
+        self.ctx
+            .metrics()
+            .publish(&mut self.published, counters.totals());
         Ok(())
     }
 }
@@ -314,6 +322,7 @@ async fn connect(addr: &str, slave: Slave, timeout: Duration) -> Result<Context,
 async fn run_tcp(addr: &str, dev: &mut Device) -> Result<(), ModbusError> {
     let shutdown = dev.ctx.shutdown().clone();
     let mut conn: Option<Context> = None;
+    let mut first_connect = true;
     loop {
         let now = Instant::now();
         let Some(block) = dev.poller.poll_request(now.into_std()).cloned() else {
@@ -323,6 +332,9 @@ async fn run_tcp(addr: &str, dev: &mut Device) -> Result<(), ModbusError> {
                 () = tokio::time::sleep_until(wake) => continue,
             }
         };
+        if conn.is_none() && !std::mem::take(&mut first_connect) {
+            dev.ctx.metrics().reconnect();
+        }
         let attempt = async {
             if conn.is_none() {
                 match connect(addr, Slave(dev.unit_id), dev.timeout).await {
@@ -414,6 +426,7 @@ pub async fn run_bus(devices: Vec<BusDevice>, metrics: &MetricRegistry) -> Resul
         devs.push(Device::new(&d.config, metrics, d.ctx, d.stats)?);
     }
     let mut port: Option<Port> = None;
+    let mut first_open = true;
     loop {
         let now = Instant::now();
         let due = devs
@@ -438,6 +451,10 @@ pub async fn run_bus(devices: Vec<BusDevice>, metrics: &MetricRegistry) -> Resul
             continue;
         };
         if port.is_none() {
+            // The bus's reopening is counted on the slave it is opened for.
+            if !std::mem::take(&mut first_open) {
+                dev.ctx.metrics().reconnect();
+            }
             match open_port(&settings, &path) {
                 Ok(p) => port = Some(p),
                 Err(e) => {

@@ -114,6 +114,24 @@ pub struct Counters {
     pub exceptions: BTreeMap<u8, u64>,
 }
 
+impl Counters {
+    /// The figures `/metrics` shows per device (exceptions are answers,
+    /// not decode errors).
+    pub fn totals(&self) -> crate::metrics::DeviceTotals {
+        crate::metrics::DeviceTotals {
+            frames: self.replies,
+            timeouts: self.timeouts,
+            decode_errors: [
+                ("register", self.decode_errors),
+                ("out_of_sync", self.out_of_sync),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reach {
     Unknown,

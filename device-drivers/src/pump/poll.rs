@@ -116,6 +116,27 @@ pub struct PollStats {
     pub incomplete_polls: u64,
 }
 
+impl PollStats {
+    /// The figures `/metrics` shows per device.
+    pub fn totals(&self) -> crate::metrics::DeviceTotals {
+        let d = &self.decoder;
+        crate::metrics::DeviceTotals {
+            frames: d.frames,
+            timeouts: self.timeouts,
+            decode_errors: [
+                ("crc", d.crc_errors),
+                ("malformed", d.malformed),
+                ("truncated", d.truncated),
+                ("overlong", d.overlong),
+                ("invalid_reply", self.invalid_replies),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        }
+    }
+}
+
 /// Why the last exchange failed, for the offline reason.
 #[derive(Clone, Debug)]
 enum Failure {

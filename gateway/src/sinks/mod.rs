@@ -4,6 +4,7 @@
 
 pub mod influxdb;
 pub mod jsonl;
+pub mod metrics;
 pub mod mqtt;
 pub mod supervisor;
 

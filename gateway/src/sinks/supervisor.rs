@@ -121,6 +121,8 @@ pub struct SinkEnv {
     /// The gateway's id: the subject of its own technical alarms.
     pub gateway: String,
     pub health: SinkHealth,
+    /// Where the sinks' delivery figures are counted (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 type SinkFuture = Pin<Box<dyn Future<Output = Result<u64, SinkError>> + Send>>;
@@ -183,12 +185,13 @@ impl Sinks {
 
     async fn open(&self, sink: &SinkConfig) -> Result<SinkFuture, SinkStartError> {
         let env = &self.env;
-        let reader = SpoolReader::new(Arc::clone(&env.spool), &sink.name).map_err(|source| {
-            SinkStartError::Spool {
+        let metrics = env.metrics.sink(&sink.name);
+        let reader = SpoolReader::new(Arc::clone(&env.spool), &sink.name)
+            .map_err(|source| SinkStartError::Spool {
                 name: sink.name.clone(),
                 source,
-            }
-        })?;
+            })?
+            .with_metrics(metrics.clone());
         let drain = env.drain.clone();
         Ok(match &sink.kind {
             SinkKind::Jsonl(c) => {
@@ -198,7 +201,7 @@ impl Sinks {
                         source,
                     }
                 })?;
-                Box::pin(opened.run(reader, drain))
+                Box::pin(opened.with_metrics(metrics).run(reader, drain))
             }
             SinkKind::Mqtt(c) => {
                 let s = MqttSink::new(&sink.name, (**c).clone(), env.identity.clone());
@@ -214,7 +217,9 @@ impl Sinks {
                             name: sink.name.clone(),
                             source,
                         })?;
-                let s = s.with_alarms(env.events.clone(), env.gateway.clone());
+                let s = s
+                    .with_alarms(env.events.clone(), env.gateway.clone())
+                    .with_metrics(metrics);
                 Box::pin(s.run(reader, Arc::clone(&env.spool), drain))
             }
         })

@@ -143,6 +143,8 @@ impl Lane {
 pub struct Record {
     pub lane: Lane,
     pub seq: u64,
+    /// When it was appended (committed).
+    pub committed_at: Timestamp,
     pub event: Event,
 }
 
@@ -599,8 +601,13 @@ impl Spool {
             }
             let (k, v) = entry?;
             let seq = k.value();
-            match split_value(v.value()).map(|(_, json)| decode_event(json)) {
-                Some(Ok(event)) => out.push(Record { lane, seq, event }),
+            match split_value(v.value()).map(|(ns, json)| (ns, decode_event(json))) {
+                Some((ns, Ok(event))) => out.push(Record {
+                    lane,
+                    seq,
+                    committed_at: chrono::DateTime::from_timestamp_nanos(ns),
+                    event,
+                }),
                 _ => {
                     let mut corrupt = self
                         .corrupt

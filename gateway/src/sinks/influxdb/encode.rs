@@ -85,6 +85,7 @@ mod tests {
         let reading = |seq: u64, value: f64| Record {
             lane: Lane::Telemetry,
             seq,
+            committed_at: now(),
             event: Event::Reading(
                 Reading::new(
                     now(),

@@ -129,7 +129,14 @@ impl InfluxDbSink {
         self
     }
 
-    /// The live figures (for `/metrics`).
+    /// Counts retries, quarantined and dropped records into `metrics` too.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::sinks::metrics::SinkMetrics) -> Self {
+        self.metrics = Arc::new(DeliveryMetrics::new().exporting(metrics));
+        self
+    }
+
+    /// The live figures.
     pub fn metrics(&self) -> Arc<DeliveryMetrics> {
         Arc::clone(&self.metrics)
     }

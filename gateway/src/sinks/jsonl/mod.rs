@@ -13,6 +13,7 @@ use tokio::io::{AsyncWriteExt, BufWriter, Stdout};
 use tokio_util::sync::CancellationToken;
 
 use crate::sinks::SinkError;
+use crate::sinks::metrics::SinkMetrics;
 use crate::spool::SpoolReader;
 
 pub use config::JsonlConfig;
@@ -51,6 +52,7 @@ pub struct JsonlSink {
     name: String,
     target: String,
     out: Out,
+    metrics: SinkMetrics,
 }
 
 impl std::fmt::Debug for JsonlSink {
@@ -90,7 +92,15 @@ impl JsonlSink {
             name: name.to_owned(),
             target,
             out,
+            metrics: SinkMetrics::default(),
         })
+    }
+
+    /// Counts records that cannot be encoded (dropped) into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: SinkMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Writes spooled events in order until `drain` is cancelled and nothing
@@ -122,6 +132,7 @@ impl JsonlSink {
             lines.clear();
             for record in &batch.records {
                 if let Err(e) = encode_line(&record.event, &mut lines) {
+                    self.metrics.dropped.inc();
                     // Model types always serialise; if one ever does not, say so loudly.
                     tracing::error!(sink = %self.name, seq = record.seq, error = %e, "event could not be encoded as JSON");
                 }

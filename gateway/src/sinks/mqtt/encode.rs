@@ -137,6 +137,7 @@ mod tests {
         Record {
             lane: Lane::of(&event),
             seq,
+            committed_at: chrono::DateTime::UNIX_EPOCH,
             event,
         }
     }
