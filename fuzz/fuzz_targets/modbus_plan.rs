@@ -79,6 +79,7 @@ fn config(input: &Input) -> ModbusConfig {
         stop_bits: 1,
         unit_id: 1,
         poll_interval: Duration::from_secs(5),
+        jitter: Duration::from_secs(1),
         timeout: Duration::from_secs(1),
         retries: 1,
         failures_before_unreachable: 3,
