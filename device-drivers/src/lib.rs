@@ -9,6 +9,7 @@
 
 pub mod ble;
 mod context;
+pub mod jitter;
 pub mod metrics;
 pub mod modbus;
 pub mod pump;

@@ -28,10 +28,12 @@ use crate::metrics::DeviceTotals;
 use crate::{DriverContext, PipelineClosed};
 
 impl ModbusConfig {
-    /// The device's poll schedule, its first cycle due at `now`: the
-    /// register map resolved and planned into as few requests as allowed.
+    /// The schedule of the device `device`, its first cycle due at `now`
+    /// plus its phase: the register map resolved and planned into as few
+    /// requests as allowed.
     pub fn poller(
         &self,
+        device: &str,
         metrics: &MetricRegistry,
         now: std::time::Instant,
     ) -> Result<Poller, String> {
@@ -56,6 +58,7 @@ impl ModbusConfig {
         }
         let timing = Timing {
             poll_interval: self.poll_interval,
+            phase: crate::jitter::phase(device, self.jitter, self.poll_interval),
             retries: self.retries,
             failures_before_unreachable: self.failures_before_unreachable.max(1),
             backoff_min: self.backoff_min,
@@ -162,7 +165,7 @@ impl Device {
         stats: ModbusStats,
     ) -> Result<Self, ModbusError> {
         let poller = config
-            .poller(metrics, Instant::now().into_std())
+            .poller(ctx.device().id.as_str(), metrics, Instant::now().into_std())
             .map_err(|why| invalid(&ctx, &why))?;
         tracing::debug!(device = %ctx.device().id, requests = poller.plan().len(), "modbus read plan");
         Ok(Self {

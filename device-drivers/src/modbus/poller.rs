@@ -31,6 +31,10 @@ pub struct Entry {
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub poll_interval: Duration,
+    /// How long after `now` given to [`Poller::new`] the first cycle starts
+    /// (the device's phase, [`crate::jitter::phase`]); every later cycle
+    /// keeps it.
+    pub phase: Duration,
     pub retries: u32,
     pub failures_before_unreachable: u32,
     pub backoff_min: Duration,
@@ -166,14 +170,16 @@ pub struct Poller {
 }
 
 impl Poller {
-    /// A poller whose first cycle is due at `now`. `plan` indexes `entries`.
+    /// A poller whose first cycle is due at `now` plus the timing's phase.
+    /// `plan` indexes `entries`.
     pub fn new(entries: Vec<Entry>, plan: Vec<ReadBlock>, timing: Timing, now: Instant) -> Self {
+        let first = now + timing.phase;
         Self {
             entries,
             plan,
             timing,
-            next_cycle: now,
-            cycle_start: now,
+            next_cycle: first,
+            cycle_start: first,
             cursor: None,
             failed_cycles: 0,
             reach: Reach::Unknown,

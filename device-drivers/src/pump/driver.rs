@@ -45,7 +45,7 @@ pub async fn run_with_stats(
     stats: watch::Sender<PollStats>,
 ) -> Result<(), PumpError> {
     let device = ctx.device().id.clone();
-    let mut poller = Poller::new(config.poll_settings());
+    let mut poller = Poller::new(config.poll_settings(device.as_str()));
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(config.reconnect_max)
