@@ -4,6 +4,7 @@ mod assignment;
 mod at_rest;
 mod ble;
 mod check_config;
+mod devices;
 mod faults;
 mod first_run;
 mod generate;
@@ -29,6 +30,19 @@ fn wardgate() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wardgate"));
     cmd.env_remove("RUST_LOG");
     cmd
+}
+
+/// Runs `cmd` to its end, asserts it succeeded (showing its stderr if
+/// not) and returns its standard output.
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A child process killed when the test ends, passing or not.
