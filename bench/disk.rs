@@ -13,13 +13,12 @@
 //! Defaults: 60 devices, 300 s, `ble=60,modbus=20,pump=20` (the load
 //! simulator's, one batch of readings per device per second).
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wardgate_e2e::{
-    Gateway, VictoriaMetrics, free_port, http, lines, sim_bin, wait_for, wait_port,
+    Gateway, VictoriaMetrics, free_port, http, lines, start_load, wait_for, wait_port,
 };
 
 /// Bytes in every file under `dir`.
@@ -68,19 +67,20 @@ fn main() {
     let vm = VictoriaMetrics::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let fragment = dir.path().join("load.toml");
-    let mut sim = Command::new(sim_bin())
-        .args(["load", "--devices", &devices.to_string(), "--mix", mix])
-        .args(["--alert-every", "10s", "--duration", "0s", "--config-out"])
-        .arg(&fragment)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wardgate-sim load");
-    let mut ready = String::new();
-    BufReader::new(sim.stdout.take().expect("stdout"))
-        .read_line(&mut ready)
-        .expect("READY line");
-    assert!(ready.starts_with("READY"), "{ready}");
+    let count = devices.to_string();
+    let mut sim = start_load(
+        &[
+            "--devices",
+            &count,
+            "--mix",
+            mix,
+            "--alert-every",
+            "10s",
+            "--duration",
+            "0s",
+        ],
+        &fragment,
+    );
 
     let port = free_port();
     let down = free_port(); // nothing listens: the MQTT broker is "down"

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::TimeDelta;
 
 use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::DeviceMetrics;
 use tokio_util::sync::CancellationToken;
 use wardgate_model::{
     AlarmPhase, AlertKind, DeviceAlarm, DeviceRef, DeviceState, DeviceStatus, Event, Metric,
@@ -90,6 +92,7 @@ pub struct DriverContext {
     /// Readings of this device stamped further ahead than `clock_tolerance`
     /// (shared by the context's clones).
     future_stamped: Arc<AtomicU64>,
+    metrics: DeviceMetrics,
 }
 
 /// How far a device clock may run ahead of the gateway's before its time
@@ -115,7 +118,21 @@ impl DriverContext {
             commits: None,
             clock_tolerance: DEFAULT_CLOCK_TOLERANCE,
             future_stamped: Arc::default(),
+            metrics: DeviceMetrics::default(),
         }
+    }
+
+    /// Counts this device's frames, decode errors, timeouts and reconnects
+    /// into `metrics` (by default into counters nobody reads).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: DeviceMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where the driver's shell counts.
+    pub fn metrics(&self) -> &DeviceMetrics {
+        &self.metrics
     }
 
     /// Sets how far the device clock may run ahead (default 2 minutes).

@@ -9,6 +9,8 @@
 
 pub mod ble;
 mod context;
+pub mod jitter;
+pub mod metrics;
 pub mod modbus;
 pub mod pump;
 pub mod synthetic;
@@ -16,3 +18,4 @@ pub mod synthetic;
 pub use context::{
     CommitRequests, DEFAULT_CLOCK_TOLERANCE, DriverContext, Emitted, EventReceiver, PipelineClosed,
 };
+pub use metrics::{DeviceMetrics, DriverMetrics};

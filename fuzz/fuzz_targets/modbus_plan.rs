@@ -79,6 +79,7 @@ fn config(input: &Input) -> ModbusConfig {
         stop_bits: 1,
         unit_id: 1,
         poll_interval: Duration::from_secs(5),
+        jitter: Duration::from_secs(1),
         timeout: Duration::from_secs(1),
         retries: 1,
         failures_before_unreachable: 3,
@@ -130,8 +131,9 @@ fuzz_target!(|input: Input| {
         return;
     }
     // One poll cycle, every request answered in full.
-    let now = Instant::now();
-    let mut poller = config.poller(&metrics, now).unwrap();
+    let mut poller = config.poller("fuzz", &metrics, Instant::now()).unwrap();
+    // The first cycle is due at the device's phase (its jitter).
+    let now = poller.poll_timeout();
     assert_eq!(poller.plan(), &blocks[..]);
     let mut words = input.words.iter().copied().cycle();
     let mut bits = input.bits.iter().copied().cycle();

@@ -62,7 +62,7 @@ fn mqtt_batch(c: &mut Criterion) {
     let id = identity();
     let topics = Topics::new("wardgate", "site-a", "ward-3", "gw-1");
     let records: Vec<Record> = (0..BATCH)
-        .map(|i| Record::new(Lane::Telemetry, i as u64 + 1, reading(i)))
+        .map(|i| Record::new(Lane::Telemetry, i as u64 + 1, at(0), reading(i)))
         .collect();
     let mut g = c.benchmark_group("mqtt");
     g.throughput(Throughput::Elements(BATCH as u64));

@@ -103,6 +103,12 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Find devices to configure: this machine's serial ports and the Bluetooth LE
+    /// devices in range, with the addresses to paste into the configuration.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +119,30 @@ pub enum DecodeCommand {
         characteristic: String,
         /// The value as hex bytes (spaces, `:` or `-` between bytes are fine).
         hex: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List the serial ports (for pumps and Modbus RTU: `port`) and the Bluetooth LE
+    /// devices heard within --timeout with the services they advertise (for BLE:
+    /// `addresses`), as tables or one JSON object.
+    ///
+    /// Exits 0 when both lists were made, 1 when one could not be (no Bluetooth
+    /// adapter, no D-Bus system bus): the other list is still printed and the reason
+    /// is one line on standard error. Nothing is opened or connected to.
+    Scan {
+        /// How long to listen for Bluetooth LE advertisements (1s to 5m).
+        #[arg(long, default_value = "5s", value_parser = crate::cmd::devices::parse_timeout)]
+        timeout: std::time::Duration,
+        /// Print one JSON object (`serial.ports`, `bluetooth.devices`, and each
+        /// half's `errors`) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Ask the `wardgate-sim ble` device on this socket instead of the radio
+        /// (repeatable): the pairing step without hardware.
+        #[arg(long, value_name = "HOST:PORT")]
+        simulator: Vec<std::net::SocketAddr>,
     },
 }
 

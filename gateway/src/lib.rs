@@ -10,6 +10,7 @@ pub mod demo;
 pub mod http;
 pub mod lineproto;
 pub mod logging;
+pub mod metrics;
 pub mod monitor;
 pub mod mqtt;
 pub mod pipeline;

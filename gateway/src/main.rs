@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
-use wardgate::cli::{Command, DecodeCommand, Invocation, RulesCommand};
+use wardgate::cli::{Command, DecodeCommand, DevicesCommand, Invocation, RulesCommand};
 use wardgate::config;
 use wardgate::logging;
 
@@ -39,6 +39,18 @@ fn main() -> ExitCode {
                     hex,
                 },
         } => wardgate::cmd::decode_ble(&characteristic, &hex),
+        Command::Devices {
+            command:
+                DevicesCommand::Scan {
+                    timeout,
+                    json,
+                    simulator,
+                },
+        } => wardgate::cmd::devices::scan(&wardgate::cmd::devices::ScanOptions {
+            timeout,
+            json,
+            simulators: simulator,
+        }),
     }
 }
 

@@ -108,6 +108,9 @@ pub struct DriverEnv {
     pub commits: CommitRequests,
     pub shutdown: CancellationToken,
     pub clock_tolerance: chrono::TimeDelta,
+    /// Where each device's frames, decode errors, timeouts and reconnects
+    /// are counted (`/metrics`).
+    pub device_metrics: wardgate_drivers::DriverMetrics,
 }
 
 /// The running drivers and those waiting to be restarted.
@@ -194,6 +197,7 @@ impl Drivers {
         )
         .with_commits(self.env.commits.clone())
         .with_clock_tolerance(self.env.clock_tolerance)
+        .with_metrics(self.env.device_metrics.device(device.device.id.as_str()))
     }
 
     /// The driver of a unit, with fresh contexts. Every driver returns only

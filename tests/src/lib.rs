@@ -91,6 +91,29 @@ fn target_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// Starts `wardgate-sim load` with `args` (`--devices N`, ...), its
+/// configuration fragment written to `fragment`, and waits for its `READY`
+/// line: every simulated device is up and the fragment complete. The
+/// caller kills it.
+pub fn start_load(args: &[&str], fragment: &Path) -> Child {
+    use std::io::BufRead as _;
+    let mut sim = Command::new(sim_bin())
+        .arg("load")
+        .args(args)
+        .arg("--config-out")
+        .arg(fragment)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wardgate-sim load");
+    let mut ready = String::new();
+    std::io::BufReader::new(sim.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("READY line");
+    assert!(ready.starts_with("READY"), "{ready}");
+    sim
+}
+
 /// Starts a server and waits until it accepts connections on `port`. A
 /// server that exits first (the port still held by the instance just stopped)
 /// is started again, within [`WAIT`].
@@ -491,4 +514,12 @@ pub fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str)
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The value of one series of the gateway's `/metrics`, written exactly as
+/// `series` (name and labels in the order the gateway writes them).
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }

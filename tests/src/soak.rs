@@ -5,12 +5,10 @@
 //! spool file. `bench/soak.rs` runs it for an hour and prints the samples;
 //! the short version in the tests asserts that nothing grows after warm-up.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Gateway, sim_bin};
+use crate::Gateway;
 
 /// How big and how long.
 #[derive(Debug, Clone)]
@@ -77,19 +75,18 @@ fn sample(pid: u32, port: u16, spool: &Path, seconds: u64) -> Sample {
 pub fn run(opts: &SoakOptions, mut each: impl FnMut(&Sample)) -> Vec<Sample> {
     let dir = tempfile::tempdir().expect("tempdir");
     let fragment = dir.path().join("load.toml");
-    let mut sim = Command::new(sim_bin())
-        .args(["load", "--devices", &opts.devices.to_string()])
-        .args(["--alert-every", "10s", "--duration", "0s", "--config-out"])
-        .arg(&fragment)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wardgate-sim load");
-    let mut ready = String::new();
-    BufReader::new(sim.stdout.take().expect("stdout"))
-        .read_line(&mut ready)
-        .expect("READY line");
-    assert!(ready.starts_with("READY"), "{ready}");
+    let devices = opts.devices.to_string();
+    let mut sim = crate::start_load(
+        &[
+            "--devices",
+            &devices,
+            "--alert-every",
+            "10s",
+            "--duration",
+            "0s",
+        ],
+        &fragment,
+    );
     let port = crate::free_port();
     let config = format!(
         "[gateway]\nsite = \"soak\"\nward = \"ward-1\"\nid = \"gw-soak\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[spool]\npath = \"{{dir}}/spool.redb\"\n\n[[sinks]]\ntype = \"jsonl\"\npath = \"{{dir}}/events.jsonl\"\n\n{}",

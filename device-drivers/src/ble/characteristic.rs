@@ -91,6 +91,22 @@ impl Characteristic {
         }
     }
 
+    /// The name of a service this module reads (`wardgate devices scan`
+    /// prints it beside the UUID), by its 16-bit UUID.
+    pub const fn service_name(service16: u16) -> Option<&'static str> {
+        Some(match service16 {
+            0x180D => "heart rate",
+            0x1810 => "blood pressure",
+            0x1809 => "health thermometer",
+            0x1808 => "glucose",
+            0x1822 => "pulse oximeter",
+            0x181D => "weight scale",
+            0x181B => "body composition",
+            0x180F => "battery",
+            _ => return None,
+        })
+    }
+
     pub fn from_uuid16(uuid: u16) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.uuid16() == uuid)
     }

@@ -78,7 +78,11 @@ pub async fn run_with<T: BleTransport>(
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     // Report "offline" once per outage, not once per failed attempt.
     let mut offline_reported = false;
+    let mut first_attempt = true;
     loop {
+        if !std::mem::take(&mut first_attempt) {
+            ctx.metrics().reconnect();
+        }
         let attempt = tokio::select! {
             () = ctx.shutdown().cancelled() => return Ok(()),
             r = transport.connect(&filter, config.scan_timeout) => r,
@@ -192,6 +196,7 @@ async fn session<L: BleLink>(
             Ok(n) => n,
             Err(e) => return Ok(Some(e)),
         };
+        ctx.metrics().frame();
         if n.characteristic == Characteristic::RecordAccessControlPoint {
             match racp::decode_response(&n.bytes) {
                 Ok(RacpResponse::Response {
@@ -216,6 +221,7 @@ async fn session<L: BleLink>(
             Ok(events) => ctx.emit_measurement(events).await?,
             Err(e) => {
                 tracker.decode_errors += 1;
+                ctx.metrics().decode_error("payload");
                 // Count always, log the first and then every 100th: a broken
                 // device must not flood the log.
                 if tracker.decode_errors % 100 == 1 {
@@ -425,6 +431,7 @@ mod tests {
                 &[hr, Characteristic::BatteryLevel],
                 vec![
                     ntf(hr, &[0x06, 0x48]), // contact detected, 72 /min
+                    ntf(hr, &[0x06]),       // cut short: counted, not a reading
                     Err(TransportError::Disconnected),
                 ],
             )),
@@ -435,6 +442,8 @@ mod tests {
             log: log.clone(),
         };
         let (ctx, mut rx, shutdown) = setup();
+        let mut registry = prometheus_client::registry::Registry::with_prefix("wardgate");
+        let ctx = ctx.with_metrics(crate::DriverMetrics::register(&mut registry).device("hr-1"));
         let mut cfg = config();
         cfg.backoff_initial = Duration::from_secs(1);
         cfg.backoff_max = Duration::from_secs(4);
@@ -465,6 +474,28 @@ mod tests {
         );
 
         let log = log.lock().unwrap();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let value = |series: &str| -> usize {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(value(r#"wardgate_device_frames_total{device="hr-1"}"#), 2);
+        assert_eq!(
+            value(r#"wardgate_device_decode_errors_total{device="hr-1",kind="payload"}"#),
+            1
+        );
+        // Every attempt but the first is a reconnect (the stop may come
+        // between counting one and making it).
+        let reconnects = value(r#"wardgate_device_reconnects_total{device="hr-1"}"#);
+        assert!(
+            (log.attempts.len() - 1..=log.attempts.len()).contains(&reconnects),
+            "{reconnects} for {} attempts",
+            log.attempts.len()
+        );
         assert_eq!(log.subscribed, [hr, Characteristic::BatteryLevel]);
         let gaps: Vec<Duration> = log.attempts.windows(2).map(|w| w[1] - w[0]).collect();
         // Steps 1, 2, 4 s, then a short session (no reset) and the cap of 4 s.

@@ -37,6 +37,11 @@ pub struct ModbusConfig {
     /// Time between the starts of two poll cycles.
     #[serde(with = "humantime_serde", default = "default_poll_interval")]
     pub poll_interval: Duration,
+    /// The device's cycles start at a fixed offset into the interval, taken
+    /// from a hash of its id in `[0, min(jitter, poll_interval))`, so devices
+    /// are not all asked at once (`0s`: every device at the same instant).
+    #[serde(with = "humantime_serde", default = "default_jitter")]
+    pub jitter: Duration,
     /// How long one request may wait for its reply.
     #[serde(with = "humantime_serde", default = "default_timeout")]
     pub timeout: Duration,
@@ -115,6 +120,9 @@ fn default_unit_id() -> u8 {
 }
 fn default_poll_interval() -> Duration {
     Duration::from_secs(5)
+}
+fn default_jitter() -> Duration {
+    crate::jitter::DEFAULT_JITTER
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(1)
@@ -360,6 +368,12 @@ impl Validate for ModbusConfig {
             "poll_interval",
             self.poll_interval,
             Duration::from_millis(10)..=Duration::from_secs(3600),
+        );
+        check_duration(
+            &mut issues,
+            "jitter",
+            self.jitter,
+            Duration::ZERO..=Duration::from_secs(3600),
         );
         check_duration(
             &mut issues,

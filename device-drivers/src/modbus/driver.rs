@@ -24,13 +24,16 @@ use super::config::{Link, ModbusConfig, Parity};
 use super::plan::{ReadBlock, plan};
 use super::poller::{Counters, Entry, Outcome, Poller, PollerEvent, Timing, exception_name};
 use super::register::Table;
+use crate::metrics::DeviceTotals;
 use crate::{DriverContext, PipelineClosed};
 
 impl ModbusConfig {
-    /// The device's poll schedule, its first cycle due at `now`: the
-    /// register map resolved and planned into as few requests as allowed.
+    /// The schedule of the device `device`, its first cycle due at `now`
+    /// plus its phase: the register map resolved and planned into as few
+    /// requests as allowed.
     pub fn poller(
         &self,
+        device: &str,
         metrics: &MetricRegistry,
         now: std::time::Instant,
     ) -> Result<Poller, String> {
@@ -55,6 +58,7 @@ impl ModbusConfig {
         }
         let timing = Timing {
             poll_interval: self.poll_interval,
+            phase: crate::jitter::phase(device, self.jitter, self.poll_interval),
             retries: self.retries,
             failures_before_unreachable: self.failures_before_unreachable.max(1),
             backoff_min: self.backoff_min,
@@ -149,6 +153,8 @@ struct Device {
     timeout: Duration,
     /// Log each kind of trouble once, count the rest.
     logged: HashSet<String>,
+    /// The poller's counters as last published to the device's metrics.
+    published: DeviceTotals,
 }
 
 impl Device {
@@ -159,7 +165,7 @@ impl Device {
         stats: ModbusStats,
     ) -> Result<Self, ModbusError> {
         let poller = config
-            .poller(metrics, Instant::now().into_std())
+            .poller(ctx.device().id.as_str(), metrics, Instant::now().into_std())
             .map_err(|why| invalid(&ctx, &why))?;
         tracing::debug!(device = %ctx.device().id, requests = poller.plan().len(), "modbus read plan");
         Ok(Self {
@@ -169,6 +175,7 @@ impl Device {
             unit_id: config.unit_id,
             timeout: config.timeout,
             logged: HashSet::new(),
+            published: DeviceTotals::default(),
         })
     }
 
@@ -248,7 +255,11 @@ impl Device {
             }
         }
         self.ctx.emit_measurement(measurement).await?;
-        self.stats.store(self.poller.counters());
+        let counters = self.poller.counters();
+        self.stats.store(counters);
+        self.ctx
+            .metrics()
+            .publish(&mut self.published, counters.totals());
         Ok(())
     }
 }
@@ -311,6 +322,7 @@ async fn connect(addr: &str, slave: Slave, timeout: Duration) -> Result<Context,
 async fn run_tcp(addr: &str, dev: &mut Device) -> Result<(), ModbusError> {
     let shutdown = dev.ctx.shutdown().clone();
     let mut conn: Option<Context> = None;
+    let mut first_connect = true;
     loop {
         let now = Instant::now();
         let Some(block) = dev.poller.poll_request(now.into_std()).cloned() else {
@@ -320,6 +332,9 @@ async fn run_tcp(addr: &str, dev: &mut Device) -> Result<(), ModbusError> {
                 () = tokio::time::sleep_until(wake) => continue,
             }
         };
+        if conn.is_none() && !std::mem::take(&mut first_connect) {
+            dev.ctx.metrics().reconnect();
+        }
         let attempt = async {
             if conn.is_none() {
                 match connect(addr, Slave(dev.unit_id), dev.timeout).await {
@@ -411,6 +426,7 @@ pub async fn run_bus(devices: Vec<BusDevice>, metrics: &MetricRegistry) -> Resul
         devs.push(Device::new(&d.config, metrics, d.ctx, d.stats)?);
     }
     let mut port: Option<Port> = None;
+    let mut first_open = true;
     loop {
         let now = Instant::now();
         let due = devs
@@ -435,6 +451,10 @@ pub async fn run_bus(devices: Vec<BusDevice>, metrics: &MetricRegistry) -> Resul
             continue;
         };
         if port.is_none() {
+            // The bus's reopening is counted on the slave it is opened for.
+            if !std::mem::take(&mut first_open) {
+                dev.ctx.metrics().reconnect();
+            }
             match open_port(&settings, &path) {
                 Ok(p) => port = Some(p),
                 Err(e) => {

@@ -31,6 +31,10 @@ pub struct Entry {
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub poll_interval: Duration,
+    /// How long after `now` given to [`Poller::new`] the first cycle starts
+    /// (the device's phase, [`crate::jitter::phase`]); every later cycle
+    /// keeps it.
+    pub phase: Duration,
     pub retries: u32,
     pub failures_before_unreachable: u32,
     pub backoff_min: Duration,
@@ -110,6 +114,24 @@ pub struct Counters {
     pub exceptions: BTreeMap<u8, u64>,
 }
 
+impl Counters {
+    /// The figures `/metrics` shows per device (exceptions are answers,
+    /// not decode errors).
+    pub fn totals(&self) -> crate::metrics::DeviceTotals {
+        crate::metrics::DeviceTotals {
+            frames: self.replies,
+            timeouts: self.timeouts,
+            decode_errors: [
+                ("register", self.decode_errors),
+                ("out_of_sync", self.out_of_sync),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reach {
     Unknown,
@@ -148,14 +170,16 @@ pub struct Poller {
 }
 
 impl Poller {
-    /// A poller whose first cycle is due at `now`. `plan` indexes `entries`.
+    /// A poller whose first cycle is due at `now` plus the timing's phase.
+    /// `plan` indexes `entries`.
     pub fn new(entries: Vec<Entry>, plan: Vec<ReadBlock>, timing: Timing, now: Instant) -> Self {
+        let first = now + timing.phase;
         Self {
             entries,
             plan,
             timing,
-            next_cycle: now,
-            cycle_start: now,
+            next_cycle: first,
+            cycle_start: first,
             cursor: None,
             failed_cycles: 0,
             reach: Reach::Unknown,

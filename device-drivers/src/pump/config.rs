@@ -24,6 +24,11 @@ pub struct PumpConfig {
     /// Time between the starts of two status + VTBI polls.
     #[serde(with = "humantime_serde", default = "default_poll_interval")]
     pub poll_interval: Duration,
+    /// The pump's polls start at a fixed offset into the interval, taken
+    /// from a hash of its id in `[0, min(jitter, poll_interval))`, so pumps
+    /// are not all asked at once (`0s`: identify as soon as the port opens).
+    #[serde(with = "humantime_serde", default = "default_jitter")]
+    pub jitter: Duration,
     /// How long to wait for each reply before resending.
     #[serde(with = "humantime_serde", default = "default_reply_timeout")]
     pub reply_timeout: Duration,
@@ -43,6 +48,9 @@ fn default_baud() -> u32 {
 }
 fn default_poll_interval() -> Duration {
     Duration::from_secs(2)
+}
+fn default_jitter() -> Duration {
+    crate::jitter::DEFAULT_JITTER
 }
 fn default_reply_timeout() -> Duration {
     Duration::from_millis(500)
@@ -64,6 +72,7 @@ impl PumpConfig {
             port: port.into(),
             baud: default_baud(),
             poll_interval: default_poll_interval(),
+            jitter: default_jitter(),
             reply_timeout: default_reply_timeout(),
             retries: default_retries(),
             failures_before_lost: default_failures_before_lost(),
@@ -71,9 +80,11 @@ impl PumpConfig {
         }
     }
 
-    pub fn poll_settings(&self) -> PollSettings {
+    /// The poll schedule of the pump `device` (its id sets its phase).
+    pub fn poll_settings(&self, device: &str) -> PollSettings {
         PollSettings {
             interval: self.poll_interval,
+            phase: crate::jitter::phase(device, self.jitter, self.poll_interval),
             reply_timeout: self.reply_timeout,
             retries: self.retries,
             failures_before_lost: self.failures_before_lost,
@@ -107,6 +118,12 @@ impl Validate for PumpConfig {
             "poll_interval",
             self.poll_interval,
             ms(100)..=Duration::from_secs(3600),
+        );
+        check_duration(
+            &mut issues,
+            "jitter",
+            self.jitter,
+            Duration::ZERO..=Duration::from_secs(3600),
         );
         check_duration(
             &mut issues,
@@ -159,13 +176,15 @@ mod tests {
             reply_timeout = "200ms"
             retries = 1
             failures_before_lost = 4
+            jitter = "0s"
             "#,
         )
         .unwrap();
         assert_eq!(
-            c.poll_settings(),
+            c.poll_settings("pump-1"),
             PollSettings {
                 interval: Duration::from_secs(5),
+                phase: Duration::ZERO,
                 reply_timeout: Duration::from_millis(200),
                 retries: 1,
                 failures_before_lost: 4
@@ -179,6 +198,7 @@ mod tests {
             port: PathBuf::new(),
             baud: 38_000,
             poll_interval: Duration::from_secs(1),
+            jitter: Duration::from_secs(2),
             reply_timeout: Duration::from_secs(2),
             retries: 11,
             failures_before_lost: 0,

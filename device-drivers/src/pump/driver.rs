@@ -15,6 +15,7 @@ use wardgate_model::{AlarmPhase, DeviceState, Event, Metric, TimeSource};
 use super::config::PumpConfig;
 use super::poll::{PollStats, Poller, PumpEvent};
 use super::state::PumpState;
+use crate::metrics::DeviceTotals;
 use crate::{DriverContext, PipelineClosed};
 
 /// Why [`run`] returned early: only the pipeline going away stops a driver.
@@ -44,7 +45,7 @@ pub async fn run_with_stats(
     stats: watch::Sender<PollStats>,
 ) -> Result<(), PumpError> {
     let device = ctx.device().id.clone();
-    let mut poller = Poller::new(config.poll_settings());
+    let mut poller = Poller::new(config.poll_settings(device.as_str()));
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(config.reconnect_max)
@@ -52,15 +53,28 @@ pub async fn run_with_stats(
         .without_max_times();
     let mut delays = backoff.build();
     let mut last_error: Option<String> = None;
+    let mut published = DeviceTotals::default();
+    let mut first_attempt = true;
     loop {
+        if !std::mem::take(&mut first_attempt) {
+            ctx.metrics().reconnect();
+        }
         let end = match open(&config) {
             Ok(port) => {
                 tracing::info!(%device, port = %config.port.display(), "pump port open");
                 last_error = None;
                 poller.handle_connect(Instant::now().into_std());
                 let mut went_online = false;
-                let end =
-                    session(&config, &ctx, &mut poller, port, &stats, &mut went_online).await?;
+                let end = session(
+                    &config,
+                    &ctx,
+                    &mut poller,
+                    port,
+                    &stats,
+                    &mut published,
+                    &mut went_online,
+                )
+                .await?;
                 if went_online {
                     delays = backoff.build();
                 }
@@ -79,7 +93,7 @@ pub async fn run_with_stats(
         }
         poller.handle_disconnect(Instant::now().into_std(), &reason);
         drain_events(&ctx, &mut poller, &mut false).await?;
-        stats.send_replace(poller.stats());
+        report(&ctx, &poller, &stats, &mut published);
         let delay = delays.next().unwrap_or(config.reconnect_max);
         tokio::select! {
             () = ctx.shutdown().cancelled() => break,
@@ -105,6 +119,7 @@ async fn session(
     poller: &mut Poller,
     mut port: SerialStream,
     stats: &watch::Sender<PollStats>,
+    published: &mut DeviceTotals,
     went_online: &mut bool,
 ) -> Result<SessionEnd, PipelineClosed> {
     let mut buf = [0u8; 256];
@@ -118,12 +133,7 @@ async fn session(
             }
         }
         drain_events(ctx, poller, went_online).await?;
-        stats.send_if_modified(|s| {
-            let now = poller.stats();
-            let changed = *s != now;
-            *s = now;
-            changed
-        });
+        report(ctx, poller, stats, published);
         let deadline = poller.poll_timeout().map(Instant::from_std);
         tokio::select! {
             () = ctx.shutdown().cancelled() => return Ok(SessionEnd::Shutdown),
@@ -141,6 +151,23 @@ async fn session(
             }
         }
     }
+}
+
+/// Publishes the poller's counters to `stats` (when they changed) and to
+/// the device's metrics.
+fn report(
+    ctx: &DriverContext,
+    poller: &Poller,
+    stats: &watch::Sender<PollStats>,
+    published: &mut DeviceTotals,
+) {
+    let now = poller.stats();
+    ctx.metrics().publish(published, now.totals());
+    stats.send_if_modified(|s| {
+        let changed = *s != now;
+        *s = now;
+        changed
+    });
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -25,6 +25,9 @@ use super::state::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PollSettings {
     pub interval: Duration,
+    /// How long after the port opens identification starts (the pump's
+    /// phase, [`crate::jitter::phase`]); every later poll keeps it.
+    pub phase: Duration,
     pub reply_timeout: Duration,
     /// Resends of one request before the exchange counts as failed.
     pub retries: u32,
@@ -36,6 +39,7 @@ impl Default for PollSettings {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(2),
+            phase: Duration::ZERO,
             reply_timeout: Duration::from_millis(500),
             retries: 2,
             failures_before_lost: 3,
@@ -112,6 +116,27 @@ pub struct PollStats {
     pub incomplete_polls: u64,
 }
 
+impl PollStats {
+    /// The figures `/metrics` shows per device.
+    pub fn totals(&self) -> crate::metrics::DeviceTotals {
+        let d = &self.decoder;
+        crate::metrics::DeviceTotals {
+            frames: d.frames,
+            timeouts: self.timeouts,
+            decode_errors: [
+                ("crc", d.crc_errors),
+                ("malformed", d.malformed),
+                ("truncated", d.truncated),
+                ("overlong", d.overlong),
+                ("invalid_reply", self.invalid_replies),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        }
+    }
+}
+
 /// Why the last exchange failed, for the offline reason.
 #[derive(Clone, Debug)]
 enum Failure {
@@ -185,11 +210,15 @@ impl Poller {
         self.protocol.as_deref()
     }
 
-    /// The port is open: start identifying.
+    /// The port is open: start identifying, at once or at the pump's phase.
     pub fn handle_connect(&mut self, now: Instant) {
         self.connected = true;
         self.reset_exchange();
-        self.begin_identify(now);
+        if self.settings.phase.is_zero() {
+            self.begin_identify(now);
+        } else {
+            self.next_cycle = Some(now + self.settings.phase);
+        }
     }
 
     /// The port is gone. Reports the pump offline (once) and waits for

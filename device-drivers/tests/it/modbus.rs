@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wardgate_drivers::modbus::{self, BusDevice, ModbusConfig, ModbusStats};
-use wardgate_drivers::{DriverContext, EventReceiver};
+use wardgate_drivers::{DriverContext, DriverMetrics, EventReceiver};
 use wardgate_model::config::Validate as _;
 use wardgate_model::{DeviceKind, DeviceRef, DeviceState, Event, Metric, MetricRegistry};
 use wardgate_sim::modbus::{SimDevice, start_rtu, start_tcp};
@@ -388,6 +388,8 @@ async fn tcp_outage_raises_unreachable_and_recovery_clears_it() {
     .await
     .unwrap();
     let (ctx, mut rx) = context("iso-1-pressure", "iso-room-1", &shutdown);
+    let mut metrics = prometheus_client::registry::Registry::with_prefix("wardgate");
+    let ctx = ctx.with_metrics(DriverMetrics::register(&mut metrics).device("iso-1-pressure"));
     let stats = ModbusStats::default();
     let cfg = tcp_driver_config(sim.addr, "");
     let driver = tokio::spawn({
@@ -429,6 +431,21 @@ async fn tcp_outage_raises_unreachable_and_recovery_clears_it() {
 
     shutdown.cancel();
     driver.await.unwrap().unwrap();
+    // The device's /metrics counters say the same as its own.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &metrics).unwrap();
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{series}{{device=\"iso-1-pressure\"}} ")))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let s = stats.snapshot();
+    assert_eq!(value("wardgate_device_frames_total"), s.replies);
+    assert_eq!(value("wardgate_device_timeouts_total"), s.timeouts);
+    // Reconnected after the dropped connection and after the silence.
+    assert!(value("wardgate_device_reconnects_total") >= 2, "{text}");
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Commands that do not run the gateway: replaying recorded data through the
 //! rules and running rule tests. Thin shells over `wardgate-rules`.
 
+pub mod devices;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::ExitCode;

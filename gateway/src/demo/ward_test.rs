@@ -256,7 +256,7 @@ impl Ward {
             };
             let ctx = self.context(&id);
             let mut wire = PumpWire::new(PumpModel::new(pump_program(i)));
-            let mut poller = Poller::new(c.poll_settings());
+            let mut poller = Poller::new(c.poll_settings(&id));
             let mut script: Vec<(Duration, PumpAction)> = Vec::new();
             let mut t = Duration::ZERO;
             for step in pump_script(i) {
@@ -347,7 +347,7 @@ impl Ward {
             let silent = sim.initial_faults.silent;
             let ctx = self.context(id);
             let base = Instant::now();
-            let mut poller = c.poller(&self.config.metrics, base).unwrap();
+            let mut poller = c.poller(id, &self.config.metrics, base).unwrap();
             loop {
                 let e = poller.poll_timeout().duration_since(base);
                 if e > WARD_TIME {

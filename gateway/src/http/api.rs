@@ -1,12 +1,16 @@
 //! Routes, the page's files, the security headers and the reads, which
 //! answer from the [`View`](super::View). Writes (`writes.rs`) need
 //! `Authorization: Bearer <token>` (`auth.rs`) and go to the rules stage,
-//! whose answer becomes the status code; `events.rs` is the SSE stream.
+//! whose answer becomes the status code; `events.rs` is the SSE stream,
+//! `metrics.rs` `/metrics`.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::HttpState;
+use super::auth::reader;
+use super::events::events;
+use super::writes::{acknowledge, assign, silence};
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -14,13 +18,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::json;
-use wardgate_model::Timestamp;
-
-use super::HttpState;
-use super::auth::reader;
-use super::events::events;
-use super::writes::{acknowledge, assign, silence};
-use crate::spool::SinkBacklog;
 
 /// The page shell, compiled in: path, content type, body. Served to anyone
 /// (no patient data in them); the service worker (`sw.js`) keeps the same
@@ -95,7 +92,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/staff/{id}/subjects", put(assign))
         .merge(
             Router::new()
-                .route("/metrics", get(metrics))
+                .route("/metrics", get(super::metrics::metrics))
                 .route("/api/subjects", get(subjects))
                 .route("/api/devices", get(devices))
                 .route("/api/alerts", get(alerts))
@@ -263,228 +260,4 @@ pub(super) fn streams_refused(state: &HttpState, why: String) -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     r
-}
-
-/// Prometheus text format 0.0.4.
-async fn metrics(State(state): State<HttpState>) -> Response {
-    let mut out = String::new();
-    {
-        let view = state
-            .view
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = writeln!(
-            out,
-            "# HELP wardgate_events_total Events committed to the spool, by type."
-        );
-        let _ = writeln!(out, "# TYPE wardgate_events_total counter");
-        for (k, v) in &view.counters.events {
-            let _ = writeln!(out, "wardgate_events_total{{type=\"{k}\"}} {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wardgate_alert_transitions_total Alert transitions, by transition."
-        );
-        let _ = writeln!(out, "# TYPE wardgate_alert_transitions_total counter");
-        for (k, v) in &view.counters.transitions {
-            let _ = writeln!(
-                out,
-                "wardgate_alert_transitions_total{{transition=\"{k}\"}} {v}"
-            );
-        }
-        let _ = writeln!(out, "# HELP wardgate_alerts Open alerts, by state.");
-        let _ = writeln!(out, "# TYPE wardgate_alerts gauge");
-        let counts = view.alert_counts();
-        for s in ["active", "latched", "acknowledged"] {
-            let _ = writeln!(
-                out,
-                "wardgate_alerts{{state=\"{s}\"}} {}",
-                counts.get(s).copied().unwrap_or(0)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wardgate_device_readings_total Readings committed, by device."
-        );
-        let _ = writeln!(out, "# TYPE wardgate_device_readings_total counter");
-        for d in view.devices() {
-            let _ = writeln!(
-                out,
-                "wardgate_device_readings_total{{device=\"{}\"}} {}",
-                escape(&d.id),
-                d.readings
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wardgate_device_last_seen_seconds Unix time of the device's last reading, alarm or online status."
-        );
-        let _ = writeln!(out, "# TYPE wardgate_device_last_seen_seconds gauge");
-        for d in view.devices() {
-            if let Some(t) = d.last_seen {
-                let _ = writeln!(
-                    out,
-                    "wardgate_device_last_seen_seconds{{device=\"{}\"}} {:.3}",
-                    escape(&d.id),
-                    t.timestamp_millis() as f64 / 1000.0
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wardgate_device_online 1 when the device's last status is online."
-        );
-        let _ = writeln!(out, "# TYPE wardgate_device_online gauge");
-        for d in view.devices() {
-            let _ = writeln!(
-                out,
-                "wardgate_device_online{{device=\"{}\"}} {}",
-                escape(&d.id),
-                u8::from(d.state == "online")
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP wardgate_http_sse_lagged_total Committed batches an SSE client or the page view skipped."
-    );
-    let _ = writeln!(out, "# TYPE wardgate_http_sse_lagged_total counter");
-    let _ = writeln!(
-        out,
-        "wardgate_http_sse_lagged_total {}",
-        state.lagged.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP wardgate_tasks Tasks alive in the gateway's runtime (drivers, sinks, connections): a leak shows as growth."
-    );
-    let _ = writeln!(out, "# TYPE wardgate_tasks gauge");
-    let _ = writeln!(
-        out,
-        "wardgate_tasks {}",
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP wardgate_http_unauthorized_total Requests refused for want of a valid token (401) or of a role that allows them (403)."
-    );
-    let _ = writeln!(out, "# TYPE wardgate_http_unauthorized_total counter");
-    let _ = writeln!(
-        out,
-        "# HELP wardgate_http_streams_refused_total Event streams refused: the gateway's or the client's limit reached."
-    );
-    let _ = writeln!(out, "# TYPE wardgate_http_streams_refused_total counter");
-    let _ = writeln!(
-        out,
-        "wardgate_http_streams_refused_total {}",
-        state.refused_streams.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "wardgate_http_unauthorized_total {}",
-        state.rejected_writes.load(Ordering::Relaxed)
-    );
-    if let Some(probe) = state.spool.clone() {
-        let spool = Arc::clone(&probe.spool);
-        if let Ok(Ok(backlog)) = tokio::task::spawn_blocking(move || spool.backlog()).await {
-            sink_backlog(&mut out, &backlog, chrono::Utc::now());
-        }
-        let max = probe.max_bytes;
-        if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || probe.spool.stats()).await {
-            for (name, help, kind, v) in [
-                (
-                    "wardgate_spool_alerts",
-                    "Alert events waiting in the spool.",
-                    "gauge",
-                    s.alerts,
-                ),
-                (
-                    "wardgate_spool_telemetry",
-                    "Telemetry events waiting in the spool.",
-                    "gauge",
-                    s.telemetry,
-                ),
-                (
-                    "wardgate_spool_telemetry_bytes",
-                    "Bytes of telemetry in the spool.",
-                    "gauge",
-                    s.telemetry_bytes,
-                ),
-                (
-                    "wardgate_spool_max_bytes",
-                    "The spool's telemetry limit in bytes.",
-                    "gauge",
-                    max,
-                ),
-                (
-                    "wardgate_spool_evicted_total",
-                    "Telemetry evicted to stay within the limits.",
-                    "counter",
-                    s.evicted_total,
-                ),
-                (
-                    "wardgate_spool_corrupt_records_total",
-                    "Spool records that could not be read.",
-                    "counter",
-                    s.corrupt_records,
-                ),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-                );
-            }
-        }
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        out,
-    )
-        .into_response()
-}
-
-/// Per sink and lane: records waiting for the peer's confirmation, and how
-/// long the oldest has waited — an alert lane that does not drain is the
-/// figure to alarm on.
-fn sink_backlog(out: &mut String, backlog: &[SinkBacklog], now: Timestamp) {
-    let _ = writeln!(
-        out,
-        "# HELP wardgate_sink_backlog_records Spooled records the sink's peer has not confirmed yet.\n# TYPE wardgate_sink_backlog_records gauge"
-    );
-    for b in backlog {
-        let _ = writeln!(
-            out,
-            "wardgate_sink_backlog_records{{sink=\"{}\",lane=\"{}\"}} {}",
-            escape(&b.sink),
-            b.lane.as_str(),
-            b.records
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP wardgate_sink_backlog_age_seconds How long the oldest unconfirmed record has waited (0 when none).\n# TYPE wardgate_sink_backlog_age_seconds gauge"
-    );
-    for b in backlog {
-        let age = b
-            .since
-            .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
-        let _ = writeln!(
-            out,
-            "wardgate_sink_backlog_age_seconds{{sink=\"{}\",lane=\"{}\"}} {age:.3}",
-            escape(&b.sink),
-            b.lane.as_str(),
-        );
-    }
-}
-
-/// Label values: backslash, quote and newline escaped.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

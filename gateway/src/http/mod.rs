@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod config;
 mod events;
+mod metrics;
 mod serve;
 pub mod view;
 mod writes;
@@ -176,6 +177,8 @@ pub struct HttpState {
     pub(crate) refused_streams: Arc<AtomicU64>,
     /// Every stream place taken at the last refusal (logged once per episode).
     pub(crate) streams_full: Arc<std::sync::atomic::AtomicBool>,
+    /// The gateway's live counters, encoded by `/metrics`.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl HttpState {
@@ -206,6 +209,7 @@ impl HttpState {
                 staff: Arc::default(),
                 page: Arc::default(),
                 streams_full: Arc::default(),
+                metrics: Arc::default(),
             },
             rx,
         )
@@ -251,6 +255,13 @@ impl HttpState {
     #[must_use]
     pub fn with_reads_need_token(mut self, yes: bool) -> Self {
         self.reads_need_token = yes;
+        self
+    }
+
+    /// Encodes these live counters on `/metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -334,6 +345,7 @@ pub async fn start(
     config: &Config,
     spool: Arc<Spool>,
     sinks: SinkHealth,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Started, HttpError> {
     let mut tokens = Vec::new();
     for t in &http.tokens {
@@ -375,6 +387,7 @@ pub async fn start(
     let (state, commands_rx) = HttpState::new(view, tokens, Some(probe));
     let state = state
         .with_sink_health(sinks)
+        .with_metrics(metrics)
         .with_hosts(http.hosts())
         .with_reads_need_token(http.reads_need_token)
         .with_staff(config.staff.clone())

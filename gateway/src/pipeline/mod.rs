@@ -20,6 +20,7 @@ use wardgate_model::Event;
 use crate::commands::AlertCommand;
 use crate::config::Config;
 use crate::lineproto::Identity;
+use crate::metrics::Metrics;
 use crate::roster::Roster;
 use crate::sinks::supervisor::{SinkEnv, SinkHealth, SinkStartError, Sinks};
 use crate::spool::{Spool, SpoolError, SpoolLimits};
@@ -67,6 +68,8 @@ pub enum PipelineError {
 struct Hooks {
     committed: Option<broadcast::Sender<Arc<[Event]>>>,
     commands: Option<mpsc::Receiver<AlertCommand>>,
+    /// Commits and the alert transitions they carry are counted here.
+    metrics: Arc<Metrics>,
 }
 
 /// What passed through, reported at shutdown.
@@ -208,6 +211,7 @@ pub async fn run(
     tracing::info!(rules = config.rule_set.rules().len(), "rules engine ready");
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let sink_health = SinkHealth::default();
+    let live = Arc::new(Metrics::new());
     let sinks = Sinks::start(
         &config.sinks,
         SinkEnv {
@@ -223,6 +227,7 @@ pub async fn run(
             events: events_tx.downgrade(),
             gateway: config.gateway.id.clone(),
             health: sink_health.clone(),
+            metrics: Arc::clone(&live),
         },
     )
     .await?;
@@ -246,12 +251,21 @@ pub async fn run(
         .run(drain.clone()),
     );
 
-    let mut hooks = Hooks::default();
+    let mut hooks = Hooks {
+        metrics: Arc::clone(&live),
+        ..Hooks::default()
+    };
     let mut http_addr = None;
     let http = match &config.http {
         Some(http) => {
-            let started =
-                crate::http::start(http, &config, Arc::clone(&spool), sink_health.clone()).await?;
+            let started = crate::http::start(
+                http,
+                &config,
+                Arc::clone(&spool),
+                sink_health.clone(),
+                Arc::clone(&live),
+            )
+            .await?;
             hooks.committed = Some(started.committed.clone());
             hooks.commands = Some(started.commands_rx);
             http_addr = Some(started.addr);
@@ -271,6 +285,7 @@ pub async fn run(
             shutdown: drivers_stop.clone(),
             clock_tolerance: chrono::TimeDelta::from_std(config.gateway.clock_tolerance)
                 .unwrap_or(wardgate_drivers::DEFAULT_CLOCK_TOLERANCE),
+            device_metrics: live.drivers.clone(),
         },
     );
     tracing::info!(
@@ -332,6 +347,7 @@ pub async fn run(
                     engine,
                     roster,
                     gateway,
+                    metrics: live,
                 },
                 &spool,
                 &mut summary,

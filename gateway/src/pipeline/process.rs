@@ -14,6 +14,7 @@ use wardgate_rules::Engine;
 use super::batcher::{Batcher, Commit};
 use super::{COMMIT_BATCH, Hooks, SPOOL_FAILURE_LIMIT, Summary};
 use crate::commands::{AlertCommand, CommandRejected};
+use crate::metrics::{Metrics, Trigger};
 use crate::roster::Roster;
 use crate::spool::{Spool, SpoolError};
 
@@ -59,10 +60,11 @@ pub(super) async fn process(
                 }
                 let now = chrono::Utc::now();
                 for item in batch.drain(..) {
-                    feed(&mut stage.engine, now, item, &mut out);
+                    feed(&mut stage, now, item, &mut out);
                 }
             }
             () = sleep_until(wake) => {
+                stage.metrics.evaluated(Trigger::Tick);
                 out.extend(stage.engine.poll_tick(chrono::Utc::now()));
             }
             () = sleep_until(batcher.poll_timeout()) => {}
@@ -71,7 +73,7 @@ pub(super) async fn process(
                 // channel already: take all of it, then commit below.
                 let now = chrono::Utc::now();
                 while let Ok(item) = events.try_recv() {
-                    feed(&mut stage.engine, now, item, &mut out);
+                    feed(&mut stage, now, item, &mut out);
                 }
                 waiting.push(done);
                 batcher.handle_commit_request();
@@ -101,17 +103,20 @@ pub(super) async fn process(
 /// Runs what a driver emitted through the engine (a measurement's events
 /// together) and appends what the engine derived, then the events themselves.
 fn feed(
-    engine: &mut Engine,
+    stage: &mut Stage,
     now: chrono::DateTime<chrono::Utc>,
     item: Emitted,
     out: &mut Vec<Event>,
 ) {
+    let engine = &mut stage.engine;
     match item {
         Emitted::Event(event) => {
+            stage.metrics.evaluated(Trigger::Event);
             engine.handle_event_into(now, &event, out);
             out.push(event);
         }
         Emitted::Measurement(events) => {
+            stage.metrics.evaluated(Trigger::Measurement);
             engine.handle_events_into(now, &events, out);
             out.extend(events);
         }
@@ -142,6 +147,7 @@ async fn recv_some<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
 /// them too).
 fn apply_command(stage: &mut Stage, cmd: AlertCommand) -> Vec<Event> {
     let now = chrono::Utc::now();
+    stage.metrics.evaluated(Trigger::Command);
     let engine = &mut stage.engine;
     match cmd {
         AlertCommand::Acknowledge { alert, who, reply } => {
@@ -243,6 +249,7 @@ pub(super) struct Stage {
     pub(super) engine: Engine,
     pub(super) roster: Roster,
     pub(super) gateway: String,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 /// Commits one batch as [`append`] does, every alert in it addressed to
@@ -329,6 +336,7 @@ pub(super) async fn append(
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         match result {
             Ok(appended) => {
+                hooks.metrics.committed(&events, started.elapsed());
                 if let Some(tx) = &hooks.committed {
                     // No subscriber is fine: nobody is looking.
                     let _ = tx.send(Arc::clone(&events));

@@ -18,9 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commands::AlertCommand;
 use crate::spool::SpoolReader;
+use metrics::SinkMetrics;
 
 pub mod influxdb;
 pub mod jsonl;
+pub mod metrics;
 pub mod mqtt;
 pub mod supervisor;
 
@@ -72,6 +74,9 @@ pub struct SinkContext {
     pub commands: mpsc::Sender<AlertCommand>,
     /// Where the sink says how its peer is doing.
     pub health: PeerHealth,
+    /// Its counters for `/metrics` (the reader counts sent, acknowledged
+    /// and retried records; the sink what it retries, quarantines or drops).
+    pub metrics: SinkMetrics,
 }
 
 /// A sink's report on its peer, read by `/readyz` beside the supervisor's
@@ -111,5 +116,6 @@ pub(crate) fn test_context(reader: SpoolReader, drain: CancellationToken) -> Sin
         drain,
         commands: mpsc::channel(1).0,
         health: PeerHealth::new(&name, SinkHealth::default()),
+        metrics: SinkMetrics::default(),
     }
 }

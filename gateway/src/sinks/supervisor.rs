@@ -124,6 +124,8 @@ pub struct SinkEnv {
     /// The gateway's id: the subject of its own technical alarms.
     pub gateway: String,
     pub health: SinkHealth,
+    /// Where the sinks' delivery figures are counted (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 type SinkFuture = Pin<Box<dyn Future<Output = Result<u64, SinkError>> + Send>>;
@@ -359,13 +361,15 @@ async fn start<S: Sink>(
     config: &S::Config,
     env: &SinkEnv,
 ) -> Result<SinkFuture, SinkError> {
-    let reader = SpoolReader::new(Arc::clone(&env.spool), name)?;
+    let metrics = env.metrics.sink(name);
+    let reader = SpoolReader::new(Arc::clone(&env.spool), name)?.with_metrics(metrics.clone());
     let sink = S::build(name, config, env).await?;
     let cx = SinkContext {
         reader,
         drain: env.drain.clone(),
         commands: env.commands.clone(),
         health: PeerHealth::new(name, env.health.clone()),
+        metrics,
     };
     Ok(Box::pin(sink.run(cx)))
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use wardgate_model::Timestamp;
+
 use super::{Lane, Record, Spool, SpoolError};
+use crate::sinks::metrics::SinkMetrics;
 
 /// Records of one lane read in one go: everything after `after` up to the
 /// last record's sequence number (gaps left by eviction included).
@@ -36,6 +39,9 @@ pub struct SpoolReader {
     /// Acknowledged ranges not yet contiguous with the cursor: after → last.
     pending: [BTreeMap<u64, u64>; 2],
     updates: watch::Receiver<u64>,
+    /// Batches handed out and not acknowledged yet: after → commit times.
+    handed: [BTreeMap<u64, Vec<Timestamp>>; 2],
+    metrics: SinkMetrics,
 }
 
 fn ix(lane: Lane) -> usize {
@@ -59,12 +65,22 @@ impl SpoolReader {
             cursor,
             pending: [BTreeMap::new(), BTreeMap::new()],
             updates,
+            handed: [BTreeMap::new(), BTreeMap::new()],
+            metrics: SinkMetrics::default(),
         })
     }
 
     /// The spool it reads.
     pub fn spool(&self) -> &Arc<Spool> {
         &self.spool
+    }
+
+    /// Counts what is sent, acknowledged (with its delivery latency) and
+    /// given back by a rewind into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: SinkMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn sink(&self) -> &str {
@@ -91,6 +107,8 @@ impl SpoolReader {
                 // Only unreadable records (counted and logged by the spool):
                 // nothing to deliver, so the cursor passes them.
                 self.position[ix(lane)] = upto;
+                // Handed out as nothing: counted as no delivery.
+                self.handed[ix(lane)].insert(after, Vec::new());
                 self.ack(lane, after, upto).await?;
             };
             if !records.is_empty() {
@@ -100,6 +118,11 @@ impl SpoolReader {
                     records,
                 };
                 self.position[ix(lane)] = batch.last();
+                self.metrics.sent.inc_by(batch.records.len() as u64);
+                self.handed[ix(lane)].insert(
+                    after,
+                    batch.records.iter().map(|r| r.committed_at).collect(),
+                );
                 return Ok(Some(batch));
             }
         }
@@ -118,6 +141,19 @@ impl SpoolReader {
     /// The peer confirmed the records in `(after, last]` of `lane`.
     pub async fn ack(&mut self, lane: Lane, after: u64, last: u64) -> Result<(), SpoolError> {
         let i = ix(lane);
+        match self.handed[i].remove(&after) {
+            Some(committed) => {
+                let now = chrono::Utc::now();
+                self.metrics.acknowledged.inc_by(committed.len() as u64);
+                for t in committed {
+                    let waited = (now - t).to_std().unwrap_or_default();
+                    self.metrics.latency.observe(waited.as_secs_f64());
+                }
+            }
+            None => {
+                self.metrics.acknowledged.inc_by(last.saturating_sub(after));
+            }
+        }
         let pending = &mut self.pending[i];
         let entry = pending.entry(after).or_insert(last);
         *entry = (*entry).max(last);
@@ -147,6 +183,11 @@ impl SpoolReader {
     /// Forgets everything handed out but not acknowledged: the next batches
     /// start again after the cursors (after a lost connection).
     pub fn rewind(&mut self) {
+        for handed in &mut self.handed {
+            let again: usize = handed.values().map(Vec::len).sum();
+            self.metrics.retried.inc_by(again as u64);
+            handed.clear();
+        }
         self.position = self.cursor;
         for p in &mut self.pending {
             p.clear();

@@ -44,6 +44,8 @@ const HEADER: usize = 22;
 pub struct Record {
     pub lane: Lane,
     pub seq: u64,
+    /// When it was appended (committed).
+    pub committed_at: Timestamp,
     pub event: Event,
     /// The event's JSON as stored (the model's serde shape, the JSONL
     /// sink's line without its newline), when the spool keeps it so.
@@ -52,10 +54,11 @@ pub struct Record {
 
 impl Record {
     /// A record whose JSON is not at hand (it is encoded when needed).
-    pub fn new(lane: Lane, seq: u64, event: Event) -> Record {
+    pub fn new(lane: Lane, seq: u64, committed_at: Timestamp, event: Event) -> Record {
         Record {
             lane,
             seq,
+            committed_at,
             event,
             json: None,
         }
@@ -234,12 +237,15 @@ pub fn stored_json(value: &[u8]) -> Option<&[u8]> {
 /// A stored value back as a record of `lane` with sequence number `seq`.
 pub fn decode(lane: Lane, seq: u64, value: &[u8]) -> Result<Record, RecordError> {
     let version = *value.get(8).ok_or(RecordError::Truncated(value.len()))?;
+    let committed_at =
+        chrono::DateTime::from_timestamp_nanos(appended_at(value).unwrap_or_default());
     match version {
         V1_MARK => {
             let json = &value[8..];
             Ok(Record {
                 lane,
                 seq,
+                committed_at,
                 event: decode_json(json)?,
                 json: Some(json.into()),
             })
@@ -276,6 +282,7 @@ pub fn decode(lane: Lane, seq: u64, value: &[u8]) -> Result<Record, RecordError>
             Ok(Record {
                 lane,
                 seq,
+                committed_at,
                 event,
                 json,
             })
@@ -386,7 +393,7 @@ mod tests {
         let back = decode(Lane::Telemetry, 7, &value).unwrap();
         assert_eq!(
             back,
-            Record::new(Lane::Telemetry, 7, Event::Reading(reading))
+            Record::new(Lane::Telemetry, 7, at, Event::Reading(reading))
         );
     }
 

@@ -11,7 +11,7 @@ use crate::Running;
 
 /// A BLE device `AA:BB:CC:00:00:<last>` simulated in-process on a loopback
 /// port, for as long as the returned runtime lives.
-fn simulate(
+pub(crate) fn simulate(
     scenario: Scenario,
     last: u8,
     speed: f64,

@@ -5,7 +5,7 @@ use std::io::Read as _;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::wardgate;
+use crate::{free_port, get, wardgate};
 
 const CONFIG: &str = r#"
 [gateway]
@@ -410,41 +410,9 @@ fn a_sink_on_a_full_disk_is_restarted_reported_and_alarmed() {
     assert!(text.contains("restarting sink"), "{text}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `GET /readyz`: (status, body).
 fn readyz(port: u16) -> (u16, String) {
     get(port, "/readyz")
-}
-
-/// `GET path` on the gateway's HTTP port: (status, body).
-fn get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut r = String::new();
-    s.read_to_string(&mut r).unwrap();
-    let status = r
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        r.split_once("\r\n\r\n")
-            .map(|x| x.1.to_owned())
-            .unwrap_or_default(),
-    )
 }
 
 /// The first transition of `rule` a JSONL sink wrote (waits up to a minute).

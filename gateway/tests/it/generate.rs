@@ -9,7 +9,7 @@ use std::process::Command;
 use clap::CommandFactory;
 use wardgate::cli::Cli;
 
-use crate::wardgate;
+use crate::{stdout_of, wardgate};
 
 /// Every command below the root, as its path of names (`["decode", "ble"]`).
 fn commands(cmd: &clap::Command, parent: &[String], out: &mut Vec<Vec<String>>) {
@@ -51,37 +51,20 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
         cword = words.len() + 1,
         prev = words.last().map_or("wardgate", String::as_str),
     );
-    let out = Command::new("bash")
-        .args(["-c", &program, "bash"])
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    stdout_of(
+        Command::new("bash")
+            .args(["-c", &program, "bash"])
+            .arg(script),
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }
 
 #[test]
 fn man_pages_and_completions_cover_every_command() {
     let dir = tempfile::tempdir().unwrap();
-    let out = wardgate()
-        .args(["generate", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listed = String::from_utf8(out.stdout).unwrap();
+    let listed = stdout_of(wardgate().args(["generate", "--out"]).arg(dir.path()));
 
     let root = Cli::command();
     let mut all = Vec::new();

@@ -552,7 +552,7 @@ async fn metrics_show_each_sinks_backlog_and_its_age() {
         "{text}"
     );
     assert!(
-        text.contains("wardgate_sink_backlog_age_seconds{sink=\"mqtt\",lane=\"alert\"} 0.000\n"),
+        text.contains("wardgate_sink_backlog_age_seconds{sink=\"mqtt\",lane=\"alert\"} 0.0\n"),
         "{text}"
     );
     let age: f64 = text

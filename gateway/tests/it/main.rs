@@ -4,12 +4,15 @@ mod assignment;
 mod at_rest;
 mod ble;
 mod check_config;
+mod devices;
 mod faults;
 mod first_run;
 mod generate;
 mod http;
+mod metrics;
 mod modbus;
 mod pump;
+mod rotation;
 mod run;
 mod service;
 mod supervision;
@@ -27,6 +30,19 @@ fn wardgate() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wardgate"));
     cmd.env_remove("RUST_LOG");
     cmd
+}
+
+/// Runs `cmd` to its end, asserts it succeeded (showing its stderr if
+/// not) and returns its standard output.
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A child process killed when the test ends, passing or not.
@@ -139,4 +155,37 @@ impl Drop for Running {
             eprintln!("gateway log:\n{log}");
         }
     }
+}
+
+/// A loopback port free now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on the gateway's HTTP port: (status, body).
+pub(crate) fn get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let status = r
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        r.split_once("\r\n\r\n")
+            .map(|x| x.1.to_owned())
+            .unwrap_or_default(),
+    )
 }

@@ -2,8 +2,10 @@
 //! serialport: readings and alarm start/end events reach the JSONL sink bound
 //! to the configured subject.
 
+use std::path::Path;
+
 use wardgate_model::{AlarmPhase, Event, Metric};
-use wardgate_sim::pump::{PumpSimConfig, SimAlarm, spawn};
+use wardgate_sim::pump::{PumpSim, PumpSimConfig, SimAlarm, spawn};
 
 use crate::Running;
 
@@ -12,11 +14,10 @@ fn is_alarm(e: &Event, phase: AlarmPhase) -> bool {
         if a.alarm.as_ref() == "occlusion_downstream" && a.phase == phase && a.subject.as_str() == "bed-4")
 }
 
-#[test]
-fn pump_readings_and_occlusion_reach_the_jsonl_sink() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("pump-1");
+/// A simulated pump on a pseudo-terminal linked at `dir/pump-1`, and the
+/// configuration of subject `bed-4` reading it as device `pump-1`.
+pub(crate) fn simulated_pump(rt: &tokio::runtime::Runtime, dir: &Path) -> (PumpSim, String) {
+    let link = dir.join("pump-1");
     let sim = rt
         .block_on(async {
             spawn(PumpSimConfig {
@@ -25,7 +26,7 @@ fn pump_readings_and_occlusion_reach_the_jsonl_sink() {
             })
         })
         .unwrap();
-    let mut gw = Running::start(&format!(
+    let config = format!(
         r#"
 [[subjects]]
 id = "bed-4"
@@ -40,7 +41,16 @@ poll_interval = "200ms"
 reply_timeout = "100ms"
 "#,
         link.display()
-    ));
+    );
+    (sim, config)
+}
+
+#[test]
+fn pump_readings_and_occlusion_reach_the_jsonl_sink() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, config) = simulated_pump(&rt, dir.path());
+    let mut gw = Running::start(&config);
     gw.wait_event("infusion rate reading", |e| {
         matches!(e, Event::Reading(r) if r.metric == Metric::InfusionRate && r.subject.as_str() == "bed-4")
     });

@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
 use wardgate_e2e::{
-    Gateway, Mosquitto, Server, Subscriber, VictoriaMetrics, signal, wait_exit, wait_for,
-    wardgate_bin,
+    Gateway, Mosquitto, Server, Subscriber, VictoriaMetrics, free_port, metric, signal, wait_exit,
+    wait_for, wardgate_bin,
 };
 use wardgate_model::Event;
 
@@ -203,7 +203,9 @@ fn steady_stream_every_reading_exactly_once() {
 #[test]
 fn tsdb_outage_loses_nothing() {
     let mut vm = VictoriaMetrics::start();
-    let mut gw = Gateway::start(&gateway_config(1, "", &influx_sink(&vm, "")));
+    let port = free_port();
+    let sinks = influx_sink(&vm, "") + &format!("\n[http]\nlisten = \"127.0.0.1:{port}\"\n");
+    let mut gw = Gateway::start(&gateway_config(1, "", &sinks));
     let before = wait_accepted(&gw, 100);
     vm.stop();
     // Readings keep being accepted into the spool while the TSDB is away.
@@ -215,6 +217,31 @@ fn tsdb_outage_loses_nothing() {
             .then_some(())
     });
     wait_accepted(&gw, during + 100);
+    // `/metrics` tells the outage: writes retried, and the records that
+    // waited through it delivered late but delivered.
+    let influx = r#"{sink="influxdb"}"#;
+    let acknowledged = wait_for("records acknowledged after the outage", || {
+        let body = http_get(port, "/metrics")?;
+        let acked = metric(
+            &body,
+            &format!("wardgate_sink_acknowledged_records_total{influx}"),
+        )?;
+        (acked >= (during + 100) as f64).then_some((body, acked))
+    });
+    let (body, acked) = acknowledged;
+    let retried = metric(
+        &body,
+        &format!("wardgate_sink_retried_records_total{influx}"),
+    );
+    assert!(retried.is_some_and(|r| r > 0.0), "{body}");
+    let late = metric(
+        &body,
+        r#"wardgate_sink_delivery_latency_seconds_bucket{le="1.024",sink="influxdb"}"#,
+    );
+    assert!(
+        late.is_some_and(|n| n < acked),
+        "some waited out the outage: {body}"
+    );
     gw.stop();
     let log = gw.log();
     assert!(log.contains("InfluxDB write failed; retrying"), "{log}");

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use wardgate_e2e::{Gateway, Mosquitto, Subscriber, lines, wait_for};
+use wardgate_e2e::{Gateway, Mosquitto, Subscriber, free_port, lines, metric, wait_for};
 use wardgate_model::Event;
 
 fn config(port: u16) -> String {
@@ -122,7 +122,11 @@ fn steady_stream_arrives_complete_with_status_and_last_will() {
 fn broker_outage_loses_nothing() {
     let mut broker = Mosquitto::start();
     let sub = Subscriber::start(broker.port, "e2e-outage", "wardgate/+/+/+/telemetry");
-    let mut gw = Gateway::start(&config(broker.port));
+    let http = free_port();
+    let mut gw = Gateway::start(&format!(
+        "{}\n[http]\nlisten = \"127.0.0.1:{http}\"\n",
+        config(broker.port)
+    ));
     let before = wait_accepted(&gw, 100);
     broker.stop();
     // The broker stays away for 30 s (the outage is the scenario, not a
@@ -135,6 +139,20 @@ fn broker_outage_loses_nothing() {
     // unreachable keeps the rest in its spool, which this test does not restart.
     wait_for("the MQTT sink to reconnect", || {
         (gw.log().matches("connected to the MQTT broker").count() >= 2).then_some(())
+    });
+    // `/metrics`: what was committed during the outage is confirmed by the
+    // broker after it, much of it more than 16 s later.
+    wait_for("deliveries late by the outage on /metrics", || {
+        let (_, body) = wardgate_e2e::http(http, "GET", "/metrics", None, "");
+        let acked = metric(
+            &body,
+            r#"wardgate_sink_acknowledged_records_total{sink="mqtt"}"#,
+        )?;
+        let prompt = metric(
+            &body,
+            r#"wardgate_sink_delivery_latency_seconds_bucket{le="16.384",sink="mqtt"}"#,
+        )?;
+        (acked - prompt >= 100.0).then_some(())
     });
     gw.stop();
     assert!(

@@ -14,7 +14,7 @@ use btleplug::platform::{Adapter, Manager, Peripheral, PeripheralId};
 use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
-use super::{Address, BleLink, BleTransport, Notification, ScanFilter, TransportError};
+use super::{Address, BleLink, BleTransport, Notification, ScanFilter, Seen, TransportError};
 use crate::ble::Characteristic;
 
 type Events = Pin<Box<dyn Stream<Item = CentralEvent> + Send>>;
@@ -48,6 +48,31 @@ impl BtleplugTransport {
             .next()
             .ok_or(TransportError::NoAdapter)?;
         Ok(Self { adapter })
+    }
+
+    /// Listens to advertisements for `duration` and returns every device
+    /// the adapter knows, by address (BlueZ also lists devices it heard
+    /// before; those have no signal strength).
+    pub async fn scan(&self, duration: Duration) -> Result<Vec<Seen>, TransportError> {
+        self.adapter
+            .start_scan(api::ScanFilter::default())
+            .await
+            .map_err(|e| other(&e))?;
+        tokio::time::sleep(duration).await;
+        let peripherals = self.adapter.peripherals().await.map_err(|e| other(&e));
+        let _ = self.adapter.stop_scan().await;
+        let mut seen = Vec::new();
+        for p in peripherals? {
+            let props = p.properties().await.ok().flatten().unwrap_or_default();
+            seen.push(Seen {
+                address: Address(p.address().into_inner()),
+                name: props.local_name,
+                rssi: props.rssi,
+                services: props.services.iter().map(Uuid::as_u128).collect(),
+            });
+        }
+        seen.sort_by_key(|s| s.address);
+        Ok(seen)
     }
 
     async fn accepts(&self, p: &Peripheral, filter: &ScanFilter) -> bool {

@@ -14,7 +14,7 @@ pub mod btleplug;
 pub mod sim;
 
 pub use self::btleplug::BtleplugTransport;
-pub use self::sim::SimTransport;
+pub use self::sim::{Advertisement, SimTransport};
 
 /// A Bluetooth device address, `AA:BB:CC:DD:EE:FF` (upper case once parsed).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,6 +96,18 @@ impl ScanFilter {
             self.services.is_empty() || services.iter().any(|s| self.services.contains(s));
         address_ok && service_ok && !(self.addresses.is_empty() && self.services.is_empty())
     }
+}
+
+/// A device heard during a scan (`wardgate devices scan`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub address: Address,
+    /// The advertised local name, if any.
+    pub name: Option<String>,
+    /// Signal strength in dBm, when the stack reported one.
+    pub rssi: Option<i16>,
+    /// Advertised service UUIDs (128-bit).
+    pub services: Vec<u128>,
 }
 
 /// One notification or indication value.

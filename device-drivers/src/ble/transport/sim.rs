@@ -112,24 +112,43 @@ impl BleTransport for SimTransport {
         timeout: Duration,
     ) -> Result<SimLink, TransportError> {
         let attempt = async {
-            let stream = TcpStream::connect(self.addr).await.map_err(|e| io(&e))?;
-            stream.set_nodelay(true).map_err(|e| io(&e))?;
-            let (read, write) = stream.into_split();
-            let mut lines = BufReader::new(read).lines();
-            let line = lines
-                .next_line()
-                .await
-                .map_err(|e| io(&e))?
-                .ok_or(TransportError::Disconnected)?;
-            let ad = parse_device_line(&line).map_err(TransportError::Other)?;
-            if !filter.matches(ad.address, &ad.services) {
+            let link = self.open().await?;
+            if !filter.matches(link.ad.address, &link.ad.services) {
                 return Err(TransportError::NotFound(timeout));
             }
-            Ok(SimLink { ad, lines, write })
+            Ok(link)
         };
         tokio::time::timeout(timeout, attempt)
             .await
             .unwrap_or(Err(TransportError::NotFound(timeout)))
+    }
+}
+
+impl SimTransport {
+    /// Connects and reads the device's `DEVICE` line.
+    async fn open(&self) -> Result<SimLink, TransportError> {
+        let stream = TcpStream::connect(self.addr).await.map_err(|e| io(&e))?;
+        stream.set_nodelay(true).map_err(|e| io(&e))?;
+        let (read, write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let line = lines
+            .next_line()
+            .await
+            .map_err(|e| io(&e))?
+            .ok_or(TransportError::Disconnected)?;
+        let ad = parse_device_line(&line).map_err(TransportError::Other)?;
+        Ok(SimLink { ad, lines, write })
+    }
+
+    /// What the simulated device advertises (the scan of `wardgate devices
+    /// scan --simulator`): connects, reads its `DEVICE` line, disconnects.
+    pub async fn advertisement(&self, timeout: Duration) -> Result<Advertisement, TransportError> {
+        let link = tokio::time::timeout(timeout, self.open())
+            .await
+            .unwrap_or(Err(TransportError::NotFound(timeout)))?;
+        let ad = link.ad.clone();
+        link.disconnect().await;
+        Ok(ad)
     }
 }
 

@@ -17,6 +17,7 @@ fn entry(metric: Metric, data_type: DataType, scale: f64) -> Entry {
 
 const TIMING: Timing = Timing {
     poll_interval: Duration::from_secs(1),
+    phase: Duration::ZERO,
     retries: 1,
     failures_before_unreachable: 2,
     backoff_min: Duration::from_secs(2),
@@ -26,6 +27,10 @@ const TIMING: Timing = Timing {
 
 /// room_temp i16 /10 at input 0, humidity u16 at input 1, door at discrete input 0.
 fn poller(now: Instant) -> Poller {
+    poller_with(TIMING, now)
+}
+
+fn poller_with(timing: Timing, now: Instant) -> Poller {
     let entries = vec![
         entry(Metric::RoomTemp, DataType::I16, 0.1),
         entry(Metric::Humidity, DataType::U16, 1.0),
@@ -48,7 +53,7 @@ fn poller(now: Instant) -> Poller {
             len: 1,
         },
     ];
-    Poller::new(entries, plan(&spans, PlanLimits::default()), TIMING, now)
+    Poller::new(entries, plan(&spans, PlanLimits::default()), timing, now)
 }
 
 fn events(p: &mut Poller) -> Vec<PollerEvent> {
@@ -283,6 +288,51 @@ fn missed_ticks_are_skipped() {
     // The reply took 2.5 intervals: the next cycle is at 3 s, not 1 s.
     p.handle_outcome(t0 + Duration::from_millis(2500), Outcome::Words(vec![1, 2]));
     assert_eq!(p.poll_timeout(), t0 + Duration::from_secs(3));
+}
+
+/// Answers every request due at `now` (a healthy device, replying at once).
+fn answer_cycle(p: &mut Poller, now: Instant) -> usize {
+    let mut asked = 0;
+    while let Some(block) = p.poll_request(now) {
+        asked += 1;
+        let n = usize::from(block.count);
+        let outcome = match block.table {
+            Table::DiscreteInput | Table::Coil => Outcome::Bits(vec![false; n]),
+            Table::InputRegister | Table::HoldingRegister => Outcome::Words(vec![0; n]),
+        };
+        p.handle_outcome(now, outcome);
+    }
+    asked
+}
+
+#[test]
+fn devices_poll_at_their_own_stable_phase_and_keep_the_interval() {
+    let t0 = Instant::now();
+    let interval = TIMING.poll_interval;
+    let mut firsts = Vec::new();
+    for i in 0..20 {
+        let id = format!("sensor-{i}");
+        let phase = crate::jitter::phase(&id, crate::jitter::DEFAULT_JITTER, interval);
+        let mut p = poller_with(Timing { phase, ..TIMING }, t0);
+        let first = p.poll_timeout();
+        assert_eq!(first, t0 + phase, "{id}");
+        // Not before its phase; then a full cycle each interval, on phase.
+        if phase > Duration::ZERO {
+            assert!(
+                p.poll_request(t0 + phase / 2).is_none(),
+                "{id}: before its phase"
+            );
+        }
+        for k in 0..3 {
+            let due = first + interval * k;
+            assert_eq!(p.poll_timeout(), due, "{id}, cycle {k}");
+            assert_eq!(answer_cycle(&mut p, due), 2, "{id}, cycle {k}");
+        }
+        firsts.push(first);
+    }
+    firsts.sort_unstable();
+    firsts.dedup();
+    assert_eq!(firsts.len(), 20, "devices share a phase");
 }
 
 fn any_outcome() -> impl proptest::strategy::Strategy<Value = Outcome> {

@@ -5,6 +5,7 @@ const MS: Duration = Duration::from_millis(1);
 fn settings() -> PollSettings {
     PollSettings {
         interval: 2000 * MS,
+        phase: Duration::ZERO,
         reply_timeout: 100 * MS,
         retries: 1,
         failures_before_lost: 2,
@@ -37,18 +38,58 @@ fn events(p: &mut Poller) -> Vec<PumpEvent> {
 
 /// Connects and answers the handshake; returns the poller at `t0`.
 fn identified(t0: Instant) -> Poller {
-    let mut p = Poller::new(settings());
+    identified_with(settings(), t0).0
+}
+
+/// Connects at `t0` and answers the handshake once the poller starts it (at
+/// its phase); returns the poller and that start.
+fn identified_with(settings: PollSettings, t0: Instant) -> (Poller, Instant) {
+    let mut p = Poller::new(settings);
     p.handle_connect(t0);
+    let start = t0 + settings.phase;
+    if start > t0 {
+        assert!(sent(&mut p).is_empty(), "asked before its phase");
+        assert_eq!(p.poll_timeout(), Some(start));
+        p.handle_timeout(start);
+    }
     assert_eq!(sent(&mut p), ["!INST_SERIALNO|457D\r"]);
-    p.handle_input(t0 + MS, &reply("INST_SERIALNO^8002-51740"));
+    p.handle_input(start + MS, &reply("INST_SERIALNO^8002-51740"));
     assert_eq!(sent(&mut p), ["!COMMS_PROTOCOL|E8DA\r"]);
-    p.handle_input(t0 + 2 * MS, &reply("COMMS_PROTOCOL^ASENA^1"));
+    p.handle_input(start + 2 * MS, &reply("COMMS_PROTOCOL^ASENA^1"));
     // DESIGN.md's handshake frame for this serial number, byte for byte.
     assert_eq!(sent(&mut p), ["!REMOTE_CTRL^ENABLED^3CC1|B1F1\r"]);
-    p.handle_input(t0 + 3 * MS, &reply("REMOTE_CTRL^ENABLED"));
+    p.handle_input(start + 3 * MS, &reply("REMOTE_CTRL^ENABLED"));
     assert_eq!(sent(&mut p), ["!INF|4961\r"]);
     assert_eq!(p.protocol(), Some("ASENA^1"));
-    p
+    (p, start)
+}
+
+#[test]
+fn pumps_poll_at_their_own_stable_phase_and_keep_the_interval() {
+    let t0 = Instant::now();
+    let mut starts = Vec::new();
+    for i in 0..20 {
+        let id = format!("pump-{i}");
+        let phase = crate::jitter::phase(&id, crate::jitter::DEFAULT_JITTER, settings().interval);
+        let s = PollSettings {
+            phase,
+            ..settings()
+        };
+        let (mut p, start) = identified_with(s, t0);
+        assert_eq!(start, t0 + phase, "{id}");
+        answer_cycle(&mut p, start + 4 * MS, "NONE");
+        for k in 1..3 {
+            let due = start + s.interval * k;
+            assert_eq!(p.poll_timeout(), Some(due), "{id}, poll {k}");
+            p.handle_timeout(due);
+            assert_eq!(sent(&mut p), ["!INF|4961\r"], "{id}, poll {k}");
+            answer_cycle(&mut p, due + MS, "NONE");
+        }
+        starts.push(start);
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    assert_eq!(starts.len(), 20, "pumps share a phase");
 }
 
 fn answer_cycle(p: &mut Poller, at: Instant, alarms: &str) -> Vec<PumpEvent> {

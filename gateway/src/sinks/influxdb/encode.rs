@@ -86,6 +86,7 @@ mod tests {
             Record::new(
                 Lane::Telemetry,
                 seq,
+                now(),
                 Event::Reading(
                     Reading::new(
                         now(),

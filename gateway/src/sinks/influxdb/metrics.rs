@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use wardgate_model::Timestamp;
 
+use crate::sinks::metrics::SinkMetrics;
+
 /// Live counters; share it in an `Arc`.
 #[derive(Debug, Default)]
 pub struct DeliveryMetrics {
@@ -22,6 +24,8 @@ pub struct DeliveryMetrics {
     /// Time (ns since the epoch) of the oldest point taken but not yet
     /// stored; `i64::MIN` = nothing outstanding.
     oldest_unsent_ns: AtomicI64,
+    /// The sink's `/metrics` counters, when it runs in a gateway.
+    exported: Option<SinkMetrics>,
 }
 
 /// A copy of the counters at one moment.
@@ -60,6 +64,14 @@ impl DeliveryMetrics {
         }
     }
 
+    /// Also counts retries, quarantined and dropped records into `m`
+    /// (`/metrics`).
+    #[must_use]
+    pub fn exporting(mut self, m: SinkMetrics) -> Self {
+        self.exported = Some(m);
+        self
+    }
+
     pub fn add_queued(&self, n: u64, oldest: Timestamp) {
         self.queued.fetch_add(n, Relaxed);
         let ns = oldest.timestamp_nanos_opt().unwrap_or(i64::MAX);
@@ -86,14 +98,24 @@ impl DeliveryMetrics {
     pub fn add_acknowledged(&self, n: u64) {
         self.acknowledged.fetch_add(n, Relaxed);
     }
-    pub fn add_retried(&self, n: u64) {
-        self.retried.fetch_add(n, Relaxed);
+    /// A write of `points` failed and is retried.
+    pub fn add_retried(&self, points: u64) {
+        self.retried.fetch_add(1, Relaxed);
+        if let Some(m) = &self.exported {
+            m.retried.inc_by(points);
+        }
     }
     pub fn add_quarantined(&self, n: u64) {
         self.quarantined.fetch_add(n, Relaxed);
+        if let Some(m) = &self.exported {
+            m.quarantined.inc_by(n);
+        }
     }
     pub fn add_quarantine_dropped(&self, n: u64) {
         self.quarantine_dropped.fetch_add(n, Relaxed);
+        if let Some(m) = &self.exported {
+            m.dropped.inc_by(n);
+        }
     }
     pub fn add_refused(&self, n: u64) {
         self.refused.fetch_add(n, Relaxed);

@@ -101,7 +101,8 @@ impl Sink for InfluxDbSink {
             .with_file_name(format!("{name}.quarantine.jsonl"));
         Ok(
             InfluxDbSink::new(name, config.clone(), env.identity.clone(), quarantine)?
-                .with_alarms(env.events.clone(), env.gateway.clone()),
+                .with_alarms(env.events.clone(), env.gateway.clone())
+                .with_metrics(env.metrics.sink(name)),
         )
     }
 
@@ -151,7 +152,14 @@ impl InfluxDbSink {
         self
     }
 
-    /// The live figures (for `/metrics`).
+    /// Counts retries, quarantined and dropped records into `metrics` too.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::sinks::metrics::SinkMetrics) -> Self {
+        self.metrics = Arc::new(DeliveryMetrics::new().exporting(metrics));
+        self
+    }
+
+    /// The live figures.
     pub fn metrics(&self) -> Arc<DeliveryMetrics> {
         Arc::clone(&self.metrics)
     }

@@ -209,7 +209,10 @@ async fn a_400_on_every_line_quarantines_each_and_moves_the_cursor() {
     let dir = tempfile::tempdir().unwrap();
     let (url, seen) = server(vec![BAD]).await;
     let spool = spool(dir.path(), &readings(3));
-    let reader = SpoolReader::new(Arc::clone(&spool), "influx").unwrap();
+    let exported = crate::sinks::metrics::SinkMetrics::default();
+    let reader = SpoolReader::new(Arc::clone(&spool), "influx")
+        .unwrap()
+        .with_metrics(exported.clone());
     let quarantine = dir.path().join("q.jsonl");
     let sink = InfluxDbSink::new(
         "influx",
@@ -217,7 +220,8 @@ async fn a_400_on_every_line_quarantines_each_and_moves_the_cursor() {
         identity(),
         quarantine.clone(),
     )
-    .unwrap();
+    .unwrap()
+    .with_metrics(exported.clone());
     let metrics = sink.metrics();
     // Drain from the start: deliver what is spooled, then stop.
     let drain = CancellationToken::new();
@@ -248,6 +252,24 @@ async fn a_400_on_every_line_quarantines_each_and_moves_the_cursor() {
     // The device_status-free spool holds readings 1..=3 in the telemetry lane.
     assert_eq!(spool.cursor("influx", Lane::Telemetry).unwrap(), 3);
     assert_eq!(metrics.snapshot(chrono::Utc::now()).quarantined, 3);
+    // On /metrics: sent once, quarantined, and acknowledged in the spool
+    // (kept in the quarantine file), each with its delivery latency.
+    let e = &exported;
+    assert_eq!(
+        (
+            e.sent.get(),
+            e.acknowledged.get(),
+            e.quarantined.get(),
+            e.retried.get(),
+            e.dropped.get()
+        ),
+        (3, 3, 3, 0, 0)
+    );
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register("latency", "h", e.latency.clone());
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains("\nlatency_count 3\n"), "{text}");
 }
 
 #[tokio::test]

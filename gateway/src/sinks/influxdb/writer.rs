@@ -249,7 +249,7 @@ impl InfluxWriter {
                 }
                 Err(e) => {
                     failures += 1;
-                    metrics.add_retried(1);
+                    metrics.add_retried(points);
                     if failures == 1 && e.is_misconfiguration() {
                         tracing::error!(sink = %self.name, error = %e, "InfluxDB refuses the gateway's writes: check this sink's token, org and bucket; retrying with backoff (data is kept meanwhile)");
                     } else if failures == 1 {

@@ -28,7 +28,7 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        let record = Record::new(Lane::Telemetry, 1, Event::Reading(reading));
+        let record = Record::new(Lane::Telemetry, 1, reading.at, Event::Reading(reading));
         encode_line(&record, &mut out).unwrap();
         encode_line(&record, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();

@@ -76,6 +76,7 @@ impl Sink for JsonlSink {
             mut reader,
             drain,
             health,
+            metrics,
             ..
         } = cx;
         let mut written = 0u64;
@@ -99,6 +100,7 @@ impl Sink for JsonlSink {
             lines.clear();
             for record in &batch.records {
                 if let Err(e) = encode_line(record, &mut lines) {
+                    metrics.dropped.inc();
                     // Model types always serialise; if one ever does not, say so loudly.
                     tracing::error!(sink = %self.name, seq = record.seq, error = %e, "event could not be encoded as JSON");
                 }

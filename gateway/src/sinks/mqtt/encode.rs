@@ -152,7 +152,7 @@ mod tests {
     }
 
     fn rec(seq: u64, event: Event) -> Record {
-        Record::new(Lane::of(&event), seq, event)
+        Record::new(Lane::of(&event), seq, chrono::DateTime::UNIX_EPOCH, event)
     }
 
     #[test]

@@ -130,6 +130,7 @@ impl Sink for MqttSink {
             drain,
             commands,
             health,
+            ..
         } = cx;
         let window = usize::from(self.config.inflight);
         let batch_max = self.config.batch_max;

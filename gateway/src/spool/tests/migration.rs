@@ -62,7 +62,7 @@ async fn reads_every_v1_record_through_every_sink() {
     let topics = Topics::new("wardgate", "s", "w", "g");
     let fresh: Vec<Record> = records
         .iter()
-        .map(|r| Record::new(r.lane, r.seq, r.event.clone()))
+        .map(|r| Record::new(r.lane, r.seq, r.committed_at, r.event.clone()))
         .collect();
     for format in [TelemetryFormat::Line, TelemetryFormat::Json] {
         assert_eq!(
