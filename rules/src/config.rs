@@ -22,6 +22,8 @@ use crate::{Engine, EngineError, RuleSet, RuleSource, RulesError};
 /// news2_freshness = "1h"
 /// tick_interval = "1s"
 /// max_silence = "4h"
+/// [rules.for]                    # onset delays replacing the rules' own
+/// device_offline = "26h"
 /// [rules.clear_for]              # hold times replacing the rules' own
 /// news2 = "30m"
 /// [rules.escalate_after]         # escalation times replacing the rules' own
@@ -44,6 +46,10 @@ pub struct RulesConfig {
     pub tick_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub max_silence: Duration,
+    /// Onset delays (`for`) replacing the rules' own, by rule id (not their
+    /// bands').
+    #[serde(rename = "for", with = "humantime_map")]
+    pub for_: BTreeMap<String, Duration>,
     /// Hold times (`clear_for`) replacing the rules' own, by rule id.
     #[serde(with = "humantime_map")]
     pub clear_for: BTreeMap<String, Duration>,
@@ -73,6 +79,7 @@ impl Default for RulesConfig {
             news2_freshness: Duration::from_secs(3600),
             tick_interval: Duration::from_secs(1),
             max_silence: Duration::from_secs(4 * 3600),
+            for_: BTreeMap::new(),
             clear_for: BTreeMap::new(),
             escalate_after: BTreeMap::new(),
             params: BTreeMap::new(),
@@ -130,15 +137,20 @@ impl Validate for RulesConfig {
         );
         // Rule ids are checked when the engine is built, as parameters are.
         let week = Duration::from_secs(7 * 24 * 3600);
-        for (rule, hold) in &self.clear_for {
-            if *hold > week {
-                issues.push(ConfigIssue::new(
-                    [PathSeg::from("clear_for"), PathSeg::from(rule.clone())],
-                    format!(
-                        "a hold time must be at most 7days, got {}",
-                        humantime::format_duration(*hold)
-                    ),
-                ));
+        for (key, what, map) in [
+            ("for", "an onset delay", &self.for_),
+            ("clear_for", "a hold time", &self.clear_for),
+        ] {
+            for (rule, d) in map {
+                if *d > week {
+                    issues.push(ConfigIssue::new(
+                        [PathSeg::from(key), PathSeg::from(rule.clone())],
+                        format!(
+                            "{what} must be at most 7days, got {}",
+                            humantime::format_duration(*d)
+                        ),
+                    ));
+                }
             }
         }
         for (rule, after) in &self.escalate_after {
@@ -202,6 +214,7 @@ impl RulesConfig {
             news2_freshness: td(self.news2_freshness),
             tick_interval: td(self.tick_interval),
             max_silence: td(self.max_silence),
+            for_: self.for_.iter().map(|(k, v)| (k.clone(), td(*v))).collect(),
             clear_for: self
                 .clear_for
                 .iter()

@@ -69,6 +69,9 @@ impl Engine {
                 .find(|r| r.id.as_str() == id)
                 .ok_or_else(|| EngineError::UnknownRule(setting, id.to_owned()))
         }
+        for (id, onset) in &opts.for_ {
+            named(&mut rules, "for", id)?.for_ = *onset;
+        }
         for (id, hold) in &opts.clear_for {
             named(&mut rules, "clear_for", id)?.clear_for = *hold;
         }

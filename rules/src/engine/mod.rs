@@ -57,6 +57,10 @@ pub struct EngineOptions {
     pub params: BTreeMap<String, f64>,
     /// Audit entries kept until drained; the oldest are dropped (and counted) beyond.
     pub audit_capacity: usize,
+    /// Onset delays replacing the rules' own `for`, by rule id (a home hub
+    /// whose devices sleep between measurements waits a day, not 30 s,
+    /// before calling a device offline).
+    pub for_: BTreeMap<String, TimeDelta>,
     /// Hold times replacing the rules' own `clear_for`, by rule id (a site
     /// that wants NEWS2 episodes to end sooner or later than the pack says).
     pub clear_for: BTreeMap<String, TimeDelta>,
@@ -77,6 +81,7 @@ impl Default for EngineOptions {
             max_silence: TimeDelta::hours(4),
             params: BTreeMap::new(),
             audit_capacity: 100_000,
+            for_: BTreeMap::new(),
             clear_for: BTreeMap::new(),
             escalate_after: BTreeMap::new(),
             max_escalations: None,

@@ -299,3 +299,30 @@ fn a_site_sets_the_escalation_time_of_a_rule_and_its_bands() {
         Some("escalate_after names unknown rule 'nope'".to_owned())
     );
 }
+
+#[test]
+fn a_site_sets_the_onset_delay_of_a_rule() {
+    let r = "device_offline";
+    // A cuff drops its link after measuring; the next measurement is a day later.
+    let lines = [
+        device_event(0, "p-1", "cuff", "offline"),
+        reading(120, "p-1", "bp_systolic", 128.0),
+        reading(93_660, "p-1", "bp_systolic", 131.0),
+    ];
+    let raised = |opts: EngineOptions| -> Vec<i64> {
+        let (events, _) = run_with(&lines, &mut engine(opts));
+        transitions(&events, Some(r))
+            .into_iter()
+            .filter(|t| t.3 == X::Raised)
+            .map(|t| t.0)
+            .collect()
+    };
+    // The pack's 30 s.
+    assert_eq!(raised(EngineOptions::default()), vec![30]);
+    // A home hub's 26 hours: offline for longer than a day between measurements.
+    let day = raised(EngineOptions {
+        for_: [(r.to_owned(), TimeDelta::hours(26))].into(),
+        ..EngineOptions::default()
+    });
+    assert_eq!(day, vec![93_600]);
+}
