@@ -169,6 +169,17 @@ type = "bool"
 script = { kind = "constant", value = 0.0 }
 "#;
 
+/// The TCP simulator of `TCP_SIM` on a free loopback port.
+async fn tcp_sim(shutdown: &CancellationToken) -> wardgate_sim::modbus::TcpSim {
+    start_tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        sim_device(TCP_SIM),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap()
+}
+
 fn tcp_driver_config(addr: impl std::fmt::Display, extra: &str) -> ModbusConfig {
     config(&format!(
         r#"
@@ -252,13 +263,7 @@ const TCP_METRICS: [&str; 9] = [
 #[tokio::test]
 async fn tcp_values_of_every_type_and_order_reach_the_pipeline_bound_to_the_subject() {
     let shutdown = CancellationToken::new();
-    let sim = start_tcp(
-        "127.0.0.1:0".parse().unwrap(),
-        sim_device(TCP_SIM),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let sim = tcp_sim(&shutdown).await;
     let (ctx, mut rx) = context("room-7-sensor", "room-7", &shutdown);
     let cfg = tcp_driver_config(sim.addr, "");
     let stats = ModbusStats::default();
@@ -303,13 +308,7 @@ async fn tcp_values_of_every_type_and_order_reach_the_pipeline_bound_to_the_subj
 #[tokio::test]
 async fn a_device_named_by_host_name_is_looked_up_and_read() {
     let shutdown = CancellationToken::new();
-    let sim = start_tcp(
-        "127.0.0.1:0".parse().unwrap(),
-        sim_device(TCP_SIM),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let sim = tcp_sim(&shutdown).await;
     let (ctx, mut rx) = context("room-7-sensor", "room-7", &shutdown);
     let cfg = tcp_driver_config(format!("localhost:{}", sim.addr.port()), "");
     let driver = tokio::spawn(async move { modbus::run(cfg, &registry(), ctx).await });
@@ -324,13 +323,7 @@ async fn a_device_named_by_host_name_is_looked_up_and_read() {
 #[tokio::test]
 async fn exceptions_are_counted_values_and_do_not_take_the_device_offline() {
     let shutdown = CancellationToken::new();
-    let sim = start_tcp(
-        "127.0.0.1:0".parse().unwrap(),
-        sim_device(TCP_SIM),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let sim = tcp_sim(&shutdown).await;
     sim.faults.set_exception(Some(0x02)); // illegal data address on every read
     let (ctx, mut rx) = context("room-7-sensor", "room-7", &shutdown);
     let stats = ModbusStats::default();
@@ -380,13 +373,7 @@ async fn exceptions_are_counted_values_and_do_not_take_the_device_offline() {
 #[tokio::test]
 async fn tcp_outage_raises_unreachable_and_recovery_clears_it() {
     let shutdown = CancellationToken::new();
-    let sim = start_tcp(
-        "127.0.0.1:0".parse().unwrap(),
-        sim_device(TCP_SIM),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let sim = tcp_sim(&shutdown).await;
     let (ctx, mut rx) = context("iso-1-pressure", "iso-room-1", &shutdown);
     let mut metrics = prometheus_client::registry::Registry::with_prefix("wardgate");
     let ctx = ctx.with_metrics(DriverMetrics::register(&mut metrics).device("iso-1-pressure"));
