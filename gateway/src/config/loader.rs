@@ -19,6 +19,7 @@ pub(super) type Spanned<T> = toml::Spanned<T>;
 
 const SECTIONS: &[&str] = &[
     "gateway", "metrics", "subjects", "devices", "sinks", "spool", "rules", "http", "staff",
+    "patients",
 ];
 
 /// One problem in a configuration file.
@@ -279,6 +280,7 @@ impl<'i> Loader<'i> {
         let http = self.http(&metrics);
         let rules = self.rules(file, &metrics, &subjects);
         let staff = self.staff(&subjects);
+        let patients = self.patients(&metrics, &subjects, &sinks);
 
         let gateway = gateway?;
         let (rules, rule_set) = rules?;
@@ -297,6 +299,7 @@ impl<'i> Loader<'i> {
             rule_set,
             http,
             staff,
+            patients,
         })
     }
 

@@ -18,6 +18,7 @@
 mod devices;
 mod introspect;
 mod loader;
+mod patients;
 mod sections;
 mod sinks;
 pub(crate) mod source;
@@ -30,6 +31,7 @@ use wardgate_rules::{RuleSet, RulesConfig};
 pub use devices::{DeviceConfig, DriverConfig};
 pub use loader::{ConfigError, ConfigErrors, LoadError, load, parse, read};
 pub(crate) use loader::{Loader, check};
+pub use patients::PatientsConfig;
 pub(crate) use sections::name_problem;
 pub use sections::{GatewayConfig, SpoolConfig};
 pub use sinks::{SinkConfig, SinkKind};
@@ -55,6 +57,8 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// `[[staff]]`: who has which subjects' alerts (empty: nobody is named).
     pub staff: Vec<crate::roster::StaffMember>,
+    /// `[patients]`: subject → MRN, for the sinks that chart into an EMR.
+    pub patients: Option<PatientsConfig>,
 }
 
 impl Config {

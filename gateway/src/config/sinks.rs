@@ -30,6 +30,11 @@ pub enum SinkKind {
 
 impl SinkKind {
     const TYPES: &'static [&'static str] = &["jsonl", "mqtt", "influxdb"];
+
+    /// Whether it charts into a patient record, so needs `[patients]`.
+    pub fn charts(&self) -> bool {
+        false
+    }
 }
 
 impl Loader<'_> {

@@ -228,6 +228,8 @@ pub async fn run(
             gateway: config.gateway.id.clone(),
             health: sink_health.clone(),
             metrics: Arc::clone(&live),
+            patients: config.patients.clone().map(Arc::new),
+            subjects: config.subjects.clone().into(),
         },
     )
     .await?;

@@ -20,6 +20,7 @@ use crate::commands::AlertCommand;
 use crate::spool::SpoolReader;
 use metrics::SinkMetrics;
 
+pub mod charting;
 pub mod influxdb;
 pub mod jsonl;
 pub mod metrics;

@@ -126,6 +126,10 @@ pub struct SinkEnv {
     pub health: SinkHealth,
     /// Where the sinks' delivery figures are counted (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// `[patients]`: subject → MRN, for the sinks that chart into an EMR.
+    pub patients: Option<Arc<crate::config::PatientsConfig>>,
+    /// The configured subjects (their kinds and NEWS2 profiles).
+    pub subjects: Arc<[wardgate_model::Subject]>,
 }
 
 type SinkFuture = Pin<Box<dyn Future<Output = Result<u64, SinkError>> + Send>>;
