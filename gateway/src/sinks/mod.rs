@@ -21,6 +21,7 @@ use crate::spool::SpoolReader;
 use metrics::SinkMetrics;
 
 pub mod charting;
+pub mod hl7v2;
 pub mod influxdb;
 pub mod jsonl;
 pub mod metrics;
@@ -38,6 +39,8 @@ pub enum SinkError {
     Mqtt(#[from] mqtt::MqttSinkError),
     #[error(transparent)]
     InfluxDb(#[from] influxdb::InfluxSetupError),
+    #[error(transparent)]
+    Hl7v2(#[from] hl7v2::Hl7Error),
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
 }
