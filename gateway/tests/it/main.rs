@@ -8,6 +8,7 @@ mod devices;
 mod faults;
 mod first_run;
 mod generate;
+mod hl7v2;
 mod http;
 mod metrics;
 mod modbus;

@@ -434,7 +434,18 @@ async fn deliver(
 ) -> Outcome {
     let framed = frame::encode(message.as_bytes());
     loop {
-        let failure = match link.exchange(&framed, control_id).await {
+        let reused = link.stream.is_some();
+        let result = match link.exchange(&framed, control_id).await {
+            // A peer may close an idle connection (hl7apy's own MLLP server
+            // closes after each message): one fresh try, not a failure.
+            Err(Exchange::Closed | Exchange::Io(_)) if reused => {
+                link.stream = None;
+                metrics.retried.inc();
+                link.exchange(&framed, control_id).await
+            }
+            other => other,
+        };
+        let failure = match result {
             Ok(verdict) => {
                 if link.failures > 0 {
                     tracing::info!(sink = %name, address = %link.address, failures = link.failures, "the HL7 peer acknowledges again");
