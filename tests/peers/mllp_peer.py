@@ -25,7 +25,11 @@ The test steers it through files in --control (each read at every message):
                    file's text with AE (file removed)
   reject           answer AR to every message while the file exists
 
-Usage: mllp_peer.py --port PORT --out FILE [--control DIR]
+With --hl7apy-server it runs hl7apy's own MLLPServer instead, which answers
+one message per connection and then closes it (so the sender must open a
+connection per message); the control files are not read then.
+
+Usage: mllp_peer.py --port PORT --out FILE [--control DIR] [--hl7apy-server]
 Prints "port N" on its first line once it listens (port 0: any free port).
 """
 
@@ -38,6 +42,7 @@ import sys
 import threading
 
 import hl7
+from hl7apy.mllp import AbstractHandler, MLLPServer
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.factories import datatype_factory
 from hl7apy.parser import parse_message, parse_segment
@@ -251,6 +256,17 @@ class Connection(socketserver.BaseRequestHandler):
                     self.request.sendall(reply)
 
 
+class Hl7apyHandler(AbstractHandler):
+    """hl7apy's MLLPServer handler: the same checks and log, always AA or AE."""
+
+    def __init__(self, message, peer):
+        super().__init__(message)
+        self.peer = peer
+
+    def reply(self):
+        return self.peer.handle(self.incoming_message.replace("\n", "\r")).decode()
+
+
 class Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
@@ -261,9 +277,15 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--control")
+    p.add_argument("--hl7apy-server", action="store_true")
     args = p.parse_args()
-    server = Server(("127.0.0.1", args.port), Connection)
-    server.peer = Peer(args.out, args.control)
+    if args.hl7apy_server:
+        peer = Peer(args.out, None)
+        handlers = {kind: (Hl7apyHandler, peer) for kind in PROFILES}
+        server = MLLPServer("127.0.0.1", args.port, handlers)
+    else:
+        server = Server(("127.0.0.1", args.port), Connection)
+        server.peer = Peer(args.out, args.control)
     print("port %d" % server.server_address[1], flush=True)
     server.serve_forever()
 

@@ -39,14 +39,21 @@ struct Peer {
     child: Option<Guarded>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Run hl7apy's own `MLLPServer` (one message per connection).
+    hl7apy_server: bool,
 }
 
 impl Peer {
     fn start() -> Peer {
+        Self::start_with(false)
+    }
+
+    fn start_with(hl7apy_server: bool) -> Peer {
         let mut peer = Peer {
             child: None,
             port: 0,
             dir: tempfile::tempdir().unwrap(),
+            hl7apy_server,
         };
         peer.restart();
         peer
@@ -62,6 +69,7 @@ impl Peer {
                 .arg(self.dir.path().join("received.jsonl"))
                 .arg("--control")
                 .arg(self.dir.path())
+                .args(self.hl7apy_server.then_some("--hl7apy-server"))
                 .stdout(Stdio::piped())
                 .stderr(std::fs::File::create(self.dir.path().join("peer.log")).unwrap())
                 .spawn()
@@ -462,6 +470,25 @@ fn readings_and_alert_transitions_reach_the_peer_exactly_once_and_valid() {
         "bed-2 is logged"
     );
     peer.stop();
+}
+
+/// hl7apy's own MLLP server closes the connection after each answer: the
+/// sink opens a new one for the next message, and that is no failure.
+#[test]
+fn a_peer_closing_the_connection_after_each_message_is_served_without_failures() {
+    let peer = Peer::start_with(true);
+    let dir = tempfile::tempdir().unwrap();
+    let quarantine = dir.path().join("q.jsonl");
+    let mut gw = start_gateway(&peer, dir.path(), free_port(), &quarantine);
+    gw.wait_event(
+        "a cleared alert",
+        |e| matches!(e, Event::Alert(a) if a.transition == Transition::Cleared),
+    );
+    let events = gw.stop();
+    check_exactly_once(&events, &peer, &quarantine);
+    let received = peer.received();
+    assert_eq!(answered(&received, "AA").len(), received.len());
+    assert!(!gw.log().contains("HL7 delivery failed"), "{}", gw.log());
 }
 
 #[test]
