@@ -449,45 +449,39 @@ fn count_alerts(gw: &Running) -> usize {
         .count()
 }
 
-#[test]
-fn readings_and_alert_transitions_reach_the_peer_exactly_once_and_valid() {
-    let mut peer = Peer::start();
+/// A run without faults: the gateway raises and clears an alert, stops;
+/// every message arrived exactly once, each answered AA at the first try
+/// (no errors, no resends). Returns the gateway and how many messages.
+fn clean_run(peer: &Peer) -> (Running, usize) {
     let dir = tempfile::tempdir().unwrap();
     let quarantine = dir.path().join("q.jsonl");
-    let mut gw = start_gateway(&peer, dir.path(), free_port(), &quarantine);
+    let mut gw = start_gateway(peer, dir.path(), free_port(), &quarantine);
     gw.wait_event(
         "a cleared alert",
         |e| matches!(e, Event::Alert(a) if a.transition == Transition::Cleared),
     );
     let events = gw.stop();
-    let n = check_exactly_once(&events, &peer, &quarantine);
-    assert!(n > 10, "only {n} messages");
-    // Every message was answered AA at the first try: no errors, no resends.
+    let n = check_exactly_once(&events, peer, &quarantine);
     let received = peer.received();
     assert_eq!(answered(&received, "AA").len(), received.len());
+    (gw, n)
+}
+
+#[test]
+fn readings_and_alert_transitions_reach_the_peer_exactly_once_and_valid() {
+    let (gw, n) = clean_run(&Peer::start());
+    assert!(n > 10, "only {n} messages");
     assert!(
         gw.log().contains("no MRN for this subject"),
         "bed-2 is logged"
     );
-    peer.stop();
 }
 
 /// hl7apy's own MLLP server closes the connection after each answer: the
 /// sink opens a new one for the next message, and that is no failure.
 #[test]
 fn a_peer_closing_the_connection_after_each_message_is_served_without_failures() {
-    let peer = Peer::start_with(true);
-    let dir = tempfile::tempdir().unwrap();
-    let quarantine = dir.path().join("q.jsonl");
-    let mut gw = start_gateway(&peer, dir.path(), free_port(), &quarantine);
-    gw.wait_event(
-        "a cleared alert",
-        |e| matches!(e, Event::Alert(a) if a.transition == Transition::Cleared),
-    );
-    let events = gw.stop();
-    check_exactly_once(&events, &peer, &quarantine);
-    let received = peer.received();
-    assert_eq!(answered(&received, "AA").len(), received.len());
+    let (gw, _) = clean_run(&Peer::start_with(true));
     assert!(!gw.log().contains("HL7 delivery failed"), "{}", gw.log());
 }
 
