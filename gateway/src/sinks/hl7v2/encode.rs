@@ -324,6 +324,33 @@ mod tests {
         );
     }
 
+    /// docs/interop-hl7v2.md's table of every built-in metric's OBX-3 and
+    /// OBX-6 is what the encoder writes.
+    #[test]
+    fn the_docs_table_is_the_code() {
+        let doc = include_str!("../../../../docs/interop-hl7v2.md");
+        let table = doc
+            .split("### Metric → OBX-3 and OBX-6")
+            .nth(1)
+            .and_then(|t| t.split("###").next())
+            .expect("the table's section");
+        let mut rows = 0;
+        for line in table
+            .lines()
+            .filter(|l| l.starts_with("| ") && l.contains('`'))
+        {
+            let cells: Vec<&str> = line
+                .split(" | ")
+                .map(|c| c.trim_matches(['|', ' ', '`']))
+                .collect();
+            let metric = Metric::builtin(cells[0]).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(cells[1], observation_identifier(&metric), "{line}");
+            assert_eq!(cells[2], unit(&metric), "{line}");
+            rows += 1;
+        }
+        assert_eq!(rows, Metric::BUILTIN.len(), "one row per built-in metric");
+    }
+
     #[test]
     fn numbers_never_use_an_exponent() {
         assert_eq!(number(37.25), "37.25");
