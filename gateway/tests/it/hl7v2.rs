@@ -606,3 +606,49 @@ fn garbage_instead_of_an_ack_is_counted_and_the_message_sent_again() {
     check_exactly_once(&events, &peer, &quarantine);
     assert!(gw.log().contains("not MLLP"), "the garbage is logged");
 }
+
+/// `check-config` names every problem of an hl7v2 sink at its place, and
+/// refuses it without `[patients]`.
+#[test]
+fn check_config_reports_a_broken_hl7v2_sink_at_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        r#"[gateway]
+site = "s"
+ward = "w"
+id = "gw"
+
+[[sinks]]
+type = "hl7v2"
+address = "emr.example"
+receiving_application = "EMR"
+receiving_facility = "HOSP"
+ack_timeout = "0s"
+chart = { metrics = { nope = "1m" } }
+"#,
+    )
+    .unwrap();
+    let out = crate::wardgate()
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let at = |line: usize| format!("{}:{line}:", cfg.display());
+    for (line, what) in [
+        (7, "needs a [patients] section"),
+        (8, "address must be host:port"),
+        (11, "ack_timeout"),
+        (12, "unknown metric `nope`"),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&at(line)) && l.contains(what)),
+            "no error at line {line} saying {what:?} in:\n{stderr}"
+        );
+    }
+}
