@@ -21,6 +21,7 @@ use crate::spool::SpoolReader;
 use metrics::SinkMetrics;
 
 pub mod charting;
+pub mod delivery;
 pub mod influxdb;
 pub mod jsonl;
 pub mod metrics;

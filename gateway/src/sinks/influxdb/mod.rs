@@ -24,9 +24,6 @@
 
 mod config;
 mod encode;
-mod metrics;
-mod quarantine;
-mod split;
 mod writer;
 
 use std::sync::Arc;
@@ -37,11 +34,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use config::InfluxDbConfig;
-pub use encode::{Verdict, body, gzip, retry_after, verdict};
-pub use metrics::{DeliveryMetrics, DeliverySnapshot};
-pub use quarantine::{Appended, Overflow, Quarantine, QuarantineEntry};
-pub use split::{Refusal, Settled, write_splitting};
-pub use writer::{Delivery, InfluxSetupError, InfluxWriter, WriteError};
+pub use encode::{body, gzip};
+pub use writer::{InfluxSetupError, InfluxWriter, write_splitting};
+
+use crate::sinks::delivery::{
+    Appended, DeliveryMetrics, Overflow, Quarantine, QuarantineEntry, Settled,
+};
 
 use tokio::sync::mpsc;
 use wardgate_drivers::Emitted;
