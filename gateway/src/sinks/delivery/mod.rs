@@ -9,6 +9,7 @@
 
 pub mod metrics;
 pub mod quarantine;
+pub mod refusals;
 pub mod retry;
 pub mod split;
 
