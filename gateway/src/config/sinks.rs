@@ -6,6 +6,7 @@ use wardgate_model::MetricRegistry;
 use wardgate_model::config::PathSeg;
 
 use super::loader::{Loader, Spanned};
+use crate::sinks::fhir::FhirConfig;
 use crate::sinks::influxdb::InfluxDbConfig;
 use crate::sinks::jsonl::JsonlConfig;
 use crate::sinks::mqtt::MqttSinkConfig;
@@ -26,14 +27,15 @@ pub enum SinkKind {
     Jsonl(JsonlConfig),
     Mqtt(Box<MqttSinkConfig>),
     InfluxDb(Box<InfluxDbConfig>),
+    Fhir(Box<FhirConfig>),
 }
 
 impl SinkKind {
-    const TYPES: &'static [&'static str] = &["jsonl", "mqtt", "influxdb"];
+    const TYPES: &'static [&'static str] = &["jsonl", "mqtt", "influxdb", "fhir"];
 
     /// Whether it charts into a patient record, so needs `[patients]`.
     pub fn charts(&self) -> bool {
-        false
+        matches!(self, SinkKind::Fhir(_))
     }
 }
 
@@ -88,6 +90,9 @@ impl Loader<'_> {
                 "influxdb" => self
                     .checked(rest, &path, &what, metrics)
                     .map(|c| SinkKind::InfluxDb(Box::new(c))),
+                "fhir" => self
+                    .checked(rest, &path, &what, metrics)
+                    .map(|c| SinkKind::Fhir(Box::new(c))),
                 other => {
                     self.error(
                         kind.span(),

@@ -22,6 +22,7 @@ use metrics::SinkMetrics;
 
 pub mod charting;
 pub mod delivery;
+pub mod fhir;
 pub mod influxdb;
 pub mod jsonl;
 pub mod metrics;
@@ -39,6 +40,8 @@ pub enum SinkError {
     Mqtt(#[from] mqtt::MqttSinkError),
     #[error(transparent)]
     InfluxDb(#[from] influxdb::InfluxSetupError),
+    #[error(transparent)]
+    Fhir(#[from] fhir::FhirSetupError),
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
 }

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use wardgate_drivers::Emitted;
 use wardgate_model::AlarmPhase;
 
+use super::fhir::FhirSink;
 use super::influxdb::InfluxDbSink;
 use super::jsonl::JsonlSink;
 use super::mqtt::MqttSink;
@@ -196,6 +197,7 @@ impl Sinks {
             SinkKind::Jsonl(c) => start::<JsonlSink>(&sink.name, c, env).await,
             SinkKind::Mqtt(c) => start::<MqttSink>(&sink.name, c, env).await,
             SinkKind::InfluxDb(c) => start::<InfluxDbSink>(&sink.name, c, env).await,
+            SinkKind::Fhir(c) => start::<FhirSink>(&sink.name, c, env).await,
         }
         .map_err(|source| SinkStartError {
             name: sink.name.clone(),

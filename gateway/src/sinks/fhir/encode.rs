@@ -90,13 +90,7 @@ impl Chart {
             Chart::BloodPressure { .. } => "bp",
             _ => r.metric.name(),
         };
-        format!(
-            "{}.{}.{}.{}",
-            naming.gateway,
-            r.subject,
-            what,
-            nanos(r.at)
-        )
+        format!("{}.{}.{}.{}", naming.gateway, r.subject, what, nanos(r.at))
     }
 }
 
@@ -132,11 +126,7 @@ fn codings(metric: &Metric) -> Vec<Value> {
         return out;
     };
     if *metric == Metric::Spo2 {
-        out.push(coding(
-            LOINC,
-            O2_SAT,
-            "Oxygen saturation in Arterial blood",
-        ));
+        out.push(coding(LOINC, O2_SAT, "Oxygen saturation in Arterial blood"));
     }
     if let Some(loinc) = info.loinc {
         out.push(coding(LOINC, loinc, info.display_name));
@@ -205,7 +195,7 @@ pub fn observation(chart: &Chart, patient: Patient<'_>, naming: &Naming) -> Valu
         o["device"] = json!({
             "type": "Device",
             "identifier": { "system": naming.device_system(), "value": d.id.to_string() },
-            "display": format!("{} ({})", d.id, d.kind),
+            "display": format!("{} ({})", d.id, d.kind.as_str()),
         });
     }
     let (profile, category_of) = match chart {
@@ -246,7 +236,7 @@ pub fn observation(chart: &Chart, patient: Patient<'_>, naming: &Naming) -> Valu
             let total = score.value.round() as i64;
             o["valueInteger"] = json!(total);
             if let Some(p) = parameters {
-                o["component"] = Value::Array(news2_components(p, naming));
+                o["component"] = Value::Array(news2_components(*p, naming));
             }
             (None, &score.metric)
         }
@@ -262,15 +252,27 @@ pub fn observation(chart: &Chart, patient: Patient<'_>, naming: &Naming) -> Valu
     o
 }
 
-fn news2_components(p: &News2Score, naming: &Naming) -> Vec<Value> {
+fn news2_components(p: News2Score, naming: &Naming) -> Vec<Value> {
     let system = naming.news2_system();
     [
         ("resp_rate", "NEWS2 respiration rate score", p.resp_rate),
         ("spo2", "NEWS2 SpO2 score", p.spo2),
-        ("air_or_oxygen", "NEWS2 air or oxygen score", p.air_or_oxygen),
-        ("bp_systolic", "NEWS2 systolic blood pressure score", p.bp_systolic),
+        (
+            "air_or_oxygen",
+            "NEWS2 air or oxygen score",
+            p.air_or_oxygen,
+        ),
+        (
+            "bp_systolic",
+            "NEWS2 systolic blood pressure score",
+            p.bp_systolic,
+        ),
         ("pulse", "NEWS2 pulse score", p.pulse),
-        ("consciousness", "NEWS2 consciousness score", p.consciousness),
+        (
+            "consciousness",
+            "NEWS2 consciousness score",
+            p.consciousness,
+        ),
         ("temperature", "NEWS2 temperature score", p.temperature),
     ]
     .into_iter()
@@ -319,8 +321,8 @@ pub enum ResponseError {
 /// Checks a server's 2xx answer: a `transaction-response` Bundle with one
 /// entry per request, each `201` (created) or `200` (it existed already).
 pub fn check_response(body: &[u8], sent: usize) -> Result<(), ResponseError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ResponseError::NotABundle(e.to_string()))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ResponseError::NotABundle(e.to_string()))?;
     if v["resourceType"] != "Bundle" || v["type"] != "transaction-response" {
         return Err(ResponseError::NotABundle(format!(
             "resourceType {} type {}",
@@ -381,7 +383,11 @@ mod tests {
 
     #[test]
     fn spo2_is_an_oxygensat_vital_sign_with_loinc_and_mdc_codes() {
-        let o = observation(&Chart::Single(reading(Metric::Spo2, 93.0)), PATIENT, &naming());
+        let o = observation(
+            &Chart::Single(reading(Metric::Spo2, 93.0)),
+            PATIENT,
+            &naming(),
+        );
         assert_eq!(
             o,
             json!({
@@ -440,7 +446,10 @@ mod tests {
             ]
         );
         assert!(o.get("valueQuantity").is_none());
-        assert_eq!(o["identifier"][0]["value"], "gw.bed-1.bp.1796033700250000000");
+        assert_eq!(
+            o["identifier"][0]["value"],
+            "gw.bed-1.bp.1796033700250000000"
+        );
     }
 
     #[test]
@@ -479,7 +488,11 @@ mod tests {
 
     #[test]
     fn the_bundle_creates_each_observation_only_if_its_identifier_is_new() {
-        let o = observation(&Chart::Single(reading(Metric::HeartRate, 71.0)), PATIENT, &naming());
+        let o = observation(
+            &Chart::Single(reading(Metric::HeartRate, 71.0)),
+            PATIENT,
+            &naming(),
+        );
         let b = transaction(vec![o]);
         assert_eq!(b["type"], "transaction");
         assert_eq!(
