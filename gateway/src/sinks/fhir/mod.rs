@@ -251,7 +251,12 @@ impl FhirSink {
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let mut caught_up = false;
-            while held.charted.len() < self.config.batch_max {
+            // A blood-pressure panel is not cut between two bundles: its
+            // parts are read on past the bound (one spool batch more).
+            let mut past_bound = false;
+            while held.charted.len() < self.config.batch_max
+                || (open_panel(&held.charted) && !std::mem::replace(&mut past_bound, true))
+            {
                 let Some(batch) = reader.next_batch(self.config.batch_max).await? else {
                     caught_up = true;
                     break;
@@ -463,4 +468,28 @@ impl FhirSink {
         self.metrics.done(n, None);
         Flushed::Done
     }
+}
+
+/// Whether the last charted reading is a blood-pressure part whose panel
+/// still lacks its systolic or diastolic value (the rest may follow).
+fn open_panel(charted: &[Reading]) -> bool {
+    let Some(last) = charted.last() else {
+        return false;
+    };
+    if !matches!(
+        last.metric,
+        Metric::BpSystolic | Metric::BpDiastolic | Metric::BpMean
+    ) {
+        return false;
+    }
+    let same =
+        |r: &&Reading| r.at == last.at && r.subject == last.subject && r.device == last.device;
+    let parts: Vec<&Metric> = charted
+        .iter()
+        .rev()
+        .take(3)
+        .filter(same)
+        .map(|r| &r.metric)
+        .collect();
+    !(parts.contains(&&Metric::BpSystolic) && parts.contains(&&Metric::BpDiastolic))
 }
