@@ -493,3 +493,35 @@ fn open_panel(charted: &[Reading]) -> bool {
         .collect();
     !(parts.contains(&&Metric::BpSystolic) && parts.contains(&&Metric::BpDiastolic))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wardgate_model::TimeSource;
+
+    fn r(metric: Metric, s: i64) -> Reading {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        Reading::new(at, TimeSource::Device, "bed-1".into(), None, metric, 1.0).unwrap()
+    }
+
+    #[test]
+    fn a_panel_is_open_until_systolic_and_diastolic_are_both_in() {
+        use Metric::{BpDiastolic, BpMean, BpSystolic, HeartRate};
+        assert!(!open_panel(&[]));
+        assert!(!open_panel(&[r(HeartRate, 0)]));
+        assert!(open_panel(&[r(HeartRate, 0), r(BpSystolic, 1)]));
+        assert!(!open_panel(&[r(BpSystolic, 1), r(BpDiastolic, 1)]));
+        assert!(!open_panel(&[
+            r(BpSystolic, 1),
+            r(BpDiastolic, 1),
+            r(BpMean, 1)
+        ]));
+        // Parts of another measurement do not close it.
+        assert!(open_panel(&[
+            r(BpSystolic, 0),
+            r(BpDiastolic, 0),
+            r(BpSystolic, 1)
+        ]));
+        assert!(open_panel(&[r(BpDiastolic, 1), r(BpMean, 1)]));
+    }
+}
