@@ -19,14 +19,17 @@ Test controls (not FHIR):
                 Observation with that code)
   GET  /_store  every stored Observation, the invalid requests and counters
 
-Usage: fhir_peer.py [--port N] [--state FILE]   (port 0 = any; the bound
-port is the first line on stdout; FILE keeps what was stored across a
-restart of the peer). Stops on SIGTERM or SIGINT.
+Usage: fhir_peer.py [--port N] [--state FILE] [--tls-dir DIR]   (port 0 =
+any; the bound port is the first line on stdout; FILE keeps what was stored
+across a restart of the peer; DIR holds server.pem, server.key and the
+ca.pem that must have signed the client's certificate: mutual TLS instead of
+the bearer token). Stops on SIGTERM or SIGINT.
 """
 
 import argparse
 import json
 import signal
+import ssl
 import sys
 import threading
 import urllib.parse
@@ -132,6 +135,9 @@ class Store:
 
 
 STORE = None
+# Whether clients are authenticated by certificate (mutual TLS) instead of
+# a bearer token.
+TLS = False
 
 
 def outcome(code, text):
@@ -185,7 +191,7 @@ class Handler(BaseHTTPRequestHandler):
         if not self.path.rstrip("/").endswith("/fhir"):
             self.reply(404, outcome("not-found", self.path))
             return
-        if self.headers.get("Authorization") != "Bearer test-token":
+        if not TLS and self.headers.get("Authorization") != "Bearer test-token":
             self.reply(401, outcome("login", "bearer token required"))
             return
         try:
@@ -240,11 +246,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--state", help="file keeping the stored resources across restarts")
+    ap.add_argument("--tls-dir", help="serve HTTPS with server.pem/server.key and require a client certificate signed by ca.pem")
     args = ap.parse_args()
-    global STORE
+    global STORE, TLS
     STORE = Store(args.state)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
+    if args.tls_dir:
+        TLS = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(f"{args.tls_dir}/server.pem", f"{args.tls_dir}/server.key")
+        ctx.load_verify_locations(f"{args.tls_dir}/ca.pem")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(server.server_address[1], flush=True)
     try:

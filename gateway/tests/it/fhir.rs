@@ -307,3 +307,42 @@ fn quarantined(path: &Path) -> BTreeSet<String> {
         })
         .collect()
 }
+
+/// Mutual TLS instead of a bearer token: the gateway presents its client
+/// certificate to a server that requires one signed by the hospital's CA.
+#[test]
+fn a_server_requiring_a_client_certificate_takes_the_gateways() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("fhir-state.jsonl");
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tls");
+    let (_peer, port) = python_peer(
+        "fhir_peer.py",
+        &[
+            "--tls-dir",
+            tls.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    let conf = config(port, "")
+        .replace("http://127.0.0.1", "https://127.0.0.1")
+        .replace(
+            "token = { env = \"FHIR_TOKEN\" }",
+            &format!(
+                "ca = \"{0}/ca.pem\"\ncert = \"{0}/client.pem\"\nkey = \"{0}/client.key\"",
+                tls.display()
+            ),
+        );
+    let mut gw = Running::start(&conf);
+    wait(&mut gw, "20 Observations over mutual TLS", |_| {
+        std::fs::read_to_string(&state).map_or(0, |s| s.lines().count()) >= 20
+    });
+    let events = gw.stop();
+    let want = expected(&events, &[]);
+    for line in std::fs::read_to_string(&state).unwrap().lines() {
+        let (_, o): (String, Value) = serde_json::from_str(line).unwrap();
+        let id = o["identifier"][0]["value"].as_str().unwrap();
+        assert!(want.contains_key(id), "{id}");
+        assert_eq!(o["subject"]["identifier"]["value"], MRN);
+    }
+}
