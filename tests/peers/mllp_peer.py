@@ -30,7 +30,7 @@ one message per connection and then closes it (so the sender must open a
 connection per message); the control files are not read then.
 
 Usage: mllp_peer.py --port PORT --out FILE [--control DIR] [--hl7apy-server]
-Prints "port N" on its first line once it listens (port 0: any free port).
+Prints the port on its first line once it listens (port 0: any free port).
 """
 
 import argparse
@@ -236,7 +236,10 @@ class Connection(socketserver.BaseRequestHandler):
     def handle(self):
         buf = b""
         while True:
-            data = self.request.recv(65536)
+            try:
+                data = self.request.recv(65536)
+            except ConnectionError:  # the sender died (the tests kill it)
+                return
             if not data:
                 return
             buf += data
@@ -253,7 +256,10 @@ class Connection(socketserver.BaseRequestHandler):
                 buf = buf[end + 2:]
                 reply = self.server.peer.handle(text)
                 if reply is not None:
-                    self.request.sendall(reply)
+                    try:
+                        self.request.sendall(reply)
+                    except ConnectionError:
+                        return
 
 
 class Hl7apyHandler(AbstractHandler):
@@ -286,7 +292,7 @@ def main():
     else:
         server = Server(("127.0.0.1", args.port), Connection)
         server.peer = Peer(args.out, args.control)
-    print("port %d" % server.server_address[1], flush=True)
+    print(server.server_address[1], flush=True)
     server.serve_forever()
 
 

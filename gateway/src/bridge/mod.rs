@@ -54,10 +54,10 @@ pub use lines::{Checked, LineError, Schema, check};
 pub use throttle::Throttle;
 
 use crate::mqtt::{BrokerError, QOS};
-use crate::sinks::influxdb::{
-    DeliveryMetrics, InfluxSetupError, InfluxWriter, Quarantine, QuarantineEntry, Settled,
-    write_splitting,
+use crate::sinks::delivery::{
+    DeliveryMetrics, DeliverySnapshot, Quarantine, QuarantineEntry, Settled,
 };
+use crate::sinks::influxdb::{InfluxSetupError, InfluxWriter, write_splitting};
 
 /// Messages between the MQTT task and the writer at most.
 const CHANNEL: usize = 1024;
@@ -90,7 +90,7 @@ pub async fn run(
     config: BridgeConfig,
     default_quarantine: PathBuf,
     shutdown: CancellationToken,
-) -> Result<crate::sinks::influxdb::DeliverySnapshot, BridgeError> {
+) -> Result<DeliverySnapshot, BridgeError> {
     let name = format!("bridge:{}", config.mqtt.group);
     let writer = InfluxWriter::new(&name, &config.influxdb)?;
     let quarantine = Quarantine::new(

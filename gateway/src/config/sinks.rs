@@ -6,6 +6,7 @@ use wardgate_model::MetricRegistry;
 use wardgate_model::config::PathSeg;
 
 use super::loader::{Loader, Spanned};
+use crate::sinks::fhir::FhirConfig;
 use crate::sinks::hl7v2::Hl7Config;
 use crate::sinks::influxdb::InfluxDbConfig;
 use crate::sinks::jsonl::JsonlConfig;
@@ -27,15 +28,16 @@ pub enum SinkKind {
     Jsonl(JsonlConfig),
     Mqtt(Box<MqttSinkConfig>),
     InfluxDb(Box<InfluxDbConfig>),
+    Fhir(Box<FhirConfig>),
     Hl7v2(Box<Hl7Config>),
 }
 
 impl SinkKind {
-    const TYPES: &'static [&'static str] = &["jsonl", "mqtt", "influxdb", "hl7v2"];
+    const TYPES: &'static [&'static str] = &["jsonl", "mqtt", "influxdb", "fhir", "hl7v2"];
 
     /// Whether it charts into a patient record, so needs `[patients]`.
     pub fn charts(&self) -> bool {
-        matches!(self, SinkKind::Hl7v2(_))
+        matches!(self, SinkKind::Fhir(_) | SinkKind::Hl7v2(_))
     }
 }
 
@@ -90,6 +92,9 @@ impl Loader<'_> {
                 "influxdb" => self
                     .checked(rest, &path, &what, metrics)
                     .map(|c| SinkKind::InfluxDb(Box::new(c))),
+                "fhir" => self
+                    .checked(rest, &path, &what, metrics)
+                    .map(|c| SinkKind::Fhir(Box::new(c))),
                 "hl7v2" => self
                     .checked(rest, &path, &what, metrics)
                     .map(|c| SinkKind::Hl7v2(Box::new(c))),

@@ -21,6 +21,8 @@ use crate::spool::SpoolReader;
 use metrics::SinkMetrics;
 
 pub mod charting;
+pub mod delivery;
+pub mod fhir;
 pub mod hl7v2;
 pub mod influxdb;
 pub mod jsonl;
@@ -40,7 +42,7 @@ pub enum SinkError {
     #[error(transparent)]
     InfluxDb(#[from] influxdb::InfluxSetupError),
     #[error(transparent)]
-    Hl7v2(#[from] hl7v2::Hl7Error),
+    Fhir(#[from] fhir::FhirSetupError),
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
 }

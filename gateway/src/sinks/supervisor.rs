@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use wardgate_drivers::Emitted;
 use wardgate_model::AlarmPhase;
 
+use super::fhir::FhirSink;
 use super::hl7v2::Hl7Sink;
 use super::influxdb::InfluxDbSink;
 use super::jsonl::JsonlSink;
@@ -197,6 +198,7 @@ impl Sinks {
             SinkKind::Jsonl(c) => start::<JsonlSink>(&sink.name, c, env).await,
             SinkKind::Mqtt(c) => start::<MqttSink>(&sink.name, c, env).await,
             SinkKind::InfluxDb(c) => start::<InfluxDbSink>(&sink.name, c, env).await,
+            SinkKind::Fhir(c) => start::<FhirSink>(&sink.name, c, env).await,
             SinkKind::Hl7v2(c) => start::<Hl7Sink>(&sink.name, c, env).await,
         }
         .map_err(|source| SinkStartError {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the test-only private CA and the loopback server certificate
-# used by the TLS tests (InfluxDB client, HTTPS server) (valid 100 years; never used outside tests).
+# used by the TLS tests (InfluxDB client, HTTPS server), and a client
+# certificate for mutual TLS (FHIR sink) (valid 100 years; never used outside tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 tmp=$(mktemp -d)
@@ -14,3 +15,9 @@ openssl x509 -req -in "$tmp/server.csr" -CA ca.pem -CAkey "$tmp/ca.key" -CAseria
   -days 36500 -out server.pem -extfile <(printf '%s\n' \
   "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
   "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost")
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -subj "/CN=wardgate test gateway" -keyout client.key -out "$tmp/client.csr"
+openssl x509 -req -in "$tmp/client.csr" -CA ca.pem -CAkey "$tmp/ca.key" -CAserial "$tmp/ca.srl" \
+  -days 36500 -out client.pem -extfile <(printf '%s\n' \
+  "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+  "extendedKeyUsage=clientAuth")

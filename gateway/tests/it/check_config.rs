@@ -197,3 +197,47 @@ fn a_bridge_file_is_reported_like_the_gateways() {
         ],
     );
 }
+
+#[test]
+fn patients_are_checked_against_the_subjects_and_the_emr_sinks() {
+    check(
+        "patients",
+        &[
+            (
+                30,
+                13,
+                "unknown metric `heart_rat`; known metrics: heart_rate,",
+            ),
+            (33, 1, "a urn:oid: system is dot-separated numbers"),
+            (34, 1, "authority is 1 to 20 letters, digits or - . _"),
+            (
+                35,
+                27,
+                "patients.mrn.bed-9: no [[subjects]] entry has id `bed-9`",
+            ),
+            (
+                35,
+                45,
+                "`fridge` is a room; only beds and patients have an MRN",
+            ),
+            (
+                35,
+                61,
+                "the MRN of `bed-2` is 1 to 64 letters, digits or - . _",
+            ),
+            (
+                35,
+                61,
+                "patients.mrn.bed-2: no [[subjects]] entry has id `bed-2`",
+            ),
+        ],
+    );
+    check(
+        "no-patients",
+        &[(
+            18,
+            1,
+            "sink `emr` charts into a patient record and needs a [patients] section",
+        )],
+    );
+}

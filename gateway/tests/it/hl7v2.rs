@@ -8,31 +8,14 @@
 //! comes, an `AE`, an `AR` and garbage instead of an ACK.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 use wardgate_model::{AlertState, Event, Metric, Transition};
 
-use crate::{Guarded, Running, free_port, get, workspace};
-
-/// The interpreter with hl7apy and python-hl7: `$WARDGATE_INTEROP_PYTHON`,
-/// else the venv scripts/test creates in `target/interop-venv`.
-pub(crate) fn interop_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("WARDGATE_INTEROP_PYTHON") {
-        return p.into();
-    }
-    let p = workspace().join("target/interop-venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: scripts/test creates it (python3 -m venv target/interop-venv, then pip install hl7apy==1.3.5 hl7==0.4.5 fhir.resources==8.3.0); or set WARDGATE_INTEROP_PYTHON to an interpreter that has them",
-        p.display()
-    );
-    p
-}
+use crate::{Guarded, Running, free_port, get, python_peer};
 
 /// The peer process, its log of received messages and its control files.
 struct Peer {
@@ -62,30 +45,22 @@ impl Peer {
     /// Starts the peer (again, on the same port once it has one) and waits
     /// until it listens.
     fn restart(&mut self) {
-        let mut child = Guarded(
-            Command::new(interop_python())
-                .arg(workspace().join("tests/peers/mllp_peer.py"))
-                .args(["--port", &self.port.to_string(), "--out"])
-                .arg(self.dir.path().join("received.jsonl"))
-                .arg("--control")
-                .arg(self.dir.path())
-                .args(self.hl7apy_server.then_some("--hl7apy-server"))
-                .stdout(Stdio::piped())
-                .stderr(std::fs::File::create(self.dir.path().join("peer.log")).unwrap())
-                .spawn()
-                .unwrap(),
-        );
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("port ").unwrap_or_else(|| {
-            panic!(
-                "the peer did not start: {}",
-                std::fs::read_to_string(self.dir.path().join("peer.log")).unwrap_or_default()
-            )
-        });
-        self.port = port.parse().unwrap();
+        let port = self.port.to_string();
+        let out = self.dir.path().join("received.jsonl");
+        let control = self.dir.path().to_str().unwrap().to_owned();
+        let mut args = vec![
+            "--port",
+            &port,
+            "--out",
+            out.to_str().unwrap(),
+            "--control",
+            &control,
+        ];
+        if self.hl7apy_server {
+            args.push("--hl7apy-server");
+        }
+        let (child, port) = python_peer("mllp_peer.py", &args);
+        self.port = port;
         self.child = Some(child);
     }
 
@@ -101,10 +76,13 @@ impl Peer {
         std::fs::remove_file(self.dir.path().join(name)).unwrap();
     }
 
-    /// Every message received, in order, as the peer logged it.
+    /// Every message received, in order, as the peer logged it (a line
+    /// still being written is left for the next look).
     fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("received.jsonl"))
-            .unwrap_or_default()
+        let text =
+            std::fs::read_to_string(self.dir.path().join("received.jsonl")).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
@@ -119,15 +97,6 @@ impl Peer {
             }
             assert!(Instant::now() < deadline, "the peer never saw {what}");
             std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("peer.log")).unwrap_or_default();
-            eprintln!("peer log:\n{log}");
         }
     }
 }

@@ -6,6 +6,7 @@ mod ble;
 mod check_config;
 mod devices;
 mod faults;
+mod fhir;
 mod first_run;
 mod generate;
 mod hl7v2;
@@ -167,13 +168,19 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-/// `GET path` on the gateway's HTTP port: (status, body).
+/// `GET path` on a loopback HTTP port: (status, body).
 pub(crate) fn get(port: u16, path: &str) -> (u16, String) {
+    request(port, "GET", path, "")
+}
+
+/// One HTTP/1.1 request on a loopback port: (status, body).
+pub(crate) fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut r = String::new();
@@ -189,4 +196,43 @@ pub(crate) fn get(port: u16, path: &str) -> (u16, String) {
             .map(|x| x.1.to_owned())
             .unwrap_or_default(),
     )
+}
+
+/// The Python with the independent validators the interoperability peers
+/// use (`tests/peers/requirements.txt`, installed by scripts/test into
+/// `target/interop-venv`), or `$WARDGATE_INTEROP_PYTHON`.
+pub(crate) fn interop_python() -> PathBuf {
+    let python = std::env::var_os("WARDGATE_INTEROP_PYTHON").map_or_else(
+        || workspace().join("target/interop-venv/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test, which installs the Python test peers (tests/peers/requirements.txt) into target/interop-venv",
+        python.display()
+    );
+    python
+}
+
+/// A peer from `tests/peers/` started with the interop Python; it prints
+/// its bound port as its first line. Killed when dropped.
+pub(crate) fn python_peer(script: &str, args: &[&str]) -> (Guarded, u16) {
+    use std::io::BufRead as _;
+    let mut child = Guarded(
+        Command::new(interop_python())
+            .arg(workspace().join("tests/peers").join(script))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{script} did not print its port: {line:?}"));
+    (child, port)
 }

@@ -37,11 +37,9 @@ use std::time::Duration;
 use backon::BackoffBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wardgate_drivers::Emitted;
-use wardgate_model::{AlarmPhase, Event, SubjectId, SubjectKind};
+use wardgate_model::{Event, SubjectId, SubjectKind};
 
 use ack::{AckError, Verdict};
 pub use config::Hl7Config;
@@ -50,10 +48,8 @@ use frame::{FrameError, MllpDecoder};
 
 use crate::config::PatientsConfig;
 use crate::sinks::charting::Charting;
-use crate::sinks::influxdb::{
-    DeliveryMetrics, Overflow, QUARANTINE_FULL_ALARM, QUARANTINED_ALARM, Quarantine,
-    QuarantineEntry,
-};
+use crate::sinks::delivery::refusals::Refusals;
+use crate::sinks::delivery::{DeliveryMetrics, Quarantine, QuarantineEntry};
 use crate::sinks::metrics::SinkMetrics;
 use crate::sinks::supervisor::SinkEnv;
 use crate::sinks::{PeerHealth, Sink, SinkContext, SinkError};
@@ -62,18 +58,8 @@ use crate::spool::Record;
 /// Records read per batch: the cursor moves once per batch, so a crash sends
 /// at most this many messages again (with their control ids).
 const BATCH: usize = 64;
-/// `data_quarantined` is raised again at most this often.
-const QUARANTINED_EVERY: Duration = Duration::from_secs(60);
-
-/// Why the HL7 v2 sink stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Hl7Error {
-    #[error("cannot write the quarantine file {path}: {source}")]
-    Quarantine {
-        path: String,
-        source: std::io::Error,
-    },
-}
+/// How often, while idle, a full quarantine file is checked for room again.
+const RECHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Why one exchange did not end in an acknowledgement.
 #[derive(Debug, thiserror::Error)]
@@ -115,13 +101,10 @@ pub struct Hl7Sink {
     patients: Option<Arc<PatientsConfig>>,
     kinds: HashMap<SubjectId, SubjectKind>,
     charting: Charting,
-    quarantine: Quarantine,
+    refusals: Refusals,
     delivery: DeliveryMetrics,
-    events: mpsc::WeakSender<Emitted>,
-    gateway: String,
     /// Subjects whose missing MRN was logged.
     unmapped: HashSet<SubjectId>,
-    quarantined_at: Option<Instant>,
 }
 
 impl Sink for Hl7Sink {
@@ -132,6 +115,12 @@ impl Sink for Hl7Sink {
             env.spool_path
                 .with_file_name(format!("{name}.quarantine.jsonl"))
         });
+        let mut refusals = Refusals::new(
+            name,
+            Quarantine::new(quarantine, config.quarantine_max_bytes),
+            config.quarantine_max_bytes,
+        );
+        refusals.alarm_on(env.events.clone(), env.gateway.clone());
         Ok(Self {
             name: name.to_owned(),
             sending_facility: config
@@ -146,12 +135,9 @@ impl Sink for Hl7Sink {
                 .map(|s| (s.id.clone(), s.kind))
                 .collect(),
             charting: Charting::new(&config.chart),
-            quarantine: Quarantine::new(quarantine, config.quarantine_max_bytes),
+            refusals,
             delivery: DeliveryMetrics::new().exporting(env.metrics.sink(name)),
-            events: env.events.clone(),
-            gateway: env.gateway.clone(),
             unmapped: HashSet::new(),
-            quarantined_at: None,
             config: config.clone(),
         })
     }
@@ -259,6 +245,8 @@ impl Hl7Sink {
         } = cx;
         let mut link = Link::new(&self.config);
         let mut acknowledged = 0u64;
+        let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let Some(batch) = reader.next_batch(BATCH).await? else {
                 if drain.is_cancelled() {
@@ -267,6 +255,8 @@ impl Hl7Sink {
                 tokio::select! {
                     () = reader.wait_for_data() => {}
                     () = drain.cancelled() => {}
+                    // A quarantine emptied by the operator ends its alarm.
+                    _ = recheck.tick() => self.refusals.recheck(&self.delivery).await,
                 }
                 continue;
             };
@@ -287,7 +277,13 @@ impl Hl7Sink {
                 {
                     Outcome::Accepted => {}
                     Outcome::Refused { code, text } => {
-                        self.quarantine(record, &message, &code, &text).await?;
+                        if !self
+                            .quarantine(record, &message, &code, &text, &drain)
+                            .await
+                        {
+                            tracing::info!(sink = %self.name, acknowledged, "hl7v2 sink stopped while the quarantine file cannot be written; the rest stays in the spool");
+                            return Ok(acknowledged);
+                        }
                     }
                     Outcome::Stopped => {
                         tracing::info!(sink = %self.name, acknowledged, "hl7v2 sink stopped while its peer fails; the rest stays in the spool");
@@ -362,15 +358,17 @@ impl Hl7Sink {
         mrn.map(str::to_owned)
     }
 
-    /// Keeps a message the peer refused in the quarantine file and raises
-    /// `data_quarantined` (at most once a minute) and `quarantine_full`.
+    /// Keeps a message the peer refused in the quarantine file (retrying
+    /// while the disk refuses) and raises `data_quarantined` and
+    /// `quarantine_full`; `false` when stopping first.
     async fn quarantine(
         &mut self,
         record: &Record,
         message: &str,
         code: &str,
         text: &str,
-    ) -> Result<(), Hl7Error> {
+        drain: &CancellationToken,
+    ) -> bool {
         let reason = format!("{code}: {text}");
         let entry = QuarantineEntry {
             quarantined_at: chrono::Utc::now(),
@@ -381,43 +379,16 @@ impl Hl7Sink {
             event: Some(&record.event),
             payload: Some(message),
         };
-        let appended = self
-            .quarantine
-            .keep(std::slice::from_ref(&entry), &self.delivery, &self.name)
+        let Some(appended) = self
+            .refusals
+            .keep(std::slice::from_ref(&entry), &self.delivery, drain)
             .await
-            .map_err(|source| Hl7Error::Quarantine {
-                path: self.quarantine.path().display().to_string(),
-                source,
-            })?;
-        tracing::error!(sink = %self.name, seq = record.seq, code, response = %text, quarantine = %self.quarantine.path().display(), "the HL7 peer refused a message; it was moved to the quarantine file and will not be sent again");
-        let now = Instant::now();
-        if self
-            .quarantined_at
-            .is_none_or(|t| now.duration_since(t) >= QUARANTINED_EVERY)
-        {
-            self.quarantined_at = Some(now);
-            for phase in [AlarmPhase::Start, AlarmPhase::End] {
-                self.alarm(QUARANTINED_ALARM, phase, Some(&reason)).await;
-            }
-        }
-        match appended.overflow {
-            Some(Overflow::Started) => {
-                let why = format!("{} reached its bound", self.quarantine.path().display());
-                self.alarm(QUARANTINE_FULL_ALARM, AlarmPhase::Start, Some(&why))
-                    .await;
-            }
-            Some(Overflow::Ended) => {
-                self.alarm(QUARANTINE_FULL_ALARM, AlarmPhase::End, None)
-                    .await;
-            }
-            None => {}
-        }
-        Ok(())
-    }
-
-    async fn alarm(&self, alarm: &str, phase: AlarmPhase, detail: Option<&str>) {
-        let device = format!("sink:{}", self.name);
-        crate::monitor::raise(&self.events, &self.gateway, &device, alarm, phase, detail).await;
+        else {
+            return false;
+        };
+        tracing::error!(sink = %self.name, seq = record.seq, code, response = %text, quarantine = %self.refusals.quarantine().path().display(), "the HL7 peer refused a message; it was moved to the quarantine file and will not be sent again");
+        self.refusals.alarm_quarantined(appended, &reason).await;
+        true
     }
 }
 

@@ -24,28 +24,23 @@
 
 mod config;
 mod encode;
-mod metrics;
-mod quarantine;
-mod split;
 mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use config::InfluxDbConfig;
-pub use encode::{Verdict, body, gzip, retry_after, verdict};
-pub use metrics::{DeliveryMetrics, DeliverySnapshot};
-pub use quarantine::{Appended, Overflow, Quarantine, QuarantineEntry};
-pub use split::{Refusal, Settled, write_splitting};
-pub use writer::{Delivery, InfluxSetupError, InfluxWriter, WriteError};
+pub use encode::{body, gzip};
+pub use writer::{InfluxSetupError, InfluxWriter, write_splitting};
+
+use crate::sinks::delivery::refusals::Refusals;
+use crate::sinks::delivery::{DeliveryMetrics, Quarantine, QuarantineEntry, Settled};
 
 use tokio::sync::mpsc;
 use wardgate_drivers::Emitted;
-use wardgate_model::AlarmPhase;
 
 use crate::lineproto::{self, Identity};
 use crate::sinks::supervisor::SinkEnv;
@@ -54,25 +49,7 @@ use crate::spool::{Batch, Lane, Spool, SpoolReader};
 
 /// How often the figures are logged while running.
 const STATS_INTERVAL: Duration = Duration::from_secs(60);
-/// The technical alarm (device `sink:NAME`) raised when the server refused
-/// lines for good: they are not in the TSDB.
-pub const QUARANTINED_ALARM: &str = "data_quarantined";
-/// The technical alarm raised while the quarantine file is at its bound and
-/// refused lines are dropped.
-pub const QUARANTINE_FULL_ALARM: &str = "quarantine_full";
-/// `data_quarantined` is raised again at most this often while refusals go
-/// on (the rule latches; one raise per refused batch would flood the spool).
-const QUARANTINED_EVERY: Duration = Duration::from_secs(60);
-
-/// Where the sink raises its technical alarms.
-#[derive(Debug, Clone)]
-struct Alarms {
-    events: mpsc::WeakSender<Emitted>,
-    /// The gateway's id: the subject of its own technical alarms.
-    gateway: String,
-    /// When `data_quarantined` was last raised.
-    quarantined_at: Option<Instant>,
-}
+pub use crate::sinks::delivery::refusals::{QUARANTINE_FULL_ALARM, QUARANTINED_ALARM};
 
 /// A configured InfluxDB sink, ready to run.
 #[derive(Debug)]
@@ -81,9 +58,8 @@ pub struct InfluxDbSink {
     config: InfluxDbConfig,
     identity: Identity,
     writer: InfluxWriter,
-    quarantine: Quarantine,
+    refusals: Refusals,
     metrics: Arc<DeliveryMetrics>,
-    alarms: Option<Alarms>,
 }
 
 enum Flushed {
@@ -130,12 +106,11 @@ impl InfluxDbSink {
         );
         Ok(Self {
             name: name.to_owned(),
+            refusals: Refusals::new(name, quarantine, config.quarantine_max_bytes),
             config,
             identity,
             writer,
-            quarantine,
             metrics: Arc::new(DeliveryMetrics::new()),
-            alarms: None,
         })
     }
 
@@ -144,11 +119,7 @@ impl InfluxDbSink {
     /// `gateway`. Without it they are only logged.
     #[must_use]
     pub fn with_alarms(mut self, events: mpsc::WeakSender<Emitted>, gateway: String) -> Self {
-        self.alarms = Some(Alarms {
-            events,
-            gateway,
-            quarantined_at: None,
-        });
+        self.refusals.alarm_on(events, gateway);
         self
     }
 
@@ -227,11 +198,7 @@ impl InfluxDbSink {
                 _ = stats.tick() => {
                     self.refresh_spool_stats(&spool).await;
                     self.metrics.log(&self.name, chrono::Utc::now(), "influxdb sink");
-                    // A quarantine emptied by the operator ends its alarm
-                    // without waiting for the next refusal.
-                    if let Some(o) = self.quarantine.recheck(&self.metrics, &self.name).await {
-                        self.alarm_full(o, 0).await;
-                    }
+                    self.refusals.recheck(&self.metrics).await;
                 }
                 () = drain.cancelled(), if !drain.is_cancelled() => {}
             }
@@ -294,7 +261,7 @@ impl InfluxDbSink {
                     payload: None,
                 })
                 .collect();
-            let Some(appended) = self.keep_in_quarantine(&entries, drain).await else {
+            let Some(appended) = self.refusals.keep(&entries, &self.metrics, drain).await else {
                 return Ok(Flushed::Stopped);
             };
             tracing::error!(
@@ -303,7 +270,7 @@ impl InfluxDbSink {
                 response = %first.reason,
                 refused = refused.len(),
                 records = n,
-                quarantine = %self.quarantine.path().display(),
+                quarantine = %self.refusals.quarantine().path().display(),
                 total_quarantined = self.metrics.snapshot(now).quarantined,
                 "InfluxDB refused records; they were moved to the quarantine file and will not be retried (the rest of the batch is stored)"
             );
@@ -313,98 +280,13 @@ impl InfluxDbSink {
                 first.status,
                 first.reason.trim_end()
             );
-            self.alarm_quarantined(appended, &detail).await;
+            self.refusals.alarm_quarantined(appended, &detail).await;
         }
         for b in held {
             reader.ack(b.lane, b.after, b.last()).await?;
         }
         self.metrics.done(n, None);
         Ok(Flushed::Done)
-    }
-
-    /// Raises `data_quarantined` (at most once a minute; the rule latches,
-    /// so it is raised and ended at once) and, as the quarantine overflows or
-    /// has room again, starts or ends `quarantine_full`.
-    async fn alarm_quarantined(&mut self, appended: Appended, detail: &str) {
-        let now = Instant::now();
-        let due = self.alarms.as_mut().is_some_and(|a| {
-            let due = a
-                .quarantined_at
-                .is_none_or(|t| now.duration_since(t) >= QUARANTINED_EVERY);
-            if due {
-                a.quarantined_at = Some(now);
-            }
-            due
-        });
-        if due {
-            for phase in [AlarmPhase::Start, AlarmPhase::End] {
-                self.alarm(QUARANTINED_ALARM, phase, Some(detail)).await;
-            }
-        }
-        if let Some(o) = appended.overflow {
-            self.alarm_full(o, appended.dropped).await;
-        }
-    }
-
-    /// Starts or ends `quarantine_full`.
-    async fn alarm_full(&self, overflow: Overflow, dropped: u64) {
-        match overflow {
-            Overflow::Started => {
-                let why = format!(
-                    "{} reached its bound of {} bytes; {dropped} records dropped",
-                    self.quarantine.path().display(),
-                    self.config.quarantine_max_bytes
-                );
-                self.alarm(QUARANTINE_FULL_ALARM, AlarmPhase::Start, Some(&why))
-                    .await;
-            }
-            Overflow::Ended => {
-                self.alarm(QUARANTINE_FULL_ALARM, AlarmPhase::End, None)
-                    .await;
-            }
-        }
-    }
-
-    async fn alarm(&self, alarm: &str, phase: AlarmPhase, detail: Option<&str>) {
-        if let Some(a) = &self.alarms {
-            let device = format!("sink:{}", self.name);
-            crate::monitor::raise(&a.events, &a.gateway, &device, alarm, phase, detail).await;
-        }
-    }
-
-    /// Appends to the quarantine file (what fits under its bound), retrying
-    /// while the disk refuses; `None` when stopping first (nothing is
-    /// acknowledged then).
-    async fn keep_in_quarantine(
-        &self,
-        entries: &[QuarantineEntry<'_>],
-        drain: &CancellationToken,
-    ) -> Option<Appended> {
-        let mut delays = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(30))
-            .with_jitter()
-            .without_max_times()
-            .build();
-        loop {
-            match self
-                .quarantine
-                .keep(entries, &self.metrics, &self.name)
-                .await
-            {
-                Ok(a) => return Some(a),
-                Err(e) => {
-                    tracing::error!(sink = %self.name, path = %self.quarantine.path().display(), error = %e, "cannot write the quarantine file; retrying");
-                    if drain.is_cancelled() {
-                        return None;
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(30))) => {}
-                        () = drain.cancelled() => return None,
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -11,22 +11,18 @@
 
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use tokio_util::sync::CancellationToken;
 
 use super::config::InfluxDbConfig;
-use super::encode::{self, Verdict};
-use super::metrics::DeliveryMetrics;
+use super::encode;
 use crate::secret::{Secret, SecretError, SecretSource};
-
-/// Longest `Retry-After` obeyed; a server asking for more is asked again sooner.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+use crate::sinks::delivery::split::{self, Settled};
+use crate::sinks::delivery::{
+    Delivery, DeliveryMetrics, Peer, Verdict, WriteError, status_error, tls_roots, verdict,
+};
 
 /// How long the start-up readiness probe waits for an answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Longest response text kept in an error.
-const MAX_ERROR_BODY: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InfluxSetupError {
@@ -40,56 +36,16 @@ pub enum InfluxSetupError {
     Client(#[from] reqwest::Error),
 }
 
-/// Why one write request did not store the points.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error("InfluxDB answered {status}: {body}")]
-    Status {
-        status: u16,
-        body: String,
-        retry_after: Option<Duration>,
-    },
-    #[error("cannot reach InfluxDB: {0}")]
-    Network(#[source] reqwest::Error),
-}
-
-impl WriteError {
-    /// 401, 403 or 404: the token, org or bucket is wrong.
-    fn is_misconfiguration(&self) -> bool {
-        matches!(self, WriteError::Status { status, .. }
-            if encode::verdict(*status) == Verdict::Misconfigured)
-    }
-
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            WriteError::Status { retry_after, .. } => *retry_after,
-            WriteError::Network(_) => None,
-        }
-    }
-}
-
-/// How a batch ended.
-#[derive(Debug)]
-pub enum Delivery {
-    /// The server answered 2xx.
-    Stored,
-    /// The server rejected the request for good (a 4xx other than 401, 403, 404 and 429).
-    Rejected { status: u16, body: String },
-    /// Stopping was requested while the server was failing; nothing stored.
-    Cancelled,
-}
-
 /// A configured write endpoint.
 #[derive(Debug, Clone)]
 pub struct InfluxWriter {
-    name: String,
+    peer: Peer,
     http: reqwest::Client,
     write_url: reqwest::Url,
     ready_url: reqwest::Url,
     base_url: String,
     token: Option<Secret>,
     gzip: bool,
-    backoff: backon::ExponentialBuilder,
 }
 
 impl InfluxWriter {
@@ -115,21 +71,13 @@ impl InfluxWriter {
             .append_pair("org", &config.org)
             .append_pair("bucket", &config.bucket)
             .append_pair("precision", "ns");
-        // The public web roots (Mozilla's bundle, compiled in) and the
-        // private CA if one is configured; never the host's trust store, so
-        // a box trusts the same servers whatever its distribution ships.
-        let mut roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-            .iter()
-            .map(|der| reqwest::Certificate::from_der(der))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(ca) = &config.ca {
-            let ca_err = |reason: String| InfluxSetupError::Ca {
-                path: ca.display().to_string(),
-                reason,
-            };
-            let pem = std::fs::read(ca).map_err(|e| ca_err(e.to_string()))?;
-            roots.push(reqwest::Certificate::from_pem(&pem).map_err(|e| ca_err(e.to_string()))?);
-        }
+        let roots = tls_roots(config.ca.as_deref()).map_err(|reason| InfluxSetupError::Ca {
+            path: config.ca.as_ref().map_or_else(
+                || "(built-in roots)".to_owned(),
+                |p| p.display().to_string(),
+            ),
+            reason,
+        })?;
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
@@ -140,24 +88,24 @@ impl InfluxWriter {
             .map(SecretSource::resolve)
             .transpose()?;
         Ok(Self {
-            name: name.to_owned(),
+            peer: Peer {
+                name: name.to_owned(),
+                server: "InfluxDB",
+                check: "token, org and bucket",
+                backoff: Peer::backoff(config.max_backoff),
+            },
             http: http.build()?,
             write_url,
             ready_url,
             base_url: config.url.clone(),
             token,
             gzip: config.gzip,
-            backoff: backon::ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(config.max_backoff)
-                .with_jitter()
-                .without_max_times(),
         })
     }
 
     /// The sink or bridge this writer serves, as logged.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.peer.name
     }
 
     /// Logs whether the server answers its readiness endpoint (`GET /ready`,
@@ -165,13 +113,13 @@ impl InfluxWriter {
     pub async fn probe(&self) {
         match tokio::time::timeout(PROBE_TIMEOUT, self.ready()).await {
             Ok(Ok(())) => {
-                tracing::info!(sink = %self.name, url = %self.base_url, "InfluxDB is ready");
+                tracing::info!(sink = %self.peer.name, url = %self.base_url, "InfluxDB is ready");
             }
             Err(_) => {
-                tracing::warn!(sink = %self.name, url = %self.base_url, "InfluxDB is not ready yet; writes will be retried");
+                tracing::warn!(sink = %self.peer.name, url = %self.base_url, "InfluxDB is not ready yet; writes will be retried");
             }
             Ok(Err(e)) => {
-                tracing::warn!(sink = %self.name, url = %self.base_url, error = %e, "InfluxDB is not reachable yet; writes will be retried");
+                tracing::warn!(sink = %self.peer.name, url = %self.base_url, error = %e, "InfluxDB is not reachable yet; writes will be retried");
             }
         }
     }
@@ -211,7 +159,7 @@ impl InfluxWriter {
             req.body(body.to_owned())
         };
         let response = req.send().await.map_err(WriteError::Network)?;
-        if encode::verdict(response.status().as_u16()) == Verdict::Stored {
+        if verdict(response.status().as_u16()) == Verdict::Stored {
             return Ok(());
         }
         Err(status_error(response).await)
@@ -229,72 +177,25 @@ impl InfluxWriter {
         metrics: &DeliveryMetrics,
         stop: &CancellationToken,
     ) -> Delivery {
-        let mut delays = self.backoff.build();
-        let mut failures = 0u64;
-        loop {
-            metrics.add_sent(points);
-            match self.write(body).await {
-                Ok(()) => {
-                    if failures > 0 {
-                        tracing::info!(sink = %self.name, retries = failures, "InfluxDB writes succeed again");
-                    }
-                    return Delivery::Stored;
-                }
-                Err(WriteError::Status {
-                    status,
-                    body,
-                    retry_after: _,
-                }) if encode::verdict(status) == Verdict::Reject => {
-                    return Delivery::Rejected { status, body };
-                }
-                Err(e) => {
-                    failures += 1;
-                    metrics.add_retried(points);
-                    if failures == 1 && e.is_misconfiguration() {
-                        tracing::error!(sink = %self.name, error = %e, "InfluxDB refuses the gateway's writes: check this sink's token, org and bucket; retrying with backoff (data is kept meanwhile)");
-                    } else if failures == 1 {
-                        tracing::warn!(sink = %self.name, error = %e, "InfluxDB write failed; retrying with backoff (data is kept meanwhile)");
-                    } else {
-                        tracing::debug!(sink = %self.name, error = %e, attempt = failures, "InfluxDB write failed again");
-                    }
-                    if stop.is_cancelled() {
-                        return Delivery::Cancelled;
-                    }
-                    let delay = e.retry_after().map_or_else(
-                        || delays.next().unwrap_or(Duration::from_secs(30)),
-                        |d| d.min(MAX_RETRY_AFTER),
-                    );
-                    // Stopping cuts the pause short for one last attempt.
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = stop.cancelled() => {}
-                    }
-                }
-            }
-        }
+        self.peer
+            .until_done(points, metrics, stop, || self.write(body))
+            .await
     }
 }
 
-/// A non-success answer: its status, `Retry-After` and (the start of) its text.
-async fn status_error(response: reqwest::Response) -> WriteError {
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("Retry-After")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| encode::retry_after(v, chrono::Utc::now()));
-    let mut body = response.text().await.unwrap_or_default();
-    if body.len() > MAX_ERROR_BODY {
-        let mut cut = MAX_ERROR_BODY;
-        while !body.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        body.truncate(cut);
-        body.push('…');
-    }
-    WriteError::Status {
-        status,
-        body,
-        retry_after,
-    }
+/// Writes `lines` (each ending with `\n`) through `writer`, splitting
+/// refused requests until only the refused lines are left
+/// ([`crate::sinks::delivery::split`]).
+pub async fn write_splitting(
+    writer: &InfluxWriter,
+    lines: &[&str],
+    metrics: &DeliveryMetrics,
+    stop: &CancellationToken,
+) -> Settled {
+    split::write_splitting(writer.name(), "InfluxDB", lines.len(), |range| {
+        let points = range.len() as u64;
+        let body = lines[range].concat();
+        async move { writer.write_until_done(&body, points, metrics, stop).await }
+    })
+    .await
 }

@@ -1,5 +1,6 @@
-//! Writing a batch whose lines the server may refuse one by one, shared by
-//! the InfluxDB sink and `wardgate bridge`.
+//! Writing a batch whose items the server may refuse one by one, shared by
+//! the InfluxDB and FHIR sinks and `wardgate bridge` (an item is a line of
+//! line protocol, or a FHIR resource of a transaction bundle).
 //!
 //! A refused request (any 4xx but 401, 403, 404 and 429: 400 for a bad line,
 //! 413 for a body too large, 422 for a schema conflict) says nothing about
@@ -19,12 +20,10 @@
 //! and keeps the whole batch (what was stored meanwhile is written again
 //! later, which is harmless for the same reason).
 
+use std::future::Future;
 use std::ops::Range;
 
-use tokio_util::sync::CancellationToken;
-
-use super::metrics::DeliveryMetrics;
-use super::writer::{Delivery, InfluxWriter};
+use super::retry::Delivery;
 
 /// A line the server refused on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,33 +48,24 @@ pub enum Settled {
     Cancelled,
 }
 
-/// Writes `lines` (each ending with `\n`), retrying as
-/// [`InfluxWriter::write_until_done`] does, splitting refused requests until
-/// only the refused lines are left.
-pub async fn write_splitting(
-    writer: &InfluxWriter,
-    lines: &[&str],
-    metrics: &DeliveryMetrics,
-    stop: &CancellationToken,
-) -> Settled {
+/// Writes `n` items by ranges through `write` (which retries as
+/// [`super::Peer::until_done`] does), splitting refused requests until only
+/// the refused items are left. `name` and `server` label the log.
+pub async fn write_splitting<F, Fut>(name: &str, server: &str, n: usize, mut write: F) -> Settled
+where
+    F: FnMut(Range<usize>) -> Fut,
+    Fut: Future<Output = Delivery>,
+{
     let mut refused = Vec::new();
     let mut splits = 0u64;
     // Ranges still to write, the next one last.
     let mut todo: Vec<Range<usize>> = Vec::new();
-    todo.push(0..lines.len());
-    let mut body = String::new();
+    todo.push(0..n);
     while let Some(range) = todo.pop() {
         if range.is_empty() {
             continue;
         }
-        body.clear();
-        for l in &lines[range.clone()] {
-            body.push_str(l);
-        }
-        match writer
-            .write_until_done(&body, range.len() as u64, metrics, stop)
-            .await
-        {
+        match write(range.clone()).await {
             Delivery::Stored => {}
             Delivery::Cancelled => return Settled::Cancelled,
             Delivery::Rejected { status, body } if range.len() == 1 => refused.push(Refusal {
@@ -87,11 +77,11 @@ pub async fn write_splitting(
                 splits += 1;
                 if splits == 1 {
                     tracing::info!(
-                        sink = %writer.name(),
+                        sink = %name,
                         status,
                         response = %body,
-                        lines = range.len(),
-                        "InfluxDB refused a batch; writing it in halves to find the lines at fault"
+                        items = range.len(),
+                        "{server} refused a batch; writing it in halves to find the items at fault"
                     );
                 }
                 let mid = range.start + range.len() / 2;
