@@ -24,6 +24,8 @@ The test steers it through files in --control (each read at every message):
   refuse_once      answer the next message whose MSH-9 starts with the
                    file's text with AE (file removed)
   reject           answer AR to every message while the file exists
+  trailing_lf      add a line feed after every answer's frame (as some
+                   engines do) while the file exists
 
 With --hl7apy-server it runs hl7apy's own MLLPServer instead, which answers
 one message per connection and then closes it (so the sender must open a
@@ -229,6 +231,8 @@ class Peer:
                 f.write(json.dumps(entry) + "\n")
             if reply is not None and entry["answer"] != "garbage":
                 reply = SB + reply + EB + CR
+                if self.flag("trailing_lf", False) is not None:
+                    reply += b"\n"
             return reply
 
 

@@ -454,6 +454,16 @@ fn a_peer_closing_the_connection_after_each_message_is_served_without_failures()
     assert!(!gw.log().contains("HL7 delivery failed"), "{}", gw.log());
 }
 
+/// A line feed after each ACK's frame (some engines send one) is passed
+/// over, not taken for a broken answer.
+#[test]
+fn bytes_outside_the_frames_of_good_acks_are_no_failure() {
+    let peer = Peer::start();
+    peer.flag("trailing_lf", "");
+    let (gw, _) = clean_run(&peer);
+    assert!(!gw.log().contains("HL7 delivery failed"), "{}", gw.log());
+}
+
 #[test]
 fn an_outage_of_the_peer_and_a_lost_ack_lose_and_duplicate_nothing() {
     let mut peer = Peer::start();
@@ -573,7 +583,10 @@ fn garbage_instead_of_an_ack_is_counted_and_the_message_sent_again() {
     );
     let events = gw.stop();
     check_exactly_once(&events, &peer, &quarantine);
-    assert!(gw.log().contains("not MLLP"), "the garbage is logged");
+    assert!(
+        gw.log().contains("the peer sent bytes that are not MLLP"),
+        "the garbage is logged"
+    );
 }
 
 /// `check-config` names every problem of an hl7v2 sink at its place, and

@@ -9,7 +9,7 @@
 //! ([`encode::control_id`]) so a message sent again is the same message. The
 //! spool cursor moves over a batch once every message in it was accepted
 //! (`AA`/`CA`) or quarantined. A connection that fails, an acknowledgement
-//! that does not come within `ack_timeout`, an answer that is no ACK of the
+//! that does not come within `ack_timeout`, a frame that is no ACK of the
 //! message sent, or an `AR`/`CR` drops the connection; the message is sent
 //! again after a reconnect with capped exponential backoff and jitter, so an
 //! outage loses nothing and the peer sees at most duplicates it can drop by
@@ -68,12 +68,14 @@ enum Exchange {
     Connect { address: String, reason: String },
     #[error("connection lost: {0}")]
     Io(#[from] std::io::Error),
-    #[error("no acknowledgement within {0:?}")]
-    Timeout(Duration),
+    #[error("no acknowledgement within {after:?}{}", junk.as_ref().map(|e| format!(" (the peer sent bytes that are not MLLP: {e})")).unwrap_or_default())]
+    Timeout {
+        after: Duration,
+        /// The last bytes dropped while waiting, if any.
+        junk: Option<FrameError>,
+    },
     #[error("the peer closed the connection")]
     Closed,
-    #[error("the peer sent bytes that are not MLLP: {0}")]
-    Frame(#[from] FrameError),
     #[error("the peer's answer is no acknowledgement of the message: {0}")]
     Ack(#[from] AckError),
     #[error("the peer rejects the messages ({code}): {text}")]
@@ -157,6 +159,8 @@ struct Link {
     ack_timeout: Duration,
     stream: Option<TcpStream>,
     decoder: MllpDecoder,
+    /// What the decoder last dropped while waiting for this ACK.
+    junk: Option<FrameError>,
     backoff: backon::ExponentialBuilder,
     delays: backon::ExponentialBackoff,
     /// Failed exchanges since the last acknowledgement.
@@ -176,6 +180,7 @@ impl Link {
             ack_timeout: config.ack_timeout,
             stream: None,
             decoder: MllpDecoder::new(),
+            junk: None,
             delays: backoff.build(),
             backoff,
             failures: 0,
@@ -203,13 +208,21 @@ impl Link {
     /// Sends one framed message and waits for its acknowledgement.
     async fn exchange(&mut self, framed: &[u8], control_id: &str) -> Result<Verdict, Exchange> {
         let ack_timeout = self.ack_timeout;
+        self.junk = None;
         self.connect().await?.write_all(framed).await?;
         match tokio::time::timeout(ack_timeout, self.read_ack(control_id)).await {
             Ok(result) => result,
-            Err(_) => Err(Exchange::Timeout(ack_timeout)),
+            Err(_) => Err(Exchange::Timeout {
+                after: ack_timeout,
+                junk: self.junk.take(),
+            }),
         }
     }
 
+    /// Reads until a frame arrives and parses it as the ACK of `control_id`.
+    /// Bytes outside frames (a line feed some engines add after a frame, or
+    /// noise) are counted and passed over: only a frame is an answer, and
+    /// none within the timeout is a failure.
     async fn read_ack(&mut self, control_id: &str) -> Result<Verdict, Exchange> {
         let mut buf = [0u8; 4096];
         loop {
@@ -219,13 +232,13 @@ impl Link {
                 return Err(Exchange::Closed);
             }
             let mut answer: Option<Result<Verdict, Exchange>> = None;
-            self.decoder.feed(&buf[..n], |r| {
-                if answer.is_none() {
-                    answer = Some(match r {
-                        Ok(message) => ack::parse(message, control_id).map_err(Exchange::from),
-                        Err(e) => Err(Exchange::from(e)),
-                    });
+            let junk = &mut self.junk;
+            self.decoder.feed(&buf[..n], |r| match r {
+                Ok(message) if answer.is_none() => {
+                    answer = Some(ack::parse(message, control_id).map_err(Exchange::from));
                 }
+                Ok(_) => {}
+                Err(e) => *junk = Some(e),
             });
             if let Some(answer) = answer {
                 return answer;
@@ -436,9 +449,9 @@ async fn deliver(
         link.stream = None;
         link.failures += 1;
         metrics.retried.inc();
-        let garbage = link.decoder.stats().garbage_bytes;
+        let stats = link.decoder.stats();
         if link.failures == 1 {
-            tracing::warn!(sink = %name, address = %link.address, control_id, error = %failure, garbage_bytes = garbage, "HL7 delivery failed; reconnecting and sending again with backoff (data is kept meanwhile)");
+            tracing::warn!(sink = %name, address = %link.address, control_id, error = %failure, garbage_bytes = stats.garbage_bytes, truncated_frames = stats.truncated, "HL7 delivery failed; reconnecting and sending again with backoff (data is kept meanwhile)");
         } else {
             tracing::debug!(sink = %name, control_id, error = %failure, attempt = link.failures, "HL7 delivery failed again");
         }
