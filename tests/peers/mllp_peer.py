@@ -57,9 +57,17 @@ PROFILES = {
 }
 # ORU_R40 as wardgate sends it: MSH, PID, PV1, then OBR with its OBX rows.
 R40_ORDER = re.compile(r"MSH (PID (PV1 )?)?(OBR (OBX )+)+")
-PHASES = {"start", "continue", "end"}
-STATES = {"active", "latched", "inactive"}
-INACTIVATION = {"enabled", "alert-acknowledged"}
+# The ACM facets (OBX-3 code -> OBX-4 facet, allowed values); facet 2, the
+# source, is free text.
+FACETS = {
+    "68480": (2, None),
+    "68481": (3, {"start", "continue", "end"}),
+    "68482": (4, {"off", "inactive", "active", "latched"}),
+    "68483": (5, {"enabled", "audio-paused", "audio-off", "alarm-paused", "alarm-off",
+                  "alert-acknowledged"}),
+    "68484": (6, {"PH", "PM", "PL"}),
+    "68485": (7, {"SP", "ST", "SA"}),
+}
 
 
 class Invalid(Exception):
@@ -149,19 +157,32 @@ def read(text, kind):
             "device": m.unescape(field(obx, 18, 1)),
         })
     if kind == "ORU^R40^ORU_R40":
-        facets = {o["code"]: o["value"] for o in out["obx"]}
+        event, rows = out["obx"][0], out["obx"][1:]
+        if event["code"] != "196616" or event["sub_id"].rsplit(".", 1)[-1] != "1":
+            raise Invalid("the first OBX is not the event identification facet")
+        facets = {}
+        for o in rows:
+            facet, allowed = FACETS.get(o["code"], (None, None))
+            if facet is None or o["sub_id"].rsplit(".", 1)[-1] != str(facet):
+                raise Invalid("unknown facet or OBX-4 " + json.dumps(o))
+            if allowed is not None and o["value"] not in allowed:
+                raise Invalid("facet value outside its vocabulary: " + json.dumps(o))
+            facets[o["code"]] = o["value"]
+        if set(facets) != set(FACETS):
+            raise Invalid("ACM facets missing: " + json.dumps(sorted(set(FACETS) - set(facets))))
+        if event["flags"] != [facets["68484"], facets["68485"]]:
+            raise Invalid("OBX-8 disagrees with the priority and type facets")
         out["alert"] = {
             "rule": field(m.segment("OBX"), 3, 4),
-            "message": out["obx"][0]["value"],
-            "flags": out["obx"][0]["flags"],
-            "phase": facets.get("68481"),
-            "state": facets.get("68482"),
-            "inactivation": facets.get("68483"),
+            "message": event["value"],
+            "flags": event["flags"],
+            "source": facets["68480"],
+            "phase": facets["68481"],
+            "state": facets["68482"],
+            "inactivation": facets["68483"],
+            "priority": facets["68484"],
+            "type": facets["68485"],
         }
-        a = out["alert"]
-        if out["obx"][0]["code"] != "196616" or a["phase"] not in PHASES \
-                or a["state"] not in STATES or a["inactivation"] not in INACTIVATION:
-            raise Invalid("ACM facets missing or outside their vocabulary: " + json.dumps(a))
     return out
 
 

@@ -312,7 +312,9 @@ fn content(m: &Value) -> Content {
         Some("ORU^R40^ORU_R40") => {
             let a = &m["alert"];
             assert_eq!(a["flags"], serde_json::json!(["PH", "SP"]), "{m}");
+            assert_eq!((&a["priority"], &a["type"]), (&"PH".into(), &"SP".into()));
             assert_eq!(a["rule"], "tachy");
+            assert_eq!(a["source"], "mon-1", "the device the rule read");
             Content::Alert {
                 id: s(&m["filler"]),
                 phase: s(&a["phase"]),

@@ -28,10 +28,13 @@ const PCD_04_PROFILE: &str = "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^
 const MONITORING: &str = "182777000^monitoring of patient^SCT";
 /// OBR-4 and the event identification row of PCD-04.
 const MDC_EVT_ALARM: &str = "196616^MDC_EVT_ALARM^MDC";
-/// The ACM alert facets (IHE PCD TF-2 PCD-04 OBX rows).
+/// The ACM alert facets (IHE PCD TF-2 PCD-04 OBX rows), by OBX-4's last part.
+const ALERT_SOURCE: &str = "68480^MDC_ATTR_ALERT_SOURCE^MDC";
 const EVENT_PHASE: &str = "68481^MDC_ATTR_EVENT_PHASE^MDC";
 const ALARM_STATE: &str = "68482^MDC_ATTR_ALARM_STATE^MDC";
 const INACTIVATION_STATE: &str = "68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC";
+const ALARM_PRIORITY: &str = "68484^MDC_ATTR_ALARM_PRIORITY^MDC";
+const ALERT_TYPE: &str = "68485^MDC_ATTR_ALERT_TYPE^MDC";
 /// NEWS2 has no MDC or LOINC code; SNOMED CT has one (DESIGN.md).
 const NEWS2_SNOMED: &str = "1104051000000101";
 
@@ -210,9 +213,9 @@ pub fn facets(a: &Alert) -> (&'static str, &'static str, &'static str) {
     (phase, state, inactivation)
 }
 
-/// OBX-8 of the event row: priority (`PH`/`PM`/`PL`) and source (`SP`
-/// physiological, `ST` technical, `SA` advisory), as IHE ACM abnormal flags.
-pub fn flags(a: &Alert) -> String {
+/// The alert's priority (`PH`/`PM`/`PL`) and type (`SP` physiological,
+/// `ST` technical, `SA` advisory), as IHE ACM codes them.
+pub fn priority_and_type(a: &Alert) -> (&'static str, &'static str) {
     let priority = match a.priority {
         Priority::High => "PH",
         Priority::Medium => "PM",
@@ -223,7 +226,7 @@ pub fn flags(a: &Alert) -> String {
         AlertKind::Technical => "ST",
         AlertKind::Advisory => "SA",
     };
-    format!("{priority}~{kind}")
+    (priority, kind)
 }
 
 /// PCD-04: one alert transition as `ORU^R40^ORU_R40`. OBR-2/3 carry the
@@ -236,18 +239,37 @@ pub fn alert(env: &Envelope<'_>, a: &Alert) -> String {
     let at = dtm(a.at);
     let rule = esc(a.rule.as_str());
     let (phase, state, inactivation) = facets(a);
+    let (priority, kind) = priority_and_type(a);
+    // Facet 2, the source: the device the alert names, else the rule.
+    let source = a
+        .device
+        .as_ref()
+        .map_or_else(|| rule.clone(), |d| esc(d.id.as_str()));
     let _ = write!(
         out,
         "OBR|1|{id}^{SENDING_APPLICATION}|{id}^{SENDING_APPLICATION}|{MDC_EVT_ALARM}|||{}\r\
-         OBX|1|ST|{MDC_EVT_ALARM}^{rule}^{rule}^{LOCAL_CODING_SYSTEM}|1.0.0.0.1|{}|||{}|||R|||{at}||||{}\r\
-         OBX|2|ST|{EVENT_PHASE}|1.0.0.0.3|{phase}||||||R|||{at}\r\
-         OBX|3|ST|{ALARM_STATE}|1.0.0.0.4|{state}||||||R|||{at}\r\
-         OBX|4|ST|{INACTIVATION_STATE}|1.0.0.0.5|{inactivation}||||||R|||{at}\r",
+         OBX|1|ST|{MDC_EVT_ALARM}^{rule}^{rule}^{LOCAL_CODING_SYSTEM}|1.0.0.0.1|{}|||{priority}~{kind}|||R|||{at}||||{}\r",
         dtm(a.raised_at),
         esc(&a.message),
-        flags(a),
         equipment(a.device.as_ref(), env),
     );
+    for (set, (code, facet, value)) in [
+        (ALERT_SOURCE, 2, source.as_str()),
+        (EVENT_PHASE, 3, phase),
+        (ALARM_STATE, 4, state),
+        (INACTIVATION_STATE, 5, inactivation),
+        (ALARM_PRIORITY, 6, priority),
+        (ALERT_TYPE, 7, kind),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = write!(
+            out,
+            "OBX|{}|ST|{code}|1.0.0.0.{facet}|{value}||||||R|||{at}\r",
+            set + 2
+        );
+    }
     out
 }
 
@@ -390,9 +412,12 @@ mod tests {
                 "PV1||I|ward-a^^bed-1",
                 "OBR|1|bed-1/spo2_low/1^WARDGATE|bed-1/spo2_low/1^WARDGATE|196616^MDC_EVT_ALARM^MDC|||20261127101530+0000",
                 "OBX|1|ST|196616^MDC_EVT_ALARM^MDC^spo2_low^spo2_low^99WARDGATE|1.0.0.0.1|SpO2 88 % \\F\\ falling \\T\\ low\\X0A\\recheck|||PH~SP|||R|||20261127101530+0000||||ox-1^gw-1",
-                "OBX|2|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.0.0.0.3|start||||||R|||20261127101530+0000",
-                "OBX|3|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.0.0.0.4|active||||||R|||20261127101530+0000",
-                "OBX|4|ST|68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC|1.0.0.0.5|enabled||||||R|||20261127101530+0000",
+                "OBX|2|ST|68480^MDC_ATTR_ALERT_SOURCE^MDC|1.0.0.0.2|ox-1||||||R|||20261127101530+0000",
+                "OBX|3|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.0.0.0.3|start||||||R|||20261127101530+0000",
+                "OBX|4|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.0.0.0.4|active||||||R|||20261127101530+0000",
+                "OBX|5|ST|68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC|1.0.0.0.5|enabled||||||R|||20261127101530+0000",
+                "OBX|6|ST|68484^MDC_ATTR_ALARM_PRIORITY^MDC|1.0.0.0.6|PH||||||R|||20261127101530+0000",
+                "OBX|7|ST|68485^MDC_ATTR_ALERT_TYPE^MDC|1.0.0.0.7|SP||||||R|||20261127101530+0000",
             ]
         );
     }
@@ -449,10 +474,10 @@ mod tests {
         let mut a = raised();
         a.priority = Priority::Low;
         a.kind = AlertKind::Technical;
-        assert_eq!(flags(&a), "PL~ST");
+        assert_eq!(priority_and_type(&a), ("PL", "ST"));
         a.priority = Priority::Medium;
         a.kind = AlertKind::Advisory;
-        assert_eq!(flags(&a), "PM~SA");
+        assert_eq!(priority_and_type(&a), ("PM", "SA"));
     }
 
     #[test]
