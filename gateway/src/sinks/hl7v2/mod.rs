@@ -56,7 +56,9 @@ use crate::sinks::{PeerHealth, Sink, SinkContext, SinkError};
 use crate::spool::Record;
 
 /// Records read per batch: the cursor moves once per batch, so a crash sends
-/// at most this many messages again (with their control ids).
+/// at most this many messages again (with their control ids); and an alert
+/// committed while a telemetry batch is being sent waits for at most this
+/// many messages before it goes.
 const BATCH: usize = 64;
 /// How often, while idle, a full quarantine file is checked for room again.
 const RECHECK_EVERY: Duration = Duration::from_secs(60);
