@@ -1,6 +1,7 @@
 //! Criterion baselines for the hot encoders and the spool (issue 9):
 //! line protocol for one reading, the MQTT messages for a 500-record batch,
-//! and a group-commit append of 500 readings to a redb spool on disk.
+//! a group-commit append of 500 readings to a redb spool on disk, and a FHIR
+//! transaction Bundle of 100 Observations.
 //! `cargo bench -p wardgate --bench encode`; criterion keeps the last run in
 //! target/criterion and reports a regression against it.
 
@@ -113,5 +114,43 @@ fn spool_append(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lineproto_reading, mqtt_batch, spool_append);
+/// A FHIR transaction Bundle of 100 Observations (the sink's default
+/// `batch_max`), serialised as it is sent.
+fn fhir_bundle(c: &mut Criterion) {
+    use wardgate::sinks::fhir::encode::{Chart, Naming, Patient, observation, transaction};
+    let naming = Naming {
+        base: "urn:wardgate:site-a:gw-1".to_owned(),
+        gateway: "gw-1".to_owned(),
+    };
+    let patient = Patient {
+        system: "urn:oid:2.16.840.1.113883.19.5",
+        mrn: "000101",
+    };
+    let charts: Vec<Chart> = (0..100)
+        .map(|i| match reading(i) {
+            Event::Reading(r) => Chart::Single(r),
+            _ => unreachable!("reading() makes readings"),
+        })
+        .collect();
+    let mut g = c.benchmark_group("fhir");
+    g.throughput(Throughput::Elements(charts.len() as u64));
+    g.bench_function("bundle_100_observations", |b| {
+        b.iter(|| {
+            let observations = charts
+                .iter()
+                .map(|c| observation(black_box(c), patient, &naming))
+                .collect();
+            serde_json::to_vec(&transaction(observations)).expect("json")
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    lineproto_reading,
+    mqtt_batch,
+    spool_append,
+    fhir_bundle
+);
 criterion_main!(benches);

@@ -165,6 +165,14 @@ mod tests {
         toml::from_str(&format!("url = \"https://emr.example.org/fhir\"\n{extra}")).unwrap()
     }
 
+    /// The dotted keys of every issue, in order.
+    fn keys(c: &FhirConfig) -> Vec<String> {
+        c.validate(&MetricRegistry::default())
+            .iter()
+            .map(ConfigIssue::dotted_path)
+            .collect()
+    }
+
     #[test]
     fn defaults_are_valid() {
         let c = parse("");
@@ -178,24 +186,14 @@ mod tests {
         let mut c = parse(
             "cert = \"/c.pem\"\nbatch_max = 0\nidentifier_base = \"urn:x y\"\n[chart]\nmetrics = { nope = \"1m\" }",
         );
-        let keys: Vec<String> = c
-            .validate(&MetricRegistry::default())
-            .iter()
-            .map(ConfigIssue::dotted_path)
-            .collect();
         assert_eq!(
-            keys,
+            keys(&c),
             ["cert", "identifier_base", "chart.metrics.nope", "batch_max"]
         );
         c.url = "http://emr/fhir?x=1".into();
         c.cert = None;
-        let keys: Vec<String> = c
-            .validate(&MetricRegistry::default())
-            .iter()
-            .map(ConfigIssue::dotted_path)
-            .collect();
         assert_eq!(
-            keys,
+            keys(&c),
             ["url", "identifier_base", "chart.metrics.nope", "batch_max"]
         );
     }
