@@ -224,6 +224,8 @@ struct Held {
     charted: Vec<Reading>,
     /// When the oldest charted reading must be sent.
     deadline: Option<Instant>,
+    /// The deadline was put off once for a panel's missing parts.
+    put_off: bool,
 }
 
 enum Flushed {
@@ -283,9 +285,18 @@ impl FhirSink {
                     held.batches.push(batch);
                 }
             }
+            let now = Instant::now();
+            if held.deadline.is_some_and(|d| d <= now)
+                && open_panel(&held.charted)
+                && !std::mem::replace(&mut held.put_off, true)
+            {
+                // The rest of the measurement is committed within moments:
+                // wait one interval more for it (once).
+                held.deadline = Some(now + self.config.flush_interval);
+            }
             let due = held.charted.len() >= self.config.batch_max
                 || drain.is_cancelled()
-                || held.deadline.is_some_and(|d| d <= Instant::now());
+                || held.deadline.is_some_and(|d| d <= now);
             if !held.charted.is_empty() && due {
                 let charts = self.charts(&held.charted, &news2);
                 match self.flush(&charts, &drain, &health).await {
@@ -471,7 +482,8 @@ impl FhirSink {
 }
 
 /// Whether the last charted reading is a blood-pressure part whose panel
-/// still lacks its systolic or diastolic value (the rest may follow).
+/// lacks one of its parts (they may follow: a cuff without a mean pressure
+/// leaves the panel open until the next reading or the deadline put off).
 fn open_panel(charted: &[Reading]) -> bool {
     let Some(last) = charted.last() else {
         return false;
@@ -491,7 +503,7 @@ fn open_panel(charted: &[Reading]) -> bool {
         .filter(same)
         .map(|r| &r.metric)
         .collect();
-    !(parts.contains(&&Metric::BpSystolic) && parts.contains(&&Metric::BpDiastolic))
+    parts.len() < 3
 }
 
 #[cfg(test)]
@@ -505,12 +517,12 @@ mod tests {
     }
 
     #[test]
-    fn a_panel_is_open_until_systolic_and_diastolic_are_both_in() {
+    fn a_panel_is_open_until_its_three_parts_are_in() {
         use Metric::{BpDiastolic, BpMean, BpSystolic, HeartRate};
         assert!(!open_panel(&[]));
         assert!(!open_panel(&[r(HeartRate, 0)]));
         assert!(open_panel(&[r(HeartRate, 0), r(BpSystolic, 1)]));
-        assert!(!open_panel(&[r(BpSystolic, 1), r(BpDiastolic, 1)]));
+        assert!(open_panel(&[r(BpSystolic, 1), r(BpDiastolic, 1)]));
         assert!(!open_panel(&[
             r(BpSystolic, 1),
             r(BpDiastolic, 1),
