@@ -222,7 +222,7 @@ fn at_100us(t: DateTime<Utc>) -> i64 {
 }
 
 /// OBX-3.1 of a metric: MDC, else LOINC, else NEWS2's SNOMED code, else its
-/// name (docs/interop-hl7v2.md).
+/// name (docs/interop.md).
 fn code(metric: &Metric) -> String {
     let info = metric.info();
     match (info.and_then(|i| i.mdc), info.and_then(|i| i.loinc)) {

@@ -149,7 +149,7 @@ fn equipment(device: Option<&DeviceRef>, env: &Envelope<'_>) -> String {
 }
 
 fn header(env: &Envelope<'_>, kind: &str, profile: &str, out: &mut String) {
-    // MSH-15/16 empty: original acknowledgement mode (docs/interop-hl7v2.md).
+    // MSH-15/16 empty: original acknowledgement mode (docs/interop.md).
     let _ = write!(
         out,
         "MSH|^~\\&|{SENDING_APPLICATION}|{}|{}|{}|{}||{kind}|{}|P|2.6||||||UNICODE UTF-8|||{profile}\r",
@@ -346,13 +346,13 @@ mod tests {
         );
     }
 
-    /// docs/interop-hl7v2.md's table of every built-in metric's OBX-3 and
+    /// docs/interop.md's table of every built-in metric's OBX-3 and
     /// OBX-6 is what the encoder writes.
     #[test]
     fn the_docs_table_is_the_code() {
-        let doc = include_str!("../../../../docs/interop-hl7v2.md");
+        let doc = include_str!("../../../../docs/interop.md");
         let table = doc
-            .split("### Metric → OBX-3 and OBX-6")
+            .split("#### Metric → OBX-3 and OBX-6")
             .nth(1)
             .and_then(|t| t.split("###").next())
             .expect("the table's section");

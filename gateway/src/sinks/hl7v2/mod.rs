@@ -1,6 +1,6 @@
 //! The HL7 v2 sink: readings as IHE PCD-01 `ORU^R01` and alert transitions
 //! as PCD-04 `ORU^R40`, over MLLP to an interface engine, EMR or alert
-//! manager (docs/interop-hl7v2.md).
+//! manager (docs/interop.md).
 //!
 //! MLLP is stop-and-wait: one message, then its acknowledgement. Records are
 //! taken from the spool in order, alerts first; each record becomes at most
