@@ -11,6 +11,7 @@ mod first_run;
 mod generate;
 mod hl7v2;
 mod http;
+mod interop;
 mod metrics;
 mod modbus;
 mod pump;
