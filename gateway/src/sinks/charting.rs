@@ -54,6 +54,17 @@ impl Default for ChartConfig {
     }
 }
 
+impl ChartConfig {
+    /// Its issues as a sink's `chart` table, added to the sink's.
+    pub fn check_within(&self, metrics: &MetricRegistry, issues: &mut Vec<ConfigIssue>) {
+        issues.extend(
+            self.validate(metrics)
+                .into_iter()
+                .map(|i| i.within([PathSeg::from("chart")])),
+        );
+    }
+}
+
 const LONGEST: Duration = Duration::from_secs(24 * 3600);
 
 impl Validate for ChartConfig {

@@ -43,7 +43,7 @@ pub struct FhirConfig {
     /// single resource). Default: `<name>.quarantine.jsonl` next to the spool.
     pub quarantine: Option<PathBuf>,
     /// The quarantine file's bound in bytes.
-    #[serde(default = "default_quarantine_max_bytes")]
+    #[serde(default = "crate::sinks::delivery::default_quarantine_max_bytes")]
     pub quarantine_max_bytes: u64,
     /// The URI prefix naming the gateway's own identifiers (Observation
     /// identifiers, devices, NEWS2 parameter codes). Default:
@@ -62,9 +62,6 @@ fn default_timeout() -> Duration {
 }
 fn default_max_backoff() -> Duration {
     Duration::from_secs(60)
-}
-fn default_quarantine_max_bytes() -> u64 {
-    64 * 1024 * 1024
 }
 
 impl Validate for FhirConfig {
@@ -114,12 +111,7 @@ impl Validate for FhirConfig {
                 "identifier_base is a URI of letters, digits and : . - _ / (no spaces, | & # ? or %), e.g. \"urn:wardgate:st-example:gw-ward-7\"",
             ));
         }
-        issues.extend(
-            self.chart
-                .validate(metrics)
-                .into_iter()
-                .map(|i| i.within([PathSeg::from("chart")])),
-        );
+        self.chart.check_within(metrics, &mut issues);
         check_range(&mut issues, "batch_max", self.batch_max, 1..=1000);
         check_duration(
             &mut issues,
@@ -133,17 +125,10 @@ impl Validate for FhirConfig {
             self.timeout,
             Duration::from_secs(1)..=Duration::from_secs(300),
         );
-        check_duration(
+        crate::sinks::delivery::check_retry_keys(
             &mut issues,
-            "max_backoff",
             self.max_backoff,
-            Duration::from_millis(100)..=Duration::from_secs(3600),
-        );
-        check_range(
-            &mut issues,
-            "quarantine_max_bytes",
             self.quarantine_max_bytes,
-            1024..=1 << 40,
         );
         issues
     }

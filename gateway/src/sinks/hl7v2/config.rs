@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use wardgate_model::MetricRegistry;
-use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_duration, check_range};
+use wardgate_model::config::{ConfigIssue, PathSeg, Validate, check_duration};
 
 use crate::sinks::charting::ChartConfig;
 
@@ -46,7 +46,7 @@ pub struct Hl7Config {
     pub quarantine: Option<PathBuf>,
     /// The quarantine file's bound in bytes; past it refused messages are
     /// dropped and counted (and the gateway raises `quarantine_full`).
-    #[serde(default = "default_quarantine_max_bytes")]
+    #[serde(default = "crate::sinks::delivery::default_quarantine_max_bytes")]
     pub quarantine_max_bytes: u64,
 }
 
@@ -64,9 +64,6 @@ fn default_ack_timeout() -> Duration {
 }
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
-}
-fn default_quarantine_max_bytes() -> u64 {
-    64 * 1024 * 1024
 }
 
 /// Whether `address` is `host:port` with a port other than 0.
@@ -118,24 +115,12 @@ impl Validate for Hl7Config {
             self.ack_timeout,
             Duration::from_millis(100)..=Duration::from_secs(600),
         );
-        check_duration(
+        crate::sinks::delivery::check_retry_keys(
             &mut issues,
-            "max_backoff",
             self.max_backoff,
-            Duration::from_millis(100)..=Duration::from_secs(3600),
-        );
-        check_range(
-            &mut issues,
-            "quarantine_max_bytes",
             self.quarantine_max_bytes,
-            1024..=1 << 40,
         );
-        issues.extend(
-            self.chart
-                .validate(metrics)
-                .into_iter()
-                .map(|i| i.within([PathSeg::from("chart")])),
-        );
+        self.chart.check_within(metrics, &mut issues);
         issues
     }
 }

@@ -47,7 +47,7 @@ pub struct InfluxDbConfig {
     pub quarantine: Option<PathBuf>,
     /// The quarantine file's bound in bytes; past it entries are dropped and
     /// counted (and the gateway raises `quarantine_full`).
-    #[serde(default = "default_quarantine_max_bytes")]
+    #[serde(default = "crate::sinks::delivery::default_quarantine_max_bytes")]
     pub quarantine_max_bytes: u64,
 }
 
@@ -65,9 +65,6 @@ fn default_timeout() -> Duration {
 }
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
-}
-fn default_quarantine_max_bytes() -> u64 {
-    64 * 1024 * 1024
 }
 
 impl Validate for InfluxDbConfig {
@@ -112,19 +109,10 @@ impl Validate for InfluxDbConfig {
                 "timeout must be between 1s and 5m",
             ));
         }
-        if self.max_backoff < Duration::from_millis(100)
-            || self.max_backoff > Duration::from_secs(3600)
-        {
-            issues.push(ConfigIssue::new(
-                [PathSeg::from("max_backoff")],
-                "max_backoff must be between 100ms and 1h",
-            ));
-        }
-        check_range(
+        crate::sinks::delivery::check_retry_keys(
             &mut issues,
-            "quarantine_max_bytes",
+            self.max_backoff,
             self.quarantine_max_bytes,
-            1024..=1 << 40,
         );
         issues
     }
