@@ -387,3 +387,38 @@ fn a_server_requiring_a_client_certificate_takes_the_gateways() {
         assert_eq!(o["subject"]["identifier"]["value"], MRN);
     }
 }
+
+/// A token the server refuses (401) is a configuration fault: logged once
+/// as such, retried with the data kept (nothing quarantined), and, once the
+/// oldest charted reading has waited `stalled_after`, the `sink_stalled`
+/// technical alarm — the gateway does not stay silent.
+#[test]
+fn a_refused_token_is_retried_logged_and_alarmed_never_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let quarantine = dir.path().join("fhir.quarantine.jsonl");
+    let (_peer, port) = python_peer("fhir_peer.py", &[]);
+    let conf = format!(
+        "[spool]\nstalled_after = \"2s\"\n{}",
+        config(port, &format!("quarantine = \"{}\"", quarantine.display()))
+    );
+    let mut gw = Running::start_env(&conf, &[("FHIR_TOKEN", "not-the-token")]);
+    gw.wait_event("sink_stalled for the fhir sink", |e| {
+        matches!(e, Event::Alert(a) if a.rule.as_str() == "sink_stalled"
+            && a.transition == Transition::Raised
+            && a.message.contains("fhir"))
+    });
+    let store = store(port);
+    assert!(store["requests"].as_u64().unwrap() >= 2, "{store}");
+    assert_eq!(store["resources"], serde_json::json!([]));
+    assert!(
+        !quarantine.exists(),
+        "a configuration fault is never quarantined"
+    );
+    let log = gw.log();
+    assert_eq!(
+        log.matches("FHIR refuses the gateway's writes: check this sink's url and token")
+            .count(),
+        1,
+        "{log}"
+    );
+}
