@@ -515,6 +515,16 @@ mod tests {
         assert!(!chartable(&Metric::custom("co2", "ppm", None)));
     }
 
+    proptest::proptest! {
+        /// The server's answer is input from the network: any bytes give
+        /// a verdict, never a panic.
+        #[test]
+        fn any_answer_gets_a_verdict(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), sent in 0usize..4) {
+            let _ = check_response(&body, sent);
+        }
+
+    }
+
     #[test]
     fn a_2xx_answer_must_account_for_every_entry() {
         let ok = br#"{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}},{"response":{"status":"200 OK"}}]}"#;
