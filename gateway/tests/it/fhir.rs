@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wardgate_model::{Event, Metric, Transition};
 
-use crate::{Guarded, Running, python_peer, request};
+use crate::{Guarded, Running, emr_ward, python_peer, request};
 
 const MRN: &str = "000101";
 const TOKEN: &str = "test-token";
@@ -21,57 +21,23 @@ const TOKEN: &str = "test-token";
 /// is charted. Every reading is charted (`every = "0s"`) so the accounting
 /// is exact.
 fn config(port: u16, extra: &str) -> String {
+    let ward = emr_ward(
+        r#"[
+  { metric = "heart_rate", base = 85, amplitude = 30, period = "3s" },
+  { metric = "spo2", base = 92, amplitude = 4, period = "2s" },
+  { metric = "resp_rate", base = 18 },
+  { metric = "bp_systolic", base = 120 },
+  { metric = "bp_diastolic", base = 80 },
+  { metric = "bp_mean", base = 93 },
+  { metric = "body_temp", base = 37.2 },
+  { metric = "o2_flow", base = 0 },
+  { metric = "consciousness", base = 0 },
+  { metric = "battery_level", base = 80 },
+]"#,
+        MRN,
+    );
     format!(
-        r#"
-[[subjects]]
-id = "bed-1"
-kind = "bed"
-devices = ["mon-1"]
-
-[[subjects]]
-id = "bed-2"
-kind = "bed"
-devices = ["mon-2"]
-
-[[subjects]]
-id = "fridge"
-kind = "room"
-devices = ["fridge-1"]
-
-[[devices]]
-id = "mon-1"
-type = "synthetic"
-interval = "100ms"
-signals = [
-  {{ metric = "heart_rate", base = 85, amplitude = 30, period = "3s" }},
-  {{ metric = "spo2", base = 92, amplitude = 4, period = "2s" }},
-  {{ metric = "resp_rate", base = 18 }},
-  {{ metric = "bp_systolic", base = 120 }},
-  {{ metric = "bp_diastolic", base = 80 }},
-  {{ metric = "bp_mean", base = 93 }},
-  {{ metric = "body_temp", base = 37.2 }},
-  {{ metric = "o2_flow", base = 0 }},
-  {{ metric = "consciousness", base = 0 }},
-  {{ metric = "battery_level", base = 80 }},
-]
-
-[[devices]]
-id = "mon-2"
-type = "synthetic"
-interval = "100ms"
-signals = [{{ metric = "heart_rate", base = 70 }}]
-
-[[devices]]
-id = "fridge-1"
-type = "synthetic"
-interval = "100ms"
-signals = [{{ metric = "fridge_temp", base = 5 }}]
-
-[patients]
-system = "urn:oid:2.16.840.1.113883.19.5"
-authority = "WARDHOSP"
-mrn = {{ bed-1 = "{MRN}" }}
-
+        r#"{ward}
 [[sinks]]
 type = "fhir"
 url = "http://127.0.0.1:{port}/fhir"

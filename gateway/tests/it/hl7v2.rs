@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 use wardgate_model::{AlertState, Event, Metric, Transition};
 
-use crate::{Guarded, Running, free_port, get, python_peer};
+use crate::{Guarded, Running, emr_ward, free_port, get, python_peer};
 
 /// The peer process, its log of received messages and its control files.
 struct Peer {
@@ -128,43 +128,7 @@ files = ["{rules}"]
 [http]
 listen = "127.0.0.1:{http_port}"
 
-[patients]
-system = "urn:oid:2.16.840.1.113883.19.5"
-authority = "WARDHOSP"
-mrn = {{ bed-1 = "MRN-0001" }}
-
-[[subjects]]
-id = "bed-1"
-kind = "bed"
-devices = ["mon-1"]
-
-[[subjects]]
-id = "bed-2"
-kind = "bed"
-devices = ["mon-2"]
-
-[[subjects]]
-id = "room-1"
-kind = "room"
-devices = ["fridge-1"]
-
-[[devices]]
-id = "mon-1"
-type = "synthetic"
-interval = "100ms"
-signals = [{{ metric = "heart_rate", base = 100, amplitude = 40, period = "3s" }}, {{ metric = "spo2", base = 95, amplitude = 2, period = "5s", decimals = 1 }}]
-
-[[devices]]
-id = "mon-2"
-type = "synthetic"
-interval = "200ms"
-signals = [{{ metric = "heart_rate", base = 70 }}]
-
-[[devices]]
-id = "fridge-1"
-type = "synthetic"
-interval = "200ms"
-signals = [{{ metric = "fridge_temp", base = 5 }}]
+{ward}
 
 [[sinks]]
 type = "hl7v2"
@@ -177,6 +141,10 @@ max_backoff = "300ms"
 quarantine = "{quarantine}"
 chart = {{ every = "0s" }}
 "#,
+        ward = emr_ward(
+            r#"[{ metric = "heart_rate", base = 100, amplitude = 40, period = "3s" }, { metric = "spo2", base = 95, amplitude = 2, period = "5s", decimals = 1 }]"#,
+            "MRN-0001"
+        ),
         rules = rules.display(),
         spool = rules_dir.join("spool.redb").display(),
         port = peer.port,

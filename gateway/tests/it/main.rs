@@ -160,6 +160,54 @@ impl Drop for Running {
     }
 }
 
+/// The ward the EMR sinks' tests chart from: bed-1 (its monitor `mon-1`
+/// sends `monitor_signals` every 100 ms) with the MRN `mrn`, bed-2 with a
+/// monitor but no MRN, and a room with a fridge probe — only bed-1 goes to
+/// the record.
+pub(crate) fn emr_ward(monitor_signals: &str, mrn: &str) -> String {
+    format!(
+        r#"
+[[subjects]]
+id = "bed-1"
+kind = "bed"
+devices = ["mon-1"]
+
+[[subjects]]
+id = "bed-2"
+kind = "bed"
+devices = ["mon-2"]
+
+[[subjects]]
+id = "fridge"
+kind = "room"
+devices = ["fridge-1"]
+
+[[devices]]
+id = "mon-1"
+type = "synthetic"
+interval = "100ms"
+signals = {monitor_signals}
+
+[[devices]]
+id = "mon-2"
+type = "synthetic"
+interval = "100ms"
+signals = [{{ metric = "heart_rate", base = 70 }}]
+
+[[devices]]
+id = "fridge-1"
+type = "synthetic"
+interval = "100ms"
+signals = [{{ metric = "fridge_temp", base = 5 }}]
+
+[patients]
+system = "urn:oid:2.16.840.1.113883.19.5"
+authority = "WARDHOSP"
+mrn = {{ bed-1 = "{mrn}" }}
+"#
+    )
+}
+
 /// A loopback port free now.
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
